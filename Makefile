@@ -1,0 +1,50 @@
+# Two commands for a newcomer (see README.md):
+#   make demo   - install everything, start LocalStack, run the demo
+#   make test   - install everything, start LocalStack, run lint, type checks and the whole test suite
+#
+# Nothing is reinstalled on a second run: the project venv is rebuilt only when pyproject.toml
+# changes, and LocalStack's venv only when localstack/requirements.lock changes.
+
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.installed
+LOCALSTACK_PORT ?= 4566
+
+# The demo and examples reach LocalStack through standard AWS configuration only.
+LOCALSTACK_ENV := AWS_ENDPOINT_URL=http://127.0.0.1:$(LOCALSTACK_PORT) AWS_DEFAULT_REGION=us-east-1 \
+	AWS_ACCESS_KEY_ID=test AWS_SECRET_ACCESS_KEY=test AWS_EC2_METADATA_DISABLED=true
+
+.PHONY: install localstack localstack-stop demo test unit lint bench clean
+
+$(STAMP): pyproject.toml
+	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else "Python 3.11+ is required (set PYTHON=...)")'
+	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	@echo "[install] installing the toolkit and its dev tools into $(VENV)"
+	@$(PY) -m pip install --disable-pip-version-check -q -e '.[dev]' > $(VENV)/install.log 2>&1 \
+		|| { tail -40 $(VENV)/install.log; echo "[install] failed: see $(VENV)/install.log"; exit 1; }
+	@touch $(STAMP)
+
+install: $(STAMP)
+
+localstack: install
+	@$(PY) localstack/ctl.py start --port $(LOCALSTACK_PORT)
+
+localstack-stop:
+	@$(PYTHON) localstack/ctl.py stop --port $(LOCALSTACK_PORT)
+
+demo: localstack
+	@$(LOCALSTACK_ENV) $(PY) examples/roundtrip.py
+
+lint: install
+	@$(VENV)/bin/ruff check kpl kcl agent tests examples bench localstack
+	@$(VENV)/bin/mypy
+
+test: lint localstack
+	@LOCALSTACK_PORT=$(LOCALSTACK_PORT) $(PY) -m pytest
+
+unit: install
+	@$(PY) -m pytest -m unit
+
+clean:
+	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache

@@ -1,0 +1,1 @@
+"""agent: a native Python Kinesis Agent (file tailing into Kinesis Data Streams or Firehose)."""

@@ -1,0 +1,1 @@
+"""kcl: a native Python Kinesis Client Library (consumer with DynamoDB leases)."""

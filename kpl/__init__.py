@@ -1,0 +1,3 @@
+"""kpl: a native Python Kinesis Producer Library."""
+
+__version__ = "0.1.0"

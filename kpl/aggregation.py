@@ -1,0 +1,261 @@
+"""The KPL aggregated-record wire format: encoding (producer side) and decoding (consumer side).
+
+    MAGIC (F3 89 9A C2) | AggregatedRecord (protobuf) | MD5(protobuf) (16 bytes)
+
+    message AggregatedRecord {
+      repeated string partition_key_table     = 1;
+      repeated string explicit_hash_key_table = 2;
+      repeated Record records                 = 3;
+    }
+    message Record {
+      required uint64 partition_key_index     = 1;
+      optional uint64 explicit_hash_key_index = 2;
+      required bytes  data                    = 3;
+      repeated Tag    tags                    = 4;   // never written by the KPL
+    }
+
+The encoder writes protobuf bytes directly: building message objects costs more than the whole rest of
+the producer's per-record work, and the format is four field types.  Its size accounting is exact and
+O(1) per record, so an aggregate is never built past its limit.  The decoder parses with the upb
+protobuf runtime (C speed) through a descriptor built here, so no generated module is needed.
+
+As in the KPL, the partition-key and explicit-hash-key tables are de-duplicated, and a sub-record gets
+an explicit-hash-key index only when the user gave an explicit hash key.
+"""
+
+from __future__ import annotations
+
+from hashlib import md5
+from typing import Any, NamedTuple
+
+from google.protobuf import descriptor_pb2, descriptor_pool, message_factory
+
+MAGIC = b"\xf3\x89\x9a\xc2"
+DIGEST_SIZE = 16
+#: Magic + MD5 trailer: the bytes an aggregate carries beyond its protobuf body.
+OVERHEAD = len(MAGIC) + DIGEST_SIZE
+
+_TAG_PK_TABLE = b"\x0a"  # field 1, length-delimited
+_TAG_EHK_TABLE = b"\x12"  # field 2, length-delimited
+
+
+def varint_size(value: int) -> int:
+    """Bytes a protobuf varint of ``value`` (>= 0) occupies."""
+    return max(1, (value.bit_length() + 6) // 7)
+
+
+def _encode_varint(value: int) -> bytes:
+    out = bytearray()
+    while value > 0x7F:
+        out.append((value & 0x7F) | 0x80)
+        value >>= 7
+    out.append(value)
+    return bytes(out)
+
+
+_SMALL_VARINTS = [_encode_varint(i) for i in range(1 << 14)]
+_VARINT_SIZES = [len(v) for v in _SMALL_VARINTS]
+
+
+def encode_varint(value: int) -> bytes:
+    return _SMALL_VARINTS[value] if value < 16384 else _encode_varint(value)
+
+
+class SubRecord(NamedTuple):
+    """One user record inside an aggregate."""
+
+    partition_key: str
+    explicit_hash_key: str | None
+    data: bytes
+
+
+def record_entry_size(partition_key_index: int, explicit_hash_key_index: int | None, data_length: int) -> int:
+    """Bytes one Record entry adds to the AggregatedRecord (tag + length prefix + body)."""
+    inner = 1 + varint_size(partition_key_index) + 1 + varint_size(data_length) + data_length
+    if explicit_hash_key_index is not None:
+        inner += 1 + varint_size(explicit_hash_key_index)
+    return 1 + varint_size(inner) + inner
+
+
+def table_entry_size(key_length: int) -> int:
+    return 1 + varint_size(key_length) + key_length
+
+
+class AggregateBuilder:
+    """Accumulates user records into one aggregated record, with exact size accounting.
+
+    ``size`` is always the exact byte length ``build()`` would return (magic, protobuf body, MD5).
+    ``add`` refuses (returns False, changing nothing) a record that would take the aggregate past
+    ``max_size`` or ``max_count``, so a built aggregate never exceeds its limits.
+    """
+
+    __slots__ = ("_count", "_ehk_index", "_ehk_table", "_parts", "_pk_index", "_pk_table", "max_count",
+                 "max_size", "size")
+
+    def __init__(self, max_size: int = 51200, max_count: int = 2**32 - 1) -> None:
+        self.max_size = max_size
+        self.max_count = max_count
+        self._pk_index: dict[str, int] = {}
+        self._pk_table: list[bytes] = []
+        self._ehk_index: dict[str, int] = {}
+        self._ehk_table: list[bytes] = []
+        self._parts: list[bytes] = []
+        self._count = 0
+        #: Exact length of ``build()``'s result.
+        self.size = OVERHEAD
+
+    def __len__(self) -> int:
+        return self._count
+
+    def add(self, partition_key: str, explicit_hash_key: str | None, data: bytes) -> bool:
+        """Append a record if it fits within the limits; False (and no change) when it does not."""
+        if self._count >= self.max_count:
+            return False
+        sizes = _VARINT_SIZES
+        encoded = _SMALL_VARINTS
+        data_length = len(data)
+        added = 0
+        pk_index = self._pk_index.get(partition_key)
+        new_pk = None
+        if pk_index is None:
+            pk_index = len(self._pk_table)
+            new_pk = partition_key.encode()
+            added = 1 + varint_size(len(new_pk)) + len(new_pk)
+        if data_length < 16384 and pk_index < 16384:
+            if explicit_hash_key is None:
+                inner = 2 + sizes[pk_index] + sizes[data_length] + data_length
+                header = b"\x08" + encoded[pk_index] + b"\x1a" + encoded[data_length]
+            else:
+                inner = -1
+        else:
+            inner = -1
+        new_ehk = None
+        if inner < 0:
+            ehk_index = None
+            if explicit_hash_key is not None:
+                ehk_index = self._ehk_index.get(explicit_hash_key)
+                if ehk_index is None:
+                    ehk_index = len(self._ehk_table)
+                    new_ehk = explicit_hash_key.encode()
+                    added += 1 + varint_size(len(new_ehk)) + len(new_ehk)
+            inner = 2 + varint_size(pk_index) + varint_size(data_length) + data_length
+            header = b"\x08" + encode_varint(pk_index)
+            if ehk_index is not None:
+                inner += 1 + varint_size(ehk_index)
+                header += b"\x10" + encode_varint(ehk_index)
+            header += b"\x1a" + encode_varint(data_length)
+        entry = 1 + (sizes[inner] if inner < 16384 else varint_size(inner)) + inner
+        new_size = self.size + added + entry
+        if new_size > self.max_size:
+            return False
+        if new_pk is not None:
+            self._pk_index[partition_key] = pk_index
+            self._pk_table.append(new_pk)
+        if new_ehk is not None:
+            assert explicit_hash_key is not None
+            self._ehk_index[explicit_hash_key] = len(self._ehk_table)
+            self._ehk_table.append(new_ehk)
+        self._parts.append(b"\x1a" + encode_varint(inner) + header)
+        self._parts.append(data)
+        self.size = new_size
+        self._count += 1
+        return True
+
+    def build(self) -> bytes:
+        """The aggregated record: magic, protobuf body and MD5 of the body."""
+        chunks: list[bytes] = []
+        for raw in self._pk_table:
+            chunks.append(_TAG_PK_TABLE + encode_varint(len(raw)))
+            chunks.append(raw)
+        for raw in self._ehk_table:
+            chunks.append(_TAG_EHK_TABLE + encode_varint(len(raw)))
+            chunks.append(raw)
+        chunks.extend(self._parts)
+        body = b"".join(chunks)
+        return MAGIC + body + md5(body).digest()
+
+
+def encode(records: list[SubRecord] | list[tuple[str, str | None, bytes]]) -> bytes:
+    """Encode user records into one aggregated record (no size limit applied)."""
+    builder = AggregateBuilder(max_size=2**63)
+    for partition_key, explicit_hash_key, data in records:
+        builder.add(partition_key, explicit_hash_key, data)
+    return builder.build()
+
+
+# --- decoding -----------------------------------------------------------------------------------
+
+
+def _build_message_class() -> Any:
+    proto = descriptor_pb2.FileDescriptorProto(
+        name="kinesis_toolkit_aggregation.proto", package="kinesis_toolkit.aggregation", syntax="proto2"
+    )
+    label_required = descriptor_pb2.FieldDescriptorProto.LABEL_REQUIRED
+    label_optional = descriptor_pb2.FieldDescriptorProto.LABEL_OPTIONAL
+    label_repeated = descriptor_pb2.FieldDescriptorProto.LABEL_REPEATED
+    t = descriptor_pb2.FieldDescriptorProto
+    tag = proto.message_type.add(name="Tag")
+    tag.field.add(name="key", number=1, label=label_required, type=t.TYPE_STRING)
+    tag.field.add(name="value", number=2, label=label_optional, type=t.TYPE_STRING)
+    record = proto.message_type.add(name="Record")
+    record.field.add(name="partition_key_index", number=1, label=label_required, type=t.TYPE_UINT64)
+    record.field.add(name="explicit_hash_key_index", number=2, label=label_optional, type=t.TYPE_UINT64)
+    record.field.add(name="data", number=3, label=label_required, type=t.TYPE_BYTES)
+    record.field.add(name="tags", number=4, label=label_repeated, type=t.TYPE_MESSAGE,
+                     type_name=".kinesis_toolkit.aggregation.Tag")
+    aggregated = proto.message_type.add(name="AggregatedRecord")
+    aggregated.field.add(name="partition_key_table", number=1, label=label_repeated, type=t.TYPE_STRING)
+    aggregated.field.add(name="explicit_hash_key_table", number=2, label=label_repeated, type=t.TYPE_STRING)
+    aggregated.field.add(name="records", number=3, label=label_repeated, type=t.TYPE_MESSAGE,
+                         type_name=".kinesis_toolkit.aggregation.Record")
+    pool = descriptor_pool.DescriptorPool()
+    pool.Add(proto)
+    return message_factory.GetMessageClass(
+        pool.FindMessageTypeByName("kinesis_toolkit.aggregation.AggregatedRecord")
+    )
+
+
+AggregatedRecordMessage = _build_message_class()
+
+
+class AggregationFormatError(ValueError):
+    """Data has the aggregation magic but is not a valid aggregate (bad digest, protobuf or index)."""
+
+
+def is_aggregated(data: bytes) -> bool:
+    """True when ``data`` starts with the aggregation magic and is long enough to carry a digest."""
+    return len(data) > OVERHEAD and data[:4] == MAGIC
+
+
+def decode(data: bytes) -> list[SubRecord]:
+    """The user records of an aggregate.  Raises AggregationFormatError when it is not a valid one.
+
+    Callers that must treat invalid aggregates as plain records (the KCL rule) check ``is_aggregated``
+    and catch the error.
+    """
+    if not is_aggregated(data):
+        raise AggregationFormatError("data does not start with the KPL aggregation magic")
+    body = data[4:-DIGEST_SIZE]
+    if md5(body).digest() != data[-DIGEST_SIZE:]:
+        raise AggregationFormatError("aggregated record's MD5 trailer does not match its body")
+    message = AggregatedRecordMessage()
+    try:
+        message.ParseFromString(body)
+    except Exception as exc:  # upb raises google.protobuf.message.DecodeError
+        raise AggregationFormatError(f"aggregated record body is not a valid protobuf: {exc}") from exc
+    pk_table = list(message.partition_key_table)
+    ehk_table = list(message.explicit_hash_key_table)
+    make = SubRecord._make
+    try:
+        if not ehk_table:
+            return [make((pk_table[r.partition_key_index], None, r.data)) for r in message.records]
+        return [
+            make((
+                pk_table[r.partition_key_index],
+                ehk_table[r.explicit_hash_key_index] if r.HasField("explicit_hash_key_index") else None,
+                r.data,
+            ))
+            for r in message.records
+        ]
+    except IndexError as exc:
+        raise AggregationFormatError("aggregated record refers to a missing table entry") from exc

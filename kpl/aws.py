@@ -1,0 +1,115 @@
+"""The one place AWS clients are built, for the producer, the consumer and the agent.
+
+Endpoints, region and credentials come only from standard AWS configuration (environment, shared
+config files, instance/container roles).  botocore itself honours ``AWS_ENDPOINT_URL`` and the
+per-service ``AWS_ENDPOINT_URL_<SERVICE>`` variables, so pointing the toolkit at LocalStack is a matter
+of environment, never of a code branch.  An explicit ``endpoint_url`` exists only for configuration
+formats that carry one (the agent's ``kinesis.endpoint``).
+
+Timeouts and botocore's retry policy are chosen here on purpose: botocore's defaults (60 s read
+timeout, legacy retry mode) would stall a producer for a minute on a dead connection and stack
+retries underneath our own.  Components whose own layer retries (the producer's PutRecords, the
+agent's sends) ask for ``max_attempts=1``.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import threading
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, replace
+from typing import Any, Literal
+
+import aiobotocore.session
+import boto3
+import botocore.config
+import botocore.session
+from aiobotocore.config import AioConfig
+
+from kpl import __version__
+from kpl.errors import ConfigurationError
+
+RetryMode = Literal["standard", "adaptive", "legacy"]
+
+
+@dataclass(frozen=True, slots=True)
+class ClientConfig:
+    """How a client talks to AWS.  Defaults suit control-plane calls (ListShards, DynamoDB)."""
+
+    region: str | None = None
+    endpoint_url: str | None = None
+    connect_timeout: float = 5.0
+    read_timeout: float = 30.0
+    max_pool_connections: int = 10
+    retry_mode: RetryMode = "standard"
+    #: Total attempts including the first; 1 switches botocore's retries off.
+    max_attempts: int = 3
+    #: botocore validates every request parameter client-side; hot paths that build their own
+    #: well-formed requests may switch that off.
+    parameter_validation: bool = True
+
+    def with_(self, **changes: Any) -> ClientConfig:
+        return replace(self, **changes)
+
+    def botocore_kwargs(self) -> dict[str, Any]:
+        return {
+            "connect_timeout": self.connect_timeout,
+            "read_timeout": self.read_timeout,
+            "max_pool_connections": self.max_pool_connections,
+            "retries": {"mode": self.retry_mode, "total_max_attempts": self.max_attempts},
+            "parameter_validation": self.parameter_validation,
+            "user_agent_extra": f"kinesis-toolkit/{__version__}",
+            "tcp_keepalive": True,
+        }
+
+
+DEFAULT_CLIENT_CONFIG = ClientConfig()
+
+_session_lock = threading.Lock()
+_aio_session: aiobotocore.session.AioSession | None = None
+
+
+def _shared_aio_session() -> aiobotocore.session.AioSession:
+    """Loading botocore's data files costs tens of milliseconds; one session per process is enough."""
+    global _aio_session
+    with _session_lock:
+        if _aio_session is None:
+            _aio_session = aiobotocore.session.get_session()
+        return _aio_session
+
+
+def resolve_region(region: str | None = None, session: botocore.session.Session | None = None) -> str:
+    """The explicit region, else the standard configuration's; a clear error when there is none."""
+    if region:
+        return region
+    configured = (session or _shared_aio_session()).get_config_variable("region")
+    if not configured:
+        raise ConfigurationError(
+            "no AWS region configured: set AWS_REGION or AWS_DEFAULT_REGION, a region in ~/.aws/config, "
+            "or pass one explicitly"
+        )
+    return str(configured)
+
+
+@contextlib.asynccontextmanager
+async def async_client(service: str, config: ClientConfig = DEFAULT_CLIENT_CONFIG) -> AsyncIterator[Any]:
+    """An aiobotocore client for ``service``; closes its connection pool on exit."""
+    session = _shared_aio_session()
+    region = resolve_region(config.region, session)
+    aio_config = AioConfig(**config.botocore_kwargs())
+    async with session.create_client(
+        service, region_name=region, endpoint_url=config.endpoint_url, config=aio_config
+    ) as client:
+        yield client
+
+
+def sync_client(service: str, config: ClientConfig = DEFAULT_CLIENT_CONFIG) -> Any:
+    """A boto3 client for code that must block (pynamodb's neighbours, CLIs, tests)."""
+    session = boto3.session.Session()
+    region = resolve_region(config.region, session._session)
+    return session.client(
+        service,
+        region_name=region,
+        endpoint_url=config.endpoint_url,
+        config=botocore.config.Config(**config.botocore_kwargs()),
+    )

@@ -1,0 +1,115 @@
+"""Hash-key math shared by the producer (shard prediction) and the consumer (sub-record filtering).
+
+Kinesis maps a record to a shard by a 128-bit hash key: the explicit hash key when one is given,
+otherwise MD5 of the UTF-8 partition key read as a big-endian unsigned integer.  Each shard owns an
+inclusive range ``[start, end]`` of that space.
+"""
+
+from __future__ import annotations
+
+import bisect
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from hashlib import md5
+
+MAX_HASH_KEY = (1 << 128) - 1
+MAX_PARTITION_KEY_LENGTH = 256
+
+
+def partition_key_hash(partition_key: str | bytes) -> int:
+    """MD5 of the partition key's UTF-8 bytes, as a 128-bit big-endian integer."""
+    raw = partition_key.encode() if isinstance(partition_key, str) else partition_key
+    return int.from_bytes(md5(raw).digest(), "big")
+
+
+def parse_explicit_hash_key(value: str | int) -> int:
+    """An explicit hash key (decimal string or int) as an int in ``[0, 2**128)``; ValueError otherwise."""
+    if isinstance(value, bool):
+        raise ValueError(f"explicit_hash_key must be a decimal integer string, not {value!r}")
+    if isinstance(value, int):
+        key = value
+    elif isinstance(value, str):
+        text = value.strip()
+        if not text.isdigit() or not text.isascii():
+            raise ValueError(f"explicit_hash_key must be a decimal integer string, got {value!r}")
+        key = int(text)
+    else:
+        raise TypeError(f"explicit_hash_key must be str or int, not {type(value).__name__}")
+    if not 0 <= key <= MAX_HASH_KEY:
+        raise ValueError(f"explicit_hash_key {value!r} is outside [0, 2**128 - 1]")
+    return key
+
+
+def effective_hash_key(partition_key: str | bytes, explicit_hash_key: str | int | None) -> int:
+    """The hash key Kinesis routes by: the explicit one when present, else MD5(partition key)."""
+    if explicit_hash_key is not None and explicit_hash_key != "":
+        return parse_explicit_hash_key(explicit_hash_key)
+    return partition_key_hash(partition_key)
+
+
+@dataclass(frozen=True, slots=True)
+class HashRange:
+    """An inclusive range of hash keys, as ListShards reports it for one shard."""
+
+    start: int
+    end: int
+
+    @classmethod
+    def from_shard(cls, shard: dict[str, object]) -> HashRange:
+        """From a ListShards/DescribeStream shard dict (``HashKeyRange`` with decimal strings)."""
+        hash_range = shard["HashKeyRange"]
+        assert isinstance(hash_range, dict)
+        return cls(int(hash_range["StartingHashKey"]), int(hash_range["EndingHashKey"]))
+
+    def __contains__(self, hash_key: object) -> bool:
+        return isinstance(hash_key, int) and self.start <= hash_key <= self.end
+
+    def overlaps(self, other: HashRange) -> bool:
+        return self.start <= other.end and other.start <= self.end
+
+
+class ShardRanges:
+    """Maps a hash key to the shard that owns it, by bisecting the sorted range ends.
+
+    Built from the *open* shards of a stream, whose ranges partition the hash-key space.  Lookup is
+    O(log shards); a key that no range contains (a hole while a reshard is in progress) maps to None.
+    """
+
+    __slots__ = ("_ends", "_ranges", "_shard_ids")
+
+    def __init__(self, shards: Iterable[tuple[str, HashRange]]) -> None:
+        ordered = sorted(shards, key=lambda item: item[1].end)
+        self._ends = [hash_range.end for _, hash_range in ordered]
+        self._shard_ids = [shard_id for shard_id, _ in ordered]
+        self._ranges = [hash_range for _, hash_range in ordered]
+
+    def shard_for(self, hash_key: int) -> str | None:
+        index = bisect.bisect_left(self._ends, hash_key)
+        if index == len(self._ends) or hash_key < self._ranges[index].start:
+            return None
+        return self._shard_ids[index]
+
+    @property
+    def shard_ids(self) -> Sequence[str]:
+        return self._shard_ids
+
+    def range_of(self, shard_id: str) -> HashRange | None:
+        try:
+            return self._ranges[self._shard_ids.index(shard_id)]
+        except ValueError:
+            return None
+
+    def holes(self) -> list[HashRange]:
+        """Gaps in coverage of ``[0, 2**128 - 1]``: empty when the ranges partition the space."""
+        gaps: list[HashRange] = []
+        expected = 0
+        for hash_range in sorted(self._ranges, key=lambda r: r.start):
+            if hash_range.start > expected:
+                gaps.append(HashRange(expected, hash_range.start - 1))
+            expected = max(expected, hash_range.end + 1)
+        if expected <= MAX_HASH_KEY:
+            gaps.append(HashRange(expected, MAX_HASH_KEY))
+        return gaps
+
+    def __len__(self) -> int:
+        return len(self._ends)
