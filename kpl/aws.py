@@ -6,6 +6,9 @@ per-service ``AWS_ENDPOINT_URL_<SERVICE>`` variables, so pointing the toolkit at
 of environment, never of a code branch.  An explicit ``endpoint_url`` exists only for configuration
 formats that carry one (the agent's ``kinesis.endpoint``).
 
+Configuration formats that carry credentials of their own (the agent's ``awsAccessKeyId`` and
+``assumeRoleARN``) pass them through :class:`ClientConfig`; everything else uses the standard chain.
+
 Timeouts and botocore's retry policy are chosen here on purpose: botocore's defaults (60 s read
 timeout, legacy retry mode) would stall a producer for a minute on a dead connection and stack
 retries underneath our own.  Components whose own layer retries (the producer's PutRecords, the
@@ -20,9 +23,11 @@ from collections.abc import AsyncIterator
 from dataclasses import dataclass, replace
 from typing import Any, Literal
 
+import aiobotocore.credentials
 import aiobotocore.session
 import boto3
 import botocore.config
+import botocore.credentials
 import botocore.session
 from aiobotocore.config import AioConfig
 
@@ -30,6 +35,16 @@ from kpl import __version__
 from kpl.errors import ConfigurationError
 
 RetryMode = Literal["standard", "adaptive", "legacy"]
+
+
+@dataclass(frozen=True, slots=True)
+class StaticCredentials:
+    access_key_id: str
+    secret_access_key: str
+    session_token: str | None = None
+
+    def __repr__(self) -> str:
+        return f"StaticCredentials(access_key_id={self.access_key_id!r}, secret_access_key='***')"
 
 
 @dataclass(frozen=True, slots=True)
@@ -47,6 +62,22 @@ class ClientConfig:
     #: botocore validates every request parameter client-side; hot paths that build their own
     #: well-formed requests may switch that off.
     parameter_validation: bool = True
+    #: Explicit keys; None means the standard credential chain.
+    credentials: StaticCredentials | None = None
+    #: Assume this role (with the configured or explicit credentials as the source), refreshed as needed.
+    assume_role_arn: str | None = None
+    assume_role_external_id: str | None = None
+    assume_role_session_name: str = "kinesis-toolkit"
+
+    @property
+    def uses_default_credentials(self) -> bool:
+        return self.credentials is None and self.assume_role_arn is None
+
+    def _assume_role_args(self) -> dict[str, Any]:
+        args: dict[str, Any] = {"RoleSessionName": self.assume_role_session_name, "DurationSeconds": 3600}
+        if self.assume_role_external_id:
+            args["ExternalId"] = self.assume_role_external_id
+        return args
 
     def with_(self, **changes: Any) -> ClientConfig:
         return replace(self, **changes)
@@ -91,10 +122,55 @@ def resolve_region(region: str | None = None, session: botocore.session.Session 
     return str(configured)
 
 
+async def _aio_session_for(config: ClientConfig) -> aiobotocore.session.AioSession:
+    if config.uses_default_credentials:
+        return _shared_aio_session()
+    session = aiobotocore.session.get_session()
+    if config.credentials is not None:
+        creds = config.credentials
+        session.set_credentials(creds.access_key_id, creds.secret_access_key, creds.session_token)
+    if config.assume_role_arn:
+        source = await session.get_credentials()
+        if source is None:
+            raise ConfigurationError(f"no source credentials found to assume role {config.assume_role_arn}")
+        fetcher = aiobotocore.credentials.AioAssumeRoleCredentialFetcher(
+            client_creator=session.create_client, source_credentials=source,
+            role_arn=config.assume_role_arn, extra_args=config._assume_role_args(),
+        )
+        session._credentials = aiobotocore.credentials.AioDeferredRefreshableCredentials(
+            refresh_using=fetcher.fetch_credentials, method="assume-role"
+        )
+    return session
+
+
+def _boto3_session_for(config: ClientConfig) -> boto3.session.Session:
+    if config.credentials is not None:
+        creds = config.credentials
+        session = boto3.session.Session(
+            aws_access_key_id=creds.access_key_id, aws_secret_access_key=creds.secret_access_key,
+            aws_session_token=creds.session_token,
+        )
+    else:
+        session = boto3.session.Session()
+    if config.assume_role_arn:
+        core = session._session
+        source = core.get_credentials()
+        if source is None:
+            raise ConfigurationError(f"no source credentials found to assume role {config.assume_role_arn}")
+        fetcher = botocore.credentials.AssumeRoleCredentialFetcher(
+            client_creator=core.create_client, source_credentials=source,
+            role_arn=config.assume_role_arn, extra_args=config._assume_role_args(),
+        )
+        core._credentials = botocore.credentials.DeferredRefreshableCredentials(
+            refresh_using=fetcher.fetch_credentials, method="assume-role"
+        )
+    return session
+
+
 @contextlib.asynccontextmanager
 async def async_client(service: str, config: ClientConfig = DEFAULT_CLIENT_CONFIG) -> AsyncIterator[Any]:
     """An aiobotocore client for ``service``; closes its connection pool on exit."""
-    session = _shared_aio_session()
+    session = await _aio_session_for(config)
     region = resolve_region(config.region, session)
     aio_config = AioConfig(**config.botocore_kwargs())
     async with session.create_client(
@@ -105,7 +181,7 @@ async def async_client(service: str, config: ClientConfig = DEFAULT_CLIENT_CONFI
 
 def sync_client(service: str, config: ClientConfig = DEFAULT_CLIENT_CONFIG) -> Any:
     """A boto3 client for code that must block (pynamodb's neighbours, CLIs, tests)."""
-    session = boto3.session.Session()
+    session = _boto3_session_for(config)
     region = resolve_region(config.region, session._session)
     return session.client(
         service,
