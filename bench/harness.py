@@ -1,0 +1,527 @@
+"""Run benchmark variants side by side, each in a fresh process, and print one table.
+
+A *variant* is a Python callable named by path (``"bench.peers:aiokpl_producer"``) plus keyword
+arguments.  The harness runs it in a new interpreter, so imports, caches and peak RSS belong to that
+variant alone, and reads back a JSON report: wall time and CPU time (user + system, from
+``resource.getrusage`` in the child) of the measured window, peak RSS (``ru_maxrss``), and the
+record count.  The callable marks its measured window with :class:`Stopwatch` and returns
+:meth:`Stopwatch.result`; a callable that returns a plain record count is timed as a whole.
+Coroutine functions are run with ``asyncio.run``.
+
+A benchmark script is then short::
+
+    options = parse_options("producer benchmark")
+    with SinkProcess(streams={"bench": 16}) as sink:
+        results = run_variants(variants, sink=sink, options=options)
+    print(format_table(results, title="producer, 100-byte records"))
+
+Clients inside a variant reach the sink through standard AWS configuration only: the harness sets
+``AWS_ENDPOINT_URL``, a region and dummy credentials in the child's environment.  With ``sink`` given,
+the harness resets the sink's counters before each run and attaches its counters afterwards (records
+it accepted, user records when it verifies aggregates, and its own CPU time, to show it was not the
+bottleneck).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import importlib
+import inspect
+import json
+import os
+import platform
+import resource
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+import traceback
+import urllib.error
+import urllib.request
+from collections.abc import Iterator, Mapping, Sequence
+from dataclasses import asdict, dataclass, field, replace
+from pathlib import Path
+from types import TracebackType
+from typing import Any
+
+ROOT = Path(__file__).resolve().parent.parent
+RESULTS_DIR = ROOT / "bench" / "results"
+#: A sink using more than this share of one core during a run may have slowed the client down.
+SINK_BUSY_WARNING = 0.8
+
+
+class PeerUnavailable(RuntimeError):
+    """A variant cannot run here (a peer is not installed, or cannot talk to the sink); the message says why."""
+
+
+# --- the sink as a process --------------------------------------------------------------------------
+
+
+class SinkProcess:
+    """``python -m bench.sink`` on a free 127.0.0.1 port, for the life of a ``with`` block."""
+
+    def __init__(
+        self,
+        *,
+        streams: Mapping[str, int] | None = None,
+        delivery_streams: Sequence[str] = ("bench",),
+        prefill: Sequence[str] = (),
+        verify: str = "none",
+        fail_rate: float = 0.0,
+        latency_ms: float = 0.0,
+        retain: bool = False,
+        start_timeout: float = 60.0,
+    ) -> None:
+        self.args = ["--port", "0", "--verify", verify, "--fail-rate", str(fail_rate), "--latency-ms", str(latency_ms)]
+        for name, shards in (streams or {"bench": 4}).items():
+            self.args += ["--stream", f"{name}:{shards}"]
+        for name in delivery_streams:
+            self.args += ["--delivery-stream", name]
+        for spec in prefill:
+            self.args += ["--prefill", spec]
+        if retain:
+            self.args.append("--retain")
+        self.start_timeout = start_timeout
+        self.url = ""
+        self._process: subprocess.Popen[str] | None = None
+        self._stderr = tempfile.TemporaryFile(mode="w+")  # noqa: SIM115  (closed in stop())
+
+    def __enter__(self) -> SinkProcess:
+        self._process = subprocess.Popen(
+            [sys.executable, "-m", "bench.sink", *self.args],
+            cwd=ROOT, env=_child_python_env(), stdout=subprocess.PIPE, stderr=self._stderr, text=True,
+        )
+        self.url = self._await_ready(self._process)
+        return self
+
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        self.stop()
+
+    def stop(self) -> None:
+        process, self._process = self._process, None
+        if process is not None and process.poll() is None:
+            process.terminate()
+            try:
+                process.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                process.kill()
+                process.wait()
+        if process is not None and process.stdout is not None:
+            process.stdout.close()
+        self._stderr.close()
+
+    def _await_ready(self, process: subprocess.Popen[str]) -> str:
+        """The URL from the sink's ``READY`` line, read on a thread so a silent sink cannot hang us."""
+        assert process.stdout is not None
+        lines: list[str] = []
+        reader = threading.Thread(target=lambda: lines.append(process.stdout.readline() if process.stdout else ""),
+                                  daemon=True)
+        reader.start()
+        reader.join(self.start_timeout)
+        line = lines[0] if lines else ""
+        if not line.startswith("READY "):
+            self.stop_with_error(f"the sink did not start within {self.start_timeout:.0f}s")
+        url = line.split()[1]
+        deadline = time.monotonic() + self.start_timeout
+        while True:
+            try:
+                _get_json(url + "/_sink/stats")
+                return url
+            except (urllib.error.URLError, ConnectionError) as error:
+                if time.monotonic() > deadline:
+                    self.stop_with_error(f"the sink at {url} does not answer: {error}")
+                time.sleep(0.05)
+
+    def stop_with_error(self, message: str) -> None:
+        self._stderr.seek(0)
+        output = self._stderr.read()[-4000:]
+        self.stop()
+        raise RuntimeError(f"{message}\n--- sink stderr ---\n{output}")
+
+    def stats(self) -> dict[str, Any]:
+        return _get_json(self.url + "/_sink/stats")
+
+    def reset(self) -> None:
+        _post_json(self.url + "/_sink/reset", {})
+
+    def configure(self, **settings: Any) -> dict[str, Any]:
+        return _post_json(self.url + "/_sink/config", settings)
+
+    def prefill(self, **spec: Any) -> dict[str, Any]:
+        return _post_json(self.url + "/_sink/prefill", spec)
+
+    def create_stream(self, name: str, shards: int) -> None:
+        _post_json(self.url + "/_sink/streams", {"name": name, "shards": shards})
+
+    def aws_env(self) -> dict[str, str]:
+        """Standard AWS configuration pointing every client at this sink, and nowhere else."""
+        return {
+            "AWS_ENDPOINT_URL": self.url,
+            "AWS_DEFAULT_REGION": "us-east-1",
+            "AWS_REGION": "us-east-1",
+            "AWS_ACCESS_KEY_ID": "bench",
+            "AWS_SECRET_ACCESS_KEY": "bench",
+            "AWS_CONFIG_FILE": os.devnull,
+            "AWS_SHARED_CREDENTIALS_FILE": os.devnull,
+            "AWS_EC2_METADATA_DISABLED": "true",
+        }
+
+
+def _get_json(url: str) -> dict[str, Any]:
+    with urllib.request.urlopen(url, timeout=30) as response:
+        result: dict[str, Any] = json.load(response)
+        return result
+
+
+def _post_json(url: str, body: Mapping[str, Any]) -> dict[str, Any]:
+    request = urllib.request.Request(url, data=json.dumps(body).encode(), method="POST",
+                                     headers={"Content-Type": "application/json"})
+    try:
+        with urllib.request.urlopen(request, timeout=120) as response:
+            result: dict[str, Any] = json.load(response)
+            return result
+    except urllib.error.HTTPError as error:
+        raise RuntimeError(f"sink refused {url}: {error.read().decode(errors='replace')}") from None
+
+
+def _child_python_env(extra: Mapping[str, str] | None = None) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("AWS_")}
+    env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(ROOT), env.get("PYTHONPATH")]))
+    env.update(extra or {})
+    return env
+
+
+# --- measuring inside the child -------------------------------------------------------------------
+
+
+def cpu_seconds() -> float:
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    return usage.ru_utime + usage.ru_stime
+
+
+def current_rss_mib() -> float:
+    with open("/proc/self/statm") as statm:
+        return int(statm.read().split()[1]) * os.sysconf("SC_PAGE_SIZE") / 2**20
+
+
+@dataclass(slots=True)
+class Measurement:
+    """What a variant reports: its records and the cost of its measured window."""
+
+    records: int
+    wall_s: float
+    cpu_s: float
+    rss_start_mib: float = 0.0
+    peak_rss_mib: float = 0.0
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+class Stopwatch:
+    """Marks a variant's measured window: wall clock and the whole process's CPU time, all threads."""
+
+    def __init__(self) -> None:
+        self.wall_s = 0.0
+        self.cpu_s = 0.0
+        self.rss_start_mib = 0.0
+        self._wall0 = 0.0
+        self._cpu0 = 0.0
+
+    def __enter__(self) -> Stopwatch:
+        self.rss_start_mib = current_rss_mib()
+        self._cpu0 = cpu_seconds()
+        self._wall0 = time.perf_counter()
+        return self
+
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        self.wall_s = time.perf_counter() - self._wall0
+        self.cpu_s = cpu_seconds() - self._cpu0
+
+    def result(self, records: int, **extra: Any) -> Measurement:
+        return Measurement(records, self.wall_s, self.cpu_s, self.rss_start_mib, extra=extra)
+
+
+def _resolve(target: str) -> Any:
+    module_name, _, attribute = target.partition(":")
+    if not attribute:
+        raise ValueError(f"variant target {target!r} must look like 'package.module:callable'")
+    return getattr(importlib.import_module(module_name), attribute)
+
+
+def run_child(spec: dict[str, Any]) -> dict[str, Any]:
+    """Run one variant in this process and return its JSON-able report."""
+    try:
+        function = _resolve(spec["target"])
+        watch = Stopwatch()
+        with watch:
+            if inspect.iscoroutinefunction(function):
+                outcome = asyncio.run(function(**spec["kwargs"]))
+            else:
+                outcome = function(**spec["kwargs"])
+        if isinstance(outcome, Measurement):
+            measurement = outcome
+        elif isinstance(outcome, int):
+            measurement = watch.result(outcome)
+        else:
+            raise TypeError(f"{spec['target']} returned {type(outcome).__name__}; expected Measurement or int")
+        measurement.peak_rss_mib = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+        return {"ok": True, **asdict(measurement)}
+    except PeerUnavailable as error:
+        return {"ok": False, "unavailable": True, "error": str(error)}
+    except Exception as error:
+        return {"ok": False, "error": f"{type(error).__name__}: {error}", "traceback": traceback.format_exc()}
+
+
+def _child_main() -> int:
+    spec = json.loads(sys.stdin.read())
+    report = run_child(spec)
+    Path(spec["report_path"]).write_text(json.dumps(report))
+    return 0 if report["ok"] else 1
+
+
+# --- running variants -----------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class Variant:
+    name: str
+    target: str
+    kwargs: dict[str, Any] = field(default_factory=dict)
+    note: str = ""
+    timeout_s: float = 900.0
+    env: dict[str, str] = field(default_factory=dict)
+
+
+@dataclass(slots=True)
+class Result:
+    variant: Variant
+    ok: bool
+    measurement: Measurement | None = None
+    error: str = ""
+    sink: dict[str, Any] = field(default_factory=dict)
+    runs: int = 1
+
+    @property
+    def records_per_s(self) -> float:
+        m = self.measurement
+        return m.records / m.wall_s if m and m.wall_s > 0 else 0.0
+
+    @property
+    def cpu_us_per_record(self) -> float:
+        m = self.measurement
+        return m.cpu_s * 1e6 / m.records if m and m.records else 0.0
+
+
+@dataclass(frozen=True, slots=True)
+class Options:
+    quick: bool = False
+    #: quick mode multiplies every ``workload["records"]`` (and ``records``) by this factor
+    quick_factor: float = 0.1
+    repeat: int = 1
+    only: tuple[str, ...] = ()
+    json_path: Path | None = None
+    verbose: bool = False
+
+
+def parse_options(description: str, argv: Sequence[str] | None = None) -> Options:
+    """The command line every benchmark script shares."""
+    parser = argparse.ArgumentParser(description=description)
+    parser.add_argument("--quick", action="store_true", help="a smoke run: a tenth of the records")
+    parser.add_argument("--repeat", type=int, default=1, help="runs per variant; the median run is reported")
+    parser.add_argument("--only", action="append", default=[], metavar="TEXT",
+                        help="run only variants whose name contains TEXT (repeatable)")
+    parser.add_argument("--json", type=Path, help=f"also write results as JSON (e.g. under {RESULTS_DIR})")
+    parser.add_argument("--verbose", action="store_true", help="print each run as it finishes")
+    args = parser.parse_args(argv)
+    if args.repeat < 1:
+        parser.error("--repeat must be at least 1")
+    return Options(quick=args.quick, repeat=args.repeat, only=tuple(args.only), json_path=args.json,
+                   verbose=args.verbose)
+
+
+def _scaled_kwargs(kwargs: dict[str, Any], factor: float) -> dict[str, Any]:
+    scaled = dict(kwargs)
+    workload = scaled.get("workload")
+    if isinstance(workload, dict) and "records" in workload:
+        scaled["workload"] = {**workload, "records": max(1000, int(workload["records"] * factor))}
+    for key in ("records", "expected_records"):
+        if isinstance(scaled.get(key), int):
+            scaled[key] = max(1000, int(scaled[key] * factor))
+    return scaled
+
+
+def run_once(variant: Variant, sink: SinkProcess | None = None) -> Result:
+    """One run of ``variant`` in a fresh interpreter."""
+    env = _child_python_env({**(sink.aws_env() if sink else {}), **variant.env})
+    if sink is not None:
+        sink.reset()
+    sink_before = sink.stats() if sink is not None else {}
+    with tempfile.TemporaryDirectory(prefix="bench-") as scratch:
+        report_path = Path(scratch) / "report.json"
+        spec = {"target": variant.target, "kwargs": variant.kwargs, "report_path": str(report_path)}
+        try:
+            completed = subprocess.run(
+                [sys.executable, "-m", "bench.harness", "--child"], input=json.dumps(spec), cwd=ROOT, env=env,
+                capture_output=True, text=True, timeout=variant.timeout_s, check=False,
+            )
+        except subprocess.TimeoutExpired:
+            return Result(variant, ok=False, error=f"timed out after {variant.timeout_s:.0f}s")
+        if not report_path.exists():
+            tail = (completed.stderr or completed.stdout)[-2000:]
+            return Result(variant, ok=False, error=f"exited {completed.returncode} without a report: {tail}")
+        report = json.loads(report_path.read_text())
+    if not report.pop("ok"):
+        prefix = "" if report.get("unavailable") else "FAILED: "
+        if "traceback" in report:
+            print(f"[{variant.name}] {report['traceback']}\n{completed.stderr[-3000:]}", file=sys.stderr)
+        return Result(variant, ok=False, error=prefix + report["error"])
+    measurement = Measurement(**report)
+    result = Result(variant, ok=True, measurement=measurement)
+    if sink is not None:
+        result.sink = _sink_delta(sink_before, sink.stats())
+    return result
+
+
+def _sink_delta(before: dict[str, Any], after: dict[str, Any]) -> dict[str, Any]:
+    streams = after.get("streams", {})
+    delivery = after.get("delivery_streams", {})
+    return {
+        "cpu_s": after["cpu_s"] - before["cpu_s"],
+        "wall_s": after["uptime_s"] - before["uptime_s"],
+        "requests": sum(after.get("requests", {}).values()),
+        "records": sum(s["records"] for s in streams.values()),
+        "failed": sum(s["failed"] for s in streams.values()),
+        "user_records": sum(s["user_records"] for s in streams.values()),
+        "misrouted_user_records": sum(s["misrouted_user_records"] for s in streams.values()),
+        "invalid_aggregates": sum(s["invalid_aggregates"] for s in streams.values()),
+        "served_user_records": sum(sh["served_user_records"] for s in streams.values() for sh in s["shards"]),
+        "firehose_records": sum(d["records"] for d in delivery.values()),
+        "verify": after.get("settings", {}).get("verify", "none"),
+    }
+
+
+def run_variants(variants: Sequence[Variant], *, sink: SinkProcess | None = None,
+                 options: Options | None = None) -> list[Result]:
+    """Every variant (``options.repeat`` times each, the median run kept), in order."""
+    options = options or Options()
+    results = []
+    for listed in variants:
+        if options.only and not any(text in listed.name for text in options.only):
+            continue
+        variant = listed
+        if options.quick:
+            variant = replace(listed, kwargs=_scaled_kwargs(listed.kwargs, options.quick_factor))
+        runs = [run_once(variant, sink) for _ in range(options.repeat)]
+        good = [run for run in runs if run.ok]
+        if good:
+            chosen = sorted(good, key=lambda r: r.records_per_s)[len(good) // 2]
+            chosen.runs = len(good)
+        else:
+            chosen = runs[-1]
+        if options.verbose:
+            print(format_row(chosen), file=sys.stderr, flush=True)
+        results.append(chosen)
+    if options.json_path is not None:
+        write_json(results, options.json_path)
+    return results
+
+
+# --- reporting ------------------------------------------------------------------------------------
+
+COLUMNS = ("variant", "records", "wall s", "records/s", "CPU s", "CPU µs/rec", "CPU %", "RSS start", "RSS peak",
+           "sink CPU %", "note")
+
+
+def _sink_summary(result: Result) -> tuple[str, list[str]]:
+    sink = result.sink
+    if not sink:
+        return "", []
+    notes = []
+    busy = sink["cpu_s"] / sink["wall_s"] if sink["wall_s"] > 0 else 0.0
+    if busy > SINK_BUSY_WARNING:
+        notes.append("sink was busy: the client may have been slowed")
+    if sink["misrouted_user_records"]:
+        notes.append(f"{sink['misrouted_user_records']} user records in the wrong shard")
+    if sink["invalid_aggregates"]:
+        notes.append(f"{sink['invalid_aggregates']} invalid aggregates")
+    return f"{busy * 100:.0f}", notes
+
+
+def format_row(result: Result) -> str:
+    return "  ".join(_row_cells(result))
+
+
+def _row_cells(result: Result) -> list[str]:
+    variant = result.variant
+    m = result.measurement
+    if not result.ok or m is None:
+        return [variant.name, "-", "-", "-", "-", "-", "-", "-", "-", "-", result.error]
+    sink_busy, sink_notes = _sink_summary(result)
+    notes = [variant.note] if variant.note else []
+    notes += sink_notes
+    notes += [f"{k}={v}" for k, v in m.extra.items()]
+    if result.runs > 1:
+        notes.append(f"median of {result.runs}")
+    cpu_share = m.cpu_s / m.wall_s * 100 if m.wall_s > 0 else 0.0
+    return [
+        variant.name, f"{m.records:,}", f"{m.wall_s:.2f}", f"{result.records_per_s:,.0f}", f"{m.cpu_s:.2f}",
+        f"{result.cpu_us_per_record:.1f}", f"{cpu_share:.0f}", f"{m.rss_start_mib:.0f}", f"{m.peak_rss_mib:.0f}",
+        sink_busy, "; ".join(notes),
+    ]
+
+
+def machine_summary() -> str:
+    load = os.getloadavg()
+    return (f"{platform.python_implementation()} {platform.python_version()} on {platform.machine()}, "
+            f"{os.cpu_count()} CPUs, load average {load[0]:.2f} {load[1]:.2f} {load[2]:.2f}")
+
+
+def format_table(results: Sequence[Result], *, title: str = "") -> str:
+    """A plain-text table; RSS in MiB, CPU % of one core, the note column last and unpadded."""
+    rows = [list(COLUMNS)] + [_row_cells(r) for r in results]
+    widths = [max(len(row[i]) for row in rows) for i in range(len(COLUMNS) - 1)]
+    lines = []
+    if title:
+        lines += [title, "=" * len(title)]
+    for number, row in enumerate(rows):
+        cells = [row[0].ljust(widths[0])]
+        cells += [cell.rjust(width) for cell, width in zip(row[1:-1], widths[1:], strict=True)]
+        lines.append("  ".join([*cells, row[-1]]).rstrip())
+        if number == 0:
+            lines.append("  ".join("-" * w for w in widths) + "  " + "-" * 4)
+    lines.append(f"({machine_summary()}; RSS in MiB; CPU % is of one core; sink CPU % is the sink process's)")
+    return "\n".join(lines)
+
+
+def write_json(results: Sequence[Result], path: Path) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    rows = []
+    for result in results:
+        row: dict[str, Any] = {"variant": result.variant.name, "target": result.variant.target,
+                               "kwargs": result.variant.kwargs, "ok": result.ok, "error": result.error,
+                               "sink": result.sink, "runs": result.runs}
+        if result.measurement is not None:
+            row.update(asdict(result.measurement), records_per_s=result.records_per_s,
+                       cpu_us_per_record=result.cpu_us_per_record)
+        rows.append(row)
+    path.write_text(json.dumps({"machine": machine_summary(), "time": time.time(), "results": rows}, indent=2))
+
+
+@contextlib.contextmanager
+def timed(label: str) -> Iterator[None]:
+    """Prints how long a set-up step took, to stderr (so tables stay clean on stdout)."""
+    start = time.perf_counter()
+    yield
+    print(f"[bench] {label}: {time.perf_counter() - start:.1f}s", file=sys.stderr, flush=True)
+
+
+if __name__ == "__main__":
+    if sys.argv[1:] == ["--child"]:
+        sys.exit(_child_main())
+    sys.exit("bench.harness is a library; run a benchmark script such as python -m bench.peers_bench")

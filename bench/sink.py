@@ -1,0 +1,284 @@
+"""A fast local AWS sink: Kinesis, Firehose and CloudWatch as far as the benchmarked clients use them.
+
+    python -m bench.sink --port 0 --shards 16 [--stream NAME[:SHARDS]] [--prefill SPEC] [--verify count]
+    python -m bench.sink --selftest [--quick]
+
+The emulator (LocalStack's kinesis-mock) absorbs ~900 records/s, so client throughput is measured
+against this process instead.  It speaks the real wire protocol (JSON 1.1 with ``X-Amz-Target``, any
+SigV4 signature accepted), so clients reach it through ``AWS_ENDPOINT_URL`` like any endpoint, and it
+answers as the service would: real shard routing, per-record results, the service's size limits and
+error codes.  What it does not implement is listed in docs/bench.md.
+
+Besides the AWS operations it serves a small control API for the harness:
+
+* ``GET /_sink/stats`` — counters per operation, stream, shard and delivery stream, and the sink's own
+  CPU time (so a benchmark can show the sink was not the bottleneck);
+* ``POST /_sink/reset`` — zero the counters;
+* ``POST /_sink/config`` — change :class:`bench.sink_model.SinkSettings` (failure rate, latency, ...);
+* ``POST /_sink/prefill`` — create a pre-filled stream (a :class:`bench.sink_model.PrefillSpec` as JSON);
+* ``POST /_sink/streams`` — create a stream: ``{"name": ..., "shards": ...}``.
+
+When started with ``--port 0`` it binds a free port on 127.0.0.1 and prints ``READY <url>`` once it
+accepts connections.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import resource
+import signal
+import socket
+import sys
+import time
+import traceback
+from collections import Counter
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+from aiohttp import web
+
+from bench.sink_firehose import FirehoseService
+from bench.sink_kinesis import KinesisService
+from bench.sink_model import VERIFY_MODES, PrefillSpec, SinkError, SinkSettings
+
+JSON_CONTENT_TYPE = "application/x-amz-json-1.1"
+KINESIS_TARGET_PREFIX = "Kinesis_20131202."
+FIREHOSE_TARGET_PREFIX = "Firehose_20150804."
+#: botocore speaks CloudWatch over Smithy RPC v2 CBOR; the only call our code makes is PutMetricData.
+CLOUDWATCH_CBOR_PATH = "/service/GraniteServiceVersion20100801/operation/"
+CLOUDWATCH_JSON_TARGET_PREFIX = "GraniteServiceVersion20100801."
+#: PutRecords of 500 x 1 MiB records, base64-encoded, with room for JSON framing.
+MAX_REQUEST_BODY = 16 * 1024 * 1024
+
+Operation = Callable[[dict[str, Any]], "dict[str, Any] | str"]
+
+
+def process_usage() -> dict[str, float]:
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    return {"cpu_s": usage.ru_utime + usage.ru_stime, "peak_rss_mib": usage.ru_maxrss / 1024}
+
+
+class Sink:
+    """One sink: the settings its services share, the services, and how many requests each operation got."""
+
+    def __init__(self, settings: SinkSettings | None = None, region: str = "us-east-1") -> None:
+        self.settings = settings or SinkSettings()
+        self.kinesis = KinesisService(self.settings, region)
+        self.firehose = FirehoseService(self.settings, region)
+        self.requests: Counter[str] = Counter()
+
+    def reset_counters(self) -> None:
+        self.requests.clear()
+        self.kinesis.reset_counters()
+        self.firehose.reset_counters()
+
+    def stats(self) -> dict[str, Any]:
+        return {
+            "requests": dict(self.requests),
+            "streams": self.kinesis.stats(),
+            "delivery_streams": self.firehose.stats(),
+            "settings": self.settings.as_dict(),
+        }
+
+
+class SinkServer:
+    """Turns HTTP requests into :class:`Sink` operations and their results back into responses."""
+
+    def __init__(self, sink: Sink) -> None:
+        self.sink = sink
+        self.started = time.monotonic()
+        self._request_ids = 0
+        kinesis, firehose = sink.kinesis, sink.firehose
+        self._kinesis: dict[str, Operation] = {
+            "CreateStream": kinesis.create_stream_operation,
+            "DeleteStream": kinesis.delete_stream,
+            "DescribeStream": kinesis.describe_stream,
+            "DescribeStreamSummary": kinesis.describe_stream_summary,
+            "ListShards": kinesis.list_shards,
+            "ListStreams": kinesis.list_streams,
+            "PutRecords": kinesis.put_records,
+            "PutRecord": kinesis.put_record,
+            "GetShardIterator": kinesis.get_shard_iterator,
+            "GetRecords": kinesis.get_records,
+        }
+        self._firehose: dict[str, Operation] = {
+            "CreateDeliveryStream": firehose.create_delivery_stream,
+            "DeleteDeliveryStream": firehose.delete_delivery_stream,
+            "DescribeDeliveryStream": firehose.describe_delivery_stream,
+            "ListDeliveryStreams": firehose.list_delivery_streams,
+            "PutRecordBatch": firehose.put_record_batch,
+            "PutRecord": firehose.put_record,
+        }
+        self._control: dict[tuple[str, str], Callable[[web.Request], Awaitable[Any]]] = {
+            ("GET", "/_sink/stats"): self._stats,
+            ("POST", "/_sink/reset"): self._reset,
+            ("POST", "/_sink/config"): self._config,
+            ("POST", "/_sink/prefill"): self._prefill,
+            ("POST", "/_sink/streams"): self._create_stream,
+        }
+
+    def application(self) -> web.Application:
+        app = web.Application(client_max_size=MAX_REQUEST_BODY)
+        app.router.add_route("*", "/{tail:.*}", self.handle)
+        return app
+
+    async def handle(self, request: web.Request) -> web.StreamResponse:
+        if request.path.startswith("/_sink/"):
+            return await self._handle_control(request)
+        latency = self.sink.settings.latency_ms
+        if latency > 0:
+            await asyncio.sleep(latency / 1000)
+        if request.path.startswith(CLOUDWATCH_CBOR_PATH):
+            self.sink.requests["cloudwatch." + request.path.rpartition("/")[2]] += 1
+            return web.Response(status=200, headers={"smithy-protocol": "rpc-v2-cbor",
+                                                     "Content-Type": "application/cbor"})
+        target = request.headers.get("X-Amz-Target", "")
+        if target.startswith(CLOUDWATCH_JSON_TARGET_PREFIX):
+            self.sink.requests["cloudwatch." + target.partition(".")[2]] += 1
+            return self._json_response("{}")
+        if target.startswith(KINESIS_TARGET_PREFIX):
+            operations, service = self._kinesis, "kinesis"
+        elif target.startswith(FIREHOSE_TARGET_PREFIX):
+            operations, service = self._firehose, "firehose"
+        else:
+            unknown = target or request.path
+            return self._error(SinkError("UnknownOperationException", f"the sink does not serve {unknown!r}"))
+        name = target.partition(".")[2]
+        self.sink.requests[f"{service}.{name}"] += 1
+        operation = operations.get(name)
+        if operation is None:
+            return self._error(SinkError("UnknownOperationException", f"the sink does not implement {service} {name}"))
+        try:
+            body = json.loads(await request.read() or b"{}")
+            result = operation(body)
+        except SinkError as error:
+            return self._error(error)
+        except (ValueError, KeyError, TypeError) as error:
+            return self._error(SinkError("SerializationException", f"{type(error).__name__}: {error}"))
+        except Exception as error:  # a sink bug: answer like the service would, and say so loudly
+            traceback.print_exc(file=sys.stderr)
+            return self._error(SinkError("InternalFailure", f"sink error: {error!r}", status=500))
+        return self._json_response(result if isinstance(result, str) else json.dumps(result))
+
+    def _json_response(self, text: str) -> web.Response:
+        self._request_ids += 1
+        return web.Response(body=text.encode(), content_type=JSON_CONTENT_TYPE,
+                            headers={"x-amzn-RequestId": f"sink-{self._request_ids}"})
+
+    def _error(self, error: SinkError) -> web.Response:
+        body = json.dumps({"__type": error.code, "message": error.message})
+        return web.Response(status=error.status, body=body.encode(), content_type=JSON_CONTENT_TYPE,
+                            headers={"x-amzn-ErrorType": error.code})
+
+    # --- control API --------------------------------------------------------------------------------
+
+    async def _handle_control(self, request: web.Request) -> web.StreamResponse:
+        handler = self._control.get((request.method, request.path))
+        if handler is None:
+            return web.json_response({"error": f"no control endpoint {request.method} {request.path}"}, status=404)
+        try:
+            return web.json_response(await handler(request))
+        except (SinkError, ValueError, TypeError, KeyError) as error:
+            return web.json_response({"error": f"{type(error).__name__}: {error}"}, status=400)
+
+    async def _stats(self, request: web.Request) -> dict[str, Any]:
+        return {**self.sink.stats(), **process_usage(), "uptime_s": time.monotonic() - self.started}
+
+    async def _reset(self, request: web.Request) -> dict[str, Any]:
+        self.sink.reset_counters()
+        return {"reset": True}
+
+    async def _config(self, request: web.Request) -> dict[str, Any]:
+        self.sink.settings.update(await request.json())
+        return self.sink.settings.as_dict()
+
+    async def _prefill(self, request: web.Request) -> dict[str, Any]:
+        return self.sink.kinesis.prefill(PrefillSpec(**await request.json())).stats()
+
+    async def _create_stream(self, request: web.Request) -> dict[str, Any]:
+        body = await request.json()
+        shards = int(body.get("shards", self.sink.settings.default_shards))
+        stream = self.sink.kinesis.create_stream(body["name"], shards)
+        return {"name": stream.name, "shards": len(stream.shards)}
+
+
+def build_sink(args: argparse.Namespace) -> Sink:
+    settings = SinkSettings(
+        fail_rate=args.fail_rate, latency_ms=args.latency_ms, verify=args.verify, retain=args.retain,
+        auto_create=args.auto_create, default_shards=args.shards,
+    )
+    sink = Sink(settings, region=args.region)
+    for spec in args.stream or ["bench"]:
+        name, _, shards = spec.partition(":")
+        sink.kinesis.create_stream(name, int(shards) if shards else args.shards)
+    for name in args.delivery_stream or ["bench"]:
+        sink.firehose.create(name)
+    for text in args.prefill or []:
+        sink.kinesis.prefill(PrefillSpec.parse(text))
+    return sink
+
+
+async def serve(sink: Sink, port: int) -> None:
+    server = SinkServer(sink)
+    runner = web.AppRunner(server.application(), access_log=None, handle_signals=False)
+    await runner.setup()
+    listener = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    listener.bind(("127.0.0.1", port))
+    site = web.SockSite(runner, listener, backlog=512)
+    await site.start()
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(signum, stop.set)
+    print(f"READY http://127.0.0.1:{listener.getsockname()[1]}", flush=True)
+    try:
+        await stop.wait()
+    finally:
+        await runner.cleanup()
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(prog="python -m bench.sink", description=__doc__.split("\n\n")[0])
+    parser.add_argument("--port", type=int, default=0, help="port on 127.0.0.1 (0: a free one)")
+    parser.add_argument("--shards", type=int, default=4, help="shards of each --stream without its own count")
+    parser.add_argument("--stream", action="append", metavar="NAME[:SHARDS]",
+                        help="Kinesis stream to create (default: one named 'bench')")
+    parser.add_argument("--delivery-stream", action="append", metavar="NAME",
+                        help="Firehose delivery stream to create (default: one named 'bench')")
+    parser.add_argument("--prefill", action="append", metavar="SPEC",
+                        help="pre-filled stream, e.g. stream=reads,shards=4,records_per_shard=100000,"
+                             "record_size=100,aggregate=1")
+    parser.add_argument("--verify", choices=VERIFY_MODES, default="none",
+                        help="decode aggregates to count user records (count) and check their shards (route)")
+    parser.add_argument("--fail-rate", type=float, default=0.0,
+                        help="share of put entries answered ProvisionedThroughputExceededException")
+    parser.add_argument("--latency-ms", type=float, default=0.0, help="delay added to every AWS response")
+    parser.add_argument("--retain", action="store_true", help="keep put records so GetRecords returns them")
+    parser.add_argument("--auto-create", action="store_true", help="create unknown streams on first use")
+    parser.add_argument("--region", default=os.environ.get("AWS_DEFAULT_REGION", "us-east-1"))
+    parser.add_argument("--selftest", action="store_true", help="measure the sink's own ceiling and exit")
+    parser.add_argument("--quick", action="store_true", help="with --selftest: a short run")
+    return parser.parse_args(argv)
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    if args.selftest:
+        from bench.sink_selftest import run_selftest
+
+        return run_selftest(quick=args.quick)
+    try:
+        sink = build_sink(args)
+    except (ValueError, SinkError) as error:
+        print(f"bench.sink: {error}", file=sys.stderr)
+        return 2
+    asyncio.run(serve(sink, args.port))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
