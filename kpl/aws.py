@@ -94,7 +94,7 @@ class ClientConfig:
         }
 
 
-DEFAULT_CLIENT_CONFIG = ClientConfig()
+DEFAULT_CLIENT_CONFIG: ClientConfig = ClientConfig()
 
 _session_lock = threading.Lock()
 _aio_session: aiobotocore.session.AioSession | None = None

@@ -95,6 +95,27 @@ class MetricsRegistry:
                 total = self._totals[key] = StatisticSet()
             total.add(value, count)
 
+    def put_stats(
+        self, name: str, count: float, total: float, minimum: float, maximum: float, *, unit: str = "Count",
+        dims: Dimensions = (),
+    ) -> None:
+        """Record a batch of observations already summarised (a producer request's records, say)."""
+        if count <= 0:
+            return
+        key = (name, dims, unit)
+        with self._lock:
+            for table in (self._pending, self._totals):
+                stats = table.get(key)
+                if stats is None:
+                    table[key] = StatisticSet(count, total, minimum, maximum)
+                    continue
+                stats.count += count
+                stats.sum += total
+                if minimum < stats.minimum:
+                    stats.minimum = minimum
+                if maximum > stats.maximum:
+                    stats.maximum = maximum
+
     def drain(self) -> dict[MetricKey, StatisticSet]:
         with self._lock:
             pending, self._pending = self._pending, {}

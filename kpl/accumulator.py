@@ -1,0 +1,315 @@
+"""Buffering: user records into Kinesis records (aggregation), Kinesis records into PutRecords batches.
+
+Two stages, each flushed by size, count or deadline, as in the KPL:
+
+* :class:`Aggregator` keeps one open aggregate per predicted shard (only records bound for the same
+  shard may share an aggregate, or a consumer would drop sub-records outside its shard's range).
+  An aggregate is sealed when the next record does not fit, or when its oldest record has waited
+  ``RecordMaxBufferedTime``.
+* :class:`Collector` groups sealed Kinesis records of one stream into PutRecords batches of at most
+  ``CollectionMaxCount`` entries and ``CollectionMaxSize`` bytes, sent when full, when one shard has
+  256 KiB in the batch (so no shard gets a burst), or at the earliest deadline of its entries.
+
+Timers exist per aggregate and per batch, never per record: the per-record path is a dict lookup,
+the encoder's ``add`` and a list append.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable, Sequence
+from typing import Any
+
+from kpl.aggregation import OVERHEAD, AggregateBuilder
+from kpl.records import AttemptLog
+
+#: A PutRecords batch flushes once one shard's entries in it reach this many bytes (KPL collector).
+SHARD_BYTES_PER_BATCH = 256 * 1024
+
+_NO_LOG: AttemptLog = ()
+
+
+class PendingRecord:
+    """One user record inside the producer, from ``put_record`` until its future is resolved."""
+
+    __slots__ = ("arrival", "data", "explicit_hash_key", "future", "hash_key", "log", "partition_key", "size")
+
+    # Positional on purpose: built once per record, and keyword calls cost about 1 µs more.
+    def __init__(  # noqa: PLR0917
+        self, future: Any, partition_key: str, explicit_hash_key: str | None, data: bytes, hash_key: int,
+        size: int, arrival: float,
+    ) -> None:
+        #: An asyncio or a concurrent.futures future: both have ``set_result``.
+        self.future = future
+        self.partition_key = partition_key
+        self.explicit_hash_key = explicit_hash_key
+        self.data = data
+        self.hash_key = hash_key
+        #: Partition key (UTF-8) + data bytes: what Kinesis counts against its limits.
+        self.size = size
+        self.arrival = arrival
+        #: Attempts made while the record travelled in earlier Kinesis records (it was regrouped).
+        self.log = _NO_LOG
+
+
+class KinesisRecord:
+    """One PutRecords entry: an aggregate of user records predicted for one shard, or one plain record."""
+
+    __slots__ = ("deadline", "entry", "expiry", "generation", "log", "oldest_arrival", "records", "request_failures",
+                 "shard_id", "size", "user_bytes")
+
+    def __init__(  # noqa: PLR0917  (once per record with aggregation off)
+        self, records: list[PendingRecord], entry: dict[str, Any], size: int, shard_id: str | None,
+        generation: int, deadline: float, oldest_arrival: float, expiry: float, user_bytes: int,
+    ) -> None:
+        self.records = records
+        #: The PutRecords entry (Data, PartitionKey, ExplicitHashKey), built once.
+        self.entry = entry
+        #: Outer partition key + data: what counts against the request and shard limits.
+        self.size = size
+        #: The predicted shard (None when the shard map had no answer).
+        self.shard_id = shard_id
+        #: The shard-map generation the prediction was made under.
+        self.generation = generation
+        #: When it must leave the collector.
+        self.deadline = deadline
+        self.oldest_arrival = oldest_arrival
+        #: The earliest RecordTtl expiry among its user records.
+        self.expiry = expiry
+        self.user_bytes = user_bytes
+        #: Attempts of this Kinesis record: (start, end, error code, error message).
+        self.log: list[tuple[float, float, str | None, str | None]] = []
+        #: Consecutive failures that call for backoff (whole-request errors, transient entry errors).
+        self.request_failures = 0
+
+
+def seal(  # noqa: PLR0917  (once per record with aggregation off)
+    records: list[PendingRecord], builder: AggregateBuilder | None, shard_id: str | None, generation: int,
+    deadline: float, ttl: float, user_bytes: int,
+) -> KinesisRecord:
+    """The Kinesis record for ``records``: the aggregate ``builder`` holds, or the one plain record.
+
+    As in the KPL, one record travels raw (an aggregate of one would only add 20+ bytes), and both
+    forms carry the first user record's hash key as ExplicitHashKey, so Kinesis routes the entry to
+    the shard that record's key belongs to; an aggregate's partition key is the one-byte "a".
+    """
+    first = records[0]
+    oldest = first.arrival
+    for record in records:
+        if record.log and record.arrival < oldest:
+            oldest = record.arrival
+    if len(records) == 1:
+        entry = {"Data": first.data, "PartitionKey": first.partition_key, "ExplicitHashKey": str(first.hash_key)}
+        size = first.size
+    else:
+        assert builder is not None
+        data = builder.build()
+        entry = {"Data": data, "PartitionKey": "a", "ExplicitHashKey": str(first.hash_key)}
+        size = len(data) + 1
+    return KinesisRecord(records, entry, size, shard_id, generation, deadline, oldest, oldest + ttl, user_bytes)
+
+
+def regroup(
+    records: Sequence[PendingRecord], shard_id: str | None, generation: int, *, aggregate: bool, max_size: int,
+    max_count: int, deadline: float, ttl: float,
+) -> list[KinesisRecord]:
+    """Kinesis records for user records bound to one shard, in their order (used for retries)."""
+    out: list[KinesisRecord] = []
+    if not aggregate:
+        for record in records:
+            out.append(seal([record], None, shard_id, generation, deadline, ttl, record.size))
+        return out
+    builder = AggregateBuilder(max_size, max_count)
+    group: list[PendingRecord] = []
+    group_bytes = 0
+    for record in records:
+        if builder.add(record.partition_key, record.explicit_hash_key, record.data):
+            group.append(record)
+            group_bytes += record.size
+            continue
+        if group:
+            out.append(seal(group, builder, shard_id, generation, deadline, ttl, group_bytes))
+        builder = AggregateBuilder(max_size, max_count)
+        if builder.add(record.partition_key, record.explicit_hash_key, record.data):
+            group, group_bytes = [record], record.size
+        else:  # larger than an aggregate may be: it travels alone
+            out.append(seal([record], None, shard_id, generation, deadline, ttl, record.size))
+            builder = AggregateBuilder(max_size, max_count)
+            group, group_bytes = [], 0
+    if group:
+        out.append(seal(group, builder, shard_id, generation, deadline, ttl, group_bytes))
+    return out
+
+
+class _OpenAggregate:
+    __slots__ = ("builder", "deadline", "records", "timer", "user_bytes")
+
+    def __init__(self, builder: AggregateBuilder, deadline: float) -> None:
+        self.builder = builder
+        self.records: list[PendingRecord] = []
+        self.user_bytes = 0
+        self.deadline = deadline
+        self.timer: asyncio.TimerHandle | None = None
+
+
+class Aggregator:
+    """One open aggregate per predicted shard of a stream; sealed aggregates go to ``on_sealed``."""
+
+    def __init__(
+        self,
+        loop: asyncio.AbstractEventLoop,
+        on_sealed: Callable[[KinesisRecord], None],
+        *,
+        max_size: int,
+        max_count: int,
+        max_buffered_time: float,
+        ttl: float,
+    ) -> None:
+        self._loop = loop
+        self._on_sealed = on_sealed
+        self.max_size = max_size
+        self.max_count = max_count
+        self.max_buffered_time = max_buffered_time
+        self.ttl = ttl
+        self.generation = 0
+        self._open: dict[str | None, _OpenAggregate] = {}
+
+    def add(self, record: PendingRecord, shard_id: str | None, deadline: float) -> None:
+        """Add a record predicted for ``shard_id`` that must leave the aggregator by ``deadline``."""
+        aggregate = self._open.get(shard_id)
+        if aggregate is not None:
+            if aggregate.builder.add(record.partition_key, record.explicit_hash_key, record.data):
+                aggregate.records.append(record)
+                aggregate.user_bytes += record.size
+                if deadline < aggregate.deadline:
+                    self._reschedule(shard_id, aggregate, deadline)
+                return
+            self._seal(shard_id, aggregate)
+        builder = AggregateBuilder(self.max_size, self.max_count)
+        if record.size + OVERHEAD > self.max_size or not builder.add(
+            record.partition_key, record.explicit_hash_key, record.data
+        ):
+            # Larger than an aggregate may be: it travels alone (the KPL's aggregator bypass).
+            self._on_sealed(seal([record], None, shard_id, self.generation, deadline, self.ttl, record.size))
+            return
+        aggregate = _OpenAggregate(builder, deadline)
+        aggregate.records.append(record)
+        aggregate.user_bytes = record.size
+        aggregate.timer = self._loop.call_at(deadline, self._deadline_reached, shard_id, aggregate)
+        self._open[shard_id] = aggregate
+
+    def _reschedule(self, shard_id: str | None, aggregate: _OpenAggregate, deadline: float) -> None:
+        aggregate.deadline = deadline
+        if aggregate.timer is not None:
+            aggregate.timer.cancel()
+        aggregate.timer = self._loop.call_at(deadline, self._deadline_reached, shard_id, aggregate)
+
+    def _deadline_reached(self, shard_id: str | None, aggregate: _OpenAggregate) -> None:
+        if self._open.get(shard_id) is aggregate:
+            self._seal(shard_id, aggregate)
+
+    def _seal(self, shard_id: str | None, aggregate: _OpenAggregate) -> None:
+        del self._open[shard_id]
+        if aggregate.timer is not None:
+            aggregate.timer.cancel()
+        self._on_sealed(seal(aggregate.records, aggregate.builder, shard_id, self.generation, aggregate.deadline,
+                             self.ttl, aggregate.user_bytes))
+
+    def flush(self) -> None:
+        """Seal every open aggregate now."""
+        for shard_id, aggregate in list(self._open.items()):
+            self._seal(shard_id, aggregate)
+
+    def take(self, shard_ids: set[str | None] | None = None) -> list[PendingRecord]:
+        """Remove and return the records of the open aggregates of ``shard_ids`` (all when None)."""
+        taken: list[PendingRecord] = []
+        for shard_id in [s for s in self._open if shard_ids is None or s in shard_ids]:
+            aggregate = self._open.pop(shard_id)
+            if aggregate.timer is not None:
+                aggregate.timer.cancel()
+            taken.extend(aggregate.records)
+        return taken
+
+    def shards(self) -> list[str | None]:
+        return list(self._open)
+
+    def oldest_arrival(self) -> float | None:
+        arrivals = [min(r.arrival for r in a.records) for a in self._open.values() if a.records]
+        return min(arrivals) if arrivals else None
+
+    def __len__(self) -> int:
+        return sum(len(a.records) for a in self._open.values())
+
+
+class Collector:
+    """Sealed Kinesis records of one stream, grouped into PutRecords batches for ``on_batch``."""
+
+    def __init__(
+        self,
+        loop: asyncio.AbstractEventLoop,
+        on_batch: Callable[[list[KinesisRecord]], None],
+        *,
+        max_count: int,
+        max_size: int,
+        shard_bytes_limit: int = SHARD_BYTES_PER_BATCH,
+    ) -> None:
+        self._loop = loop
+        self._on_batch = on_batch
+        self.max_count = max_count
+        self.max_size = max_size
+        self.shard_bytes_limit = shard_bytes_limit
+        self._batch: list[KinesisRecord] = []
+        self._size = 0
+        self._shard_bytes: dict[str | None, int] = {}
+        self._deadline = float("inf")
+        self._timer: asyncio.TimerHandle | None = None
+
+    def add(self, record: KinesisRecord, deadline: float) -> None:
+        """Add a Kinesis record that must be sent by ``deadline``."""
+        size = record.size
+        if self._batch and self._size + size > self.max_size:
+            self.flush()
+        batch = self._batch
+        batch.append(record)
+        self._size += size
+        shard_bytes = self._shard_bytes.get(record.shard_id, 0) + size
+        self._shard_bytes[record.shard_id] = shard_bytes
+        if len(batch) >= self.max_count or self._size >= self.max_size or shard_bytes >= self.shard_bytes_limit:
+            self.flush()
+        elif deadline < self._deadline:
+            self._deadline = deadline
+            if self._timer is not None:
+                self._timer.cancel()
+            self._timer = self._loop.call_at(deadline, self._deadline_reached)
+
+    def _deadline_reached(self) -> None:
+        self._timer = None
+        self.flush()
+
+    def flush(self) -> None:
+        """Hand the current batch on now (nothing happens when it is empty)."""
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+        self._deadline = float("inf")
+        batch = self._batch
+        if not batch:
+            return
+        self._batch = []
+        self._size = 0
+        self._shard_bytes = {}
+        self._on_batch(batch)
+
+    def take(self) -> list[KinesisRecord]:
+        """Remove and return the current batch without sending it."""
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+        self._deadline = float("inf")
+        batch, self._batch = self._batch, []
+        self._size = 0
+        self._shard_bytes = {}
+        return batch
+
+    def pending(self) -> list[KinesisRecord]:
+        return list(self._batch)

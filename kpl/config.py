@@ -1,0 +1,306 @@
+"""Producer settings: the Java KPL's names, defaults and ranges, so existing configurations carry over.
+
+``ProducerConfig`` uses Python names (``record_ttl_ms`` for the KPL's ``RecordTtl``); times stay in
+milliseconds as in the KPL so numbers copied from a Java configuration mean the same thing.
+``ProducerConfig.from_properties(path)`` reads a KPL ``.properties`` file unchanged: every key the
+Java ``KinesisProducerConfiguration`` accepts is accepted here, and the ones that configure parts
+this producer does not have (the native daemon's threads, log level, certificates) are recorded in
+``ignored_settings`` instead of failing the load.  An unknown key or an invalid value is an error
+that names the key (and the file and line).
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass, fields, replace
+from pathlib import Path
+from typing import Any
+
+from kpl.aws import ClientConfig
+from kpl.errors import ConfigurationError
+
+MAX_LONG = 2**63 - 1
+MIB = 1024 * 1024
+
+METRICS_LEVELS = ("none", "summary", "detailed")
+METRICS_GRANULARITIES = ("global", "stream", "shard")
+
+_HOST_PATTERN = re.compile(r"^([A-Za-z0-9-.]+)?$")
+_REGION_PATTERN = re.compile(r"^([a-z]+-([a-z]+-)?[a-z]+-[0-9])?$")
+
+
+@dataclass(frozen=True, slots=True)
+class _Setting:
+    """How one KPL key maps onto a ProducerConfig field, and what values it accepts."""
+
+    key: str
+    field: str
+    kind: type
+    minimum: int | None = None
+    maximum: int | None = None
+    choices: tuple[str, ...] = ()
+    pattern: re.Pattern[str] | None = None
+
+
+_SETTINGS = (
+    _Setting("AggregationEnabled", "aggregation_enabled", bool),
+    _Setting("AggregationMaxCount", "aggregation_max_count", int, 1, MAX_LONG),
+    _Setting("AggregationMaxSize", "aggregation_max_size", int, 64, 10 * MIB),
+    _Setting("CollectionMaxCount", "collection_max_count", int, 1, 500),
+    _Setting("CollectionMaxSize", "collection_max_size", int, 52224, MAX_LONG),
+    _Setting("RecordMaxBufferedTime", "record_max_buffered_time_ms", int, 0, MAX_LONG),
+    _Setting("RecordTtl", "record_ttl_ms", int, 100, MAX_LONG),
+    _Setting("RateLimit", "rate_limit", int, 1, MAX_LONG),
+    _Setting("FailIfThrottled", "fail_if_throttled", bool),
+    _Setting("MaxConnections", "max_connections", int, 1, 256),
+    _Setting("RequestTimeout", "request_timeout_ms", int, 100, 600000),
+    _Setting("ConnectTimeout", "connect_timeout_ms", int, 100, 300000),
+    _Setting("MaxUserRecordSize", "max_user_record_size", int, 64, 10 * MIB),
+    _Setting("MetricsLevel", "metrics_level", str, choices=METRICS_LEVELS),
+    _Setting("MetricsGranularity", "metrics_granularity", str, choices=METRICS_GRANULARITIES),
+    _Setting("MetricsNamespace", "metrics_namespace", str, pattern=re.compile(r"^(?!AWS/).{1,255}$")),
+    _Setting("MetricsUploadDelay", "metrics_upload_delay_ms", int, 1, 60000),
+    _Setting("KinesisEndpoint", "kinesis_endpoint", str),
+    _Setting("KinesisPort", "kinesis_port", int, 1, 65535),
+    _Setting("CloudwatchEndpoint", "cloudwatch_endpoint", str),
+    _Setting("CloudwatchPort", "cloudwatch_port", int, 1, 65535),
+    _Setting("Region", "region", str, pattern=_REGION_PATTERN),
+    # Not KPL keys: this producer's own settings, accepted in properties files under these names.
+    _Setting("OrderedPerShard", "ordered_per_shard", bool),
+    _Setting("MaxOutstandingRecords", "max_outstanding_records", int, 1, MAX_LONG),
+    _Setting("MaxOutstandingBytes", "max_outstanding_bytes", int, 1, MAX_LONG),
+)
+_BY_KEY = {setting.key: setting for setting in _SETTINGS}
+_BY_FIELD = {setting.field: setting for setting in _SETTINGS}
+
+#: Keys of earlier KPL releases, read as their current names.
+_LEGACY_KEYS = {"CustomEndpoint": "KinesisEndpoint", "Port": "KinesisPort"}
+
+#: KPL keys that configure the Java wrapper or the native daemon, which this producer does not
+#: have; accepted (so a KPL file loads unchanged) and listed in ``ignored_settings``.
+IGNORED_KPL_KEYS = frozenset({
+    "LogLevel", "MinConnections", "VerifyCertificate", "ThreadingModel", "ThreadPoolSize", "EnableCoreDumps",
+    "NativeExecutable", "TempDirectory", "CaCertPath", "CaCertFile", "CredentialsRefreshDelay", "StsEndpoint",
+    "StsPort", "ProxyHost", "ProxyPort", "ProxyUserName", "ProxyPassword", "UserRecordTimeoutInMillis",
+    "EnableOldestFutureTracker", "ReturnUserRecordOnFailure", "EnableDaemonHealthCheck",
+    "DaemonHealthCheckTimeoutMs", "GlueSchemaRegistryPropertiesFilePath",
+})
+
+
+@dataclass(frozen=True, slots=True)
+class ProducerConfig:
+    """Every producer setting, with the Java KPL's defaults.  See docs/kpl.md for the full table."""
+
+    aggregation_enabled: bool = True
+    aggregation_max_count: int = 4294967295
+    aggregation_max_size: int = 51200
+    collection_max_count: int = 500
+    collection_max_size: int = 5 * MIB
+    record_max_buffered_time_ms: int = 100
+    record_ttl_ms: int = 30000
+    rate_limit: int = 150
+    fail_if_throttled: bool = False
+    max_connections: int = 24
+    request_timeout_ms: int = 6000
+    connect_timeout_ms: int = 6000
+    #: Client-side cap on partition key + data.  None: the stream's own maximum record size
+    #: (1 MiB unless the stream was created or updated with a larger MaxRecordSizeInKiB).
+    max_user_record_size: int | None = None
+    metrics_level: str = "detailed"
+    metrics_granularity: str = "shard"
+    metrics_namespace: str = "KinesisProducerLibrary"
+    metrics_upload_delay_ms: int = 60000
+    #: Endpoint override: a host name (TLS on ``kinesis_port``, as in the KPL) or a full URL.
+    #: Empty: standard AWS configuration (AWS_ENDPOINT_URL and friends) decides.
+    kinesis_endpoint: str = ""
+    kinesis_port: int = 443
+    cloudwatch_endpoint: str = ""
+    cloudwatch_port: int = 443
+    #: Empty: the region from standard AWS configuration.
+    region: str = ""
+    #: Not a KPL setting.  Records of one shard are never reordered, even across retries: at most
+    #: one PutRecords in flight per shard, carrying one Kinesis record of that shard.
+    ordered_per_shard: bool = False
+    #: Not KPL settings: the backpressure bounds.  ``put_record`` waits while either is reached.
+    max_outstanding_records: int = 100_000
+    max_outstanding_bytes: int = 64 * MIB
+    #: KPL keys accepted from a properties file but without effect here, as (key, value) pairs.
+    ignored_settings: tuple[tuple[str, str], ...] = ()
+
+    def __post_init__(self) -> None:
+        for setting in _SETTINGS:
+            _check(setting, getattr(self, setting.field), f"{setting.field} ({setting.key})")
+        for endpoint, name in ((self.kinesis_endpoint, "kinesis_endpoint"),
+                               (self.cloudwatch_endpoint, "cloudwatch_endpoint")):
+            if "://" not in endpoint and not _HOST_PATTERN.match(endpoint):
+                raise ConfigurationError(f"{name}: {endpoint!r} is neither a host name nor a URL")
+
+    # --- loading ----------------------------------------------------------------------------------
+
+    @classmethod
+    def from_properties(cls, path: str | Path, **overrides: Any) -> ProducerConfig:
+        """Load a Java KPL ``.properties`` file; ``overrides`` (Python names) win over the file."""
+        source = Path(path)
+        try:
+            text = source.read_text(encoding="utf-8")
+        except OSError as exc:
+            raise ConfigurationError(f"cannot read KPL properties file {source}: {exc}") from exc
+        settings: dict[str, tuple[str, str]] = {}
+        for line_number, key, value in _parse_properties(text):
+            settings[key] = (value, f"{source}:{line_number}")
+        return cls._from_kpl(settings, overrides)
+
+    @classmethod
+    def from_kpl_settings(cls, settings: Mapping[str, object], **overrides: Any) -> ProducerConfig:
+        """Build from KPL key names (``{"RecordTtl": 60000, ...}``), values as str or native types."""
+        return cls._from_kpl({key: (value, "settings") for key, value in settings.items()}, overrides)
+
+    @classmethod
+    def _from_kpl(cls, settings: Mapping[str, tuple[object, str]], overrides: Mapping[str, Any]) -> ProducerConfig:
+        values: dict[str, Any] = {}
+        ignored: list[tuple[str, str]] = []
+        for raw_key, (raw_value, origin) in settings.items():
+            key = _LEGACY_KEYS.get(raw_key, raw_key)
+            setting = _BY_KEY.get(key)
+            if setting is None:
+                if key in IGNORED_KPL_KEYS:
+                    ignored.append((key, str(raw_value)))
+                    continue
+                raise ConfigurationError(
+                    f"{raw_key} ({origin}): unknown KPL setting; known settings are "
+                    f"{', '.join(sorted(_BY_KEY))} (and the daemon-only {', '.join(sorted(IGNORED_KPL_KEYS))})"
+                )
+            name = f"{raw_key} ({origin})"
+            value = _convert(setting, raw_value, name)
+            _check(setting, value, name)
+            values[setting.field] = value
+        unknown = set(overrides) - {f.name for f in fields(cls)}
+        if unknown:
+            raise ConfigurationError(f"{', '.join(sorted(unknown))}: not a ProducerConfig setting")
+        values.update(overrides)
+        values["ignored_settings"] = tuple(ignored)
+        return cls(**values)
+
+    def with_(self, **changes: Any) -> ProducerConfig:
+        return replace(self, **changes)
+
+    # --- derived values ---------------------------------------------------------------------------
+
+    @property
+    def record_max_buffered_time(self) -> float:
+        return self.record_max_buffered_time_ms / 1000.0
+
+    @property
+    def record_ttl(self) -> float:
+        return self.record_ttl_ms / 1000.0
+
+    def kinesis_client_config(self) -> ClientConfig:
+        """PutRecords client: botocore's retries off (the producer retries), pool = MaxConnections."""
+        return ClientConfig(
+            region=self.region or None,
+            endpoint_url=_endpoint_url(self.kinesis_endpoint, self.kinesis_port),
+            connect_timeout=self.connect_timeout_ms / 1000.0,
+            read_timeout=self.request_timeout_ms / 1000.0,
+            max_pool_connections=self.max_connections,
+            max_attempts=1,
+            # The producer builds every PutRecords entry itself; botocore's per-entry validation
+            # would cost more CPU than the rest of the request path.
+            parameter_validation=False,
+        )
+
+    def control_client_config(self) -> ClientConfig:
+        """ListShards / DescribeStreamSummary: few calls, botocore's standard retries are welcome."""
+        return ClientConfig(
+            region=self.region or None,
+            endpoint_url=_endpoint_url(self.kinesis_endpoint, self.kinesis_port),
+            connect_timeout=self.connect_timeout_ms / 1000.0,
+            read_timeout=self.request_timeout_ms / 1000.0,
+            max_pool_connections=2,
+        )
+
+    def cloudwatch_client_config(self) -> ClientConfig:
+        return ClientConfig(
+            region=self.region or None,
+            endpoint_url=_endpoint_url(self.cloudwatch_endpoint, self.cloudwatch_port),
+            connect_timeout=self.connect_timeout_ms / 1000.0,
+            read_timeout=max(self.request_timeout_ms / 1000.0, 10.0),
+            max_pool_connections=2,
+        )
+
+
+def _endpoint_url(endpoint: str, port: int) -> str | None:
+    if not endpoint:
+        return None
+    if "://" in endpoint:
+        return endpoint
+    return f"https://{endpoint}:{port}"
+
+
+def _check(setting: _Setting, value: object, name: str) -> None:
+    if setting.field == "max_user_record_size" and value is None:
+        return
+    if setting.kind is bool:
+        if not isinstance(value, bool):
+            raise ConfigurationError(f"{name}: expected true or false, got {value!r}")
+        return
+    if setting.kind is int:
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise ConfigurationError(f"{name}: expected an integer, got {value!r}")
+        if setting.minimum is not None and setting.maximum is not None and \
+                not setting.minimum <= value <= setting.maximum:
+            raise ConfigurationError(f"{name}: {value} is outside [{setting.minimum}, {setting.maximum}]")
+        return
+    if not isinstance(value, str):
+        raise ConfigurationError(f"{name}: expected a string, got {value!r}")
+    if setting.choices and value not in setting.choices:
+        raise ConfigurationError(f"{name}: {value!r} is not one of {', '.join(setting.choices)}")
+    if setting.pattern is not None and not setting.pattern.match(value):
+        raise ConfigurationError(f"{name}: {value!r} does not match {setting.pattern.pattern}")
+
+
+def _convert(setting: _Setting, raw: object, name: str) -> object:
+    """A properties-file string (or a native value) as the setting's type; errors name the key."""
+    if not isinstance(raw, str):
+        return raw
+    text = raw.strip()
+    if setting.kind is bool:
+        lowered = text.lower()
+        if lowered not in ("true", "false"):
+            raise ConfigurationError(f"{name}: expected true or false, got {raw!r}")
+        return lowered == "true"
+    if setting.kind is int:
+        if not re.fullmatch(r"[+-]?[0-9]+", text):
+            raise ConfigurationError(f"{name}: expected an integer, got {raw!r}")
+        return int(text)
+    return text
+
+
+def _parse_properties(text: str) -> list[tuple[int, str, str]]:
+    """``key = value`` lines (``=`` or ``:``), ``#``/``!`` comments, backslash continuations.
+
+    A trailing ``;`` is dropped: the KPL's own sample file writes ``MaxUserRecordSize = 1048576;``.
+    """
+    entries: list[tuple[int, str, str]] = []
+    pending = ""
+    pending_line = 0
+    for number, raw_line in enumerate(text.splitlines(), start=1):
+        line = raw_line.strip()
+        if not pending and (not line or line[0] in "#!"):
+            continue
+        if not pending:
+            pending_line = number
+        if line.endswith("\\") and not line.endswith("\\\\"):
+            pending += line[:-1]
+            continue
+        logical, pending = pending + line, ""
+        match = re.match(r"^([^=:\s]+)\s*[=:\s]\s*(.*)$", logical)
+        if match is None:
+            key, value = logical, ""
+        else:
+            key, value = match.group(1), match.group(2)
+        value = value.strip()
+        if value.endswith(";"):
+            value = value[:-1].rstrip()
+        entries.append((pending_line, key, value))
+    return entries

@@ -1,0 +1,153 @@
+"""The KPL's producer metrics, under the names, levels and granularities the Java KPL uploads.
+
+Names are those the KPL puts into CloudWatch (``RequestTime``; its documentation prints them as
+"Request Time"), so dashboards and alarms built on KPL metrics keep working.  A level filters which
+metrics exist (``summary``: UserRecordsPut, KinesisRecordsPut, ErrorsByCode, AllErrors,
+UserRecordExpired, BufferingTime; ``detailed``: all); a granularity says how far down each is broken
+out: ``global`` (no dimension), ``stream`` (also per StreamName) or ``shard`` (also per StreamName and
+ShardId).  Stream-level metrics (UserRecordsReceived, UserRecordsPending, the per-request ones) never
+go below the stream.
+
+The producer summarises per request and per shard before calling in here: nothing is recorded per
+user record.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from kpl.cloudwatch import Dimensions, MetricsRegistry
+
+USER_RECORDS_RECEIVED = "UserRecordsReceived"
+USER_RECORDS_PENDING = "UserRecordsPending"
+USER_RECORDS_PUT = "UserRecordsPut"
+USER_RECORDS_DATA_PUT = "UserRecordsDataPut"
+KINESIS_RECORDS_PUT = "KinesisRecordsPut"
+KINESIS_RECORDS_DATA_PUT = "KinesisRecordsDataPut"
+ERRORS_BY_CODE = "ErrorsByCode"
+ALL_ERRORS = "AllErrors"
+RETRIES_PER_RECORD = "RetriesPerRecord"
+USER_RECORD_EXPIRED = "UserRecordExpired"
+BUFFERING_TIME = "BufferingTime"
+REQUEST_TIME = "RequestTime"
+USER_RECORDS_PER_KINESIS_RECORD = "UserRecordsPerKinesisRecord"
+KINESIS_RECORDS_PER_REQUEST = "KinesisRecordsPerPutRecordsRequest"
+USER_RECORDS_PER_REQUEST = "UserRecordsPerPutRecordsRequest"
+
+_SUMMARY, _DETAILED = 1, 2
+LEVELS = {"none": 0, "summary": _SUMMARY, "detailed": _DETAILED}
+GRANULARITIES = {"global": 0, "stream": 1, "shard": 2}
+
+METRIC_LEVELS = {
+    USER_RECORDS_RECEIVED: _DETAILED,
+    USER_RECORDS_PENDING: _DETAILED,
+    USER_RECORDS_PUT: _SUMMARY,
+    USER_RECORDS_DATA_PUT: _DETAILED,
+    KINESIS_RECORDS_PUT: _SUMMARY,
+    KINESIS_RECORDS_DATA_PUT: _DETAILED,
+    ERRORS_BY_CODE: _SUMMARY,
+    ALL_ERRORS: _SUMMARY,
+    RETRIES_PER_RECORD: _DETAILED,
+    USER_RECORD_EXPIRED: _SUMMARY,
+    BUFFERING_TIME: _SUMMARY,
+    REQUEST_TIME: _DETAILED,
+    USER_RECORDS_PER_KINESIS_RECORD: _DETAILED,
+    KINESIS_RECORDS_PER_REQUEST: _DETAILED,
+    USER_RECORDS_PER_REQUEST: _DETAILED,
+}
+
+_COUNT, _BYTES, _MILLISECONDS = "Count", "Bytes", "Milliseconds"
+
+
+class ProducerMetrics:
+    """Summaries from the producer into a :class:`MetricsRegistry`, filtered by level and granularity."""
+
+    def __init__(self, level: str = "detailed", granularity: str = "shard", registry: MetricsRegistry | None = None):
+        if level not in LEVELS:
+            raise ValueError(f"metrics level must be one of {', '.join(LEVELS)}, got {level!r}")
+        if granularity not in GRANULARITIES:
+            raise ValueError(f"metrics granularity must be one of {', '.join(GRANULARITIES)}, got {granularity!r}")
+        self.registry = registry if registry is not None else MetricsRegistry()
+        self.level = level
+        self.granularity = granularity
+        self.enabled = LEVELS[level] > 0
+        self._level = LEVELS[level]
+        self._depth = GRANULARITIES[granularity]
+        self._dimension_sets: dict[tuple[str | None, str | None], tuple[Dimensions, ...]] = {}
+
+    def _dimensions(self, stream: str | None, shard: str | None) -> tuple[Dimensions, ...]:
+        key = (stream, shard)
+        sets = self._dimension_sets.get(key)
+        if sets is None:
+            levels: list[Dimensions] = [()]
+            if stream is not None and self._depth >= 1:
+                levels.append((("StreamName", stream),))
+                if shard is not None and self._depth >= 2:
+                    levels.append((("StreamName", stream), ("ShardId", shard)))
+            sets = self._dimension_sets[key] = tuple(levels)
+        return sets
+
+    def _emit(
+        self, name: str, unit: str, stats: tuple[float, float, float, float], stream: str | None = None,
+        shard: str | None = None, *, extra: Dimensions = (),
+    ) -> None:
+        """Record (count, sum, min, max) at every dimension level the granularity allows."""
+        count, total, minimum, maximum = stats
+        if METRIC_LEVELS[name] > self._level or count <= 0:
+            return
+        put = self.registry.put_stats
+        for dims in self._dimensions(stream, shard):
+            put(name, count, total, minimum, maximum, unit=unit, dims=dims + extra)
+
+    # --- what the producer reports ----------------------------------------------------------------
+
+    def received(self, stream: str, count: int) -> None:
+        self._emit(USER_RECORDS_RECEIVED, _COUNT, (count, count, 1, 1), stream)
+
+    def pending(self, stream: str | None, count: int) -> None:
+        self._emit(USER_RECORDS_PENDING, _COUNT, (1, count, count, count), stream)
+
+    def request(self, stream: str, duration_ms: float, kinesis_records: int, user_records: int) -> None:
+        self._emit(REQUEST_TIME, _MILLISECONDS, (1, duration_ms, duration_ms, duration_ms), stream)
+        self._emit(KINESIS_RECORDS_PER_REQUEST, _COUNT, (1, kinesis_records, kinesis_records, kinesis_records), stream)
+        self._emit(USER_RECORDS_PER_REQUEST, _COUNT, (1, user_records, user_records, user_records), stream)
+
+    def kinesis_records(
+        self, stream: str, shard: str | None, *, succeeded: int, failed: int, data_bytes: int,
+        user_per_record: tuple[int, int, int],
+    ) -> None:
+        """Outcome of the Kinesis records of one shard in one response (1 = put, 0 = failed)."""
+        total = succeeded + failed
+        self._emit(KINESIS_RECORDS_PUT, _COUNT, (total, succeeded, 0 if failed else 1, 1 if succeeded else 0),
+                   stream, shard)
+        if succeeded:
+            average = data_bytes / succeeded
+            self._emit(KINESIS_RECORDS_DATA_PUT, _BYTES, (succeeded, data_bytes, average, average), stream, shard)
+            total_users, fewest, most = user_per_record
+            self._emit(USER_RECORDS_PER_KINESIS_RECORD, _COUNT, (succeeded, total_users, fewest, most), stream, shard)
+
+    def user_records(self, stream: str, shard: str | None, succeeded: int, failed: int, data_bytes: int) -> None:
+        """User records that finished (1 = put, 0 = failed for good).  Data sizes are per-batch averages."""
+        total = succeeded + failed
+        self._emit(USER_RECORDS_PUT, _COUNT, (total, succeeded, 0 if failed else 1, 1 if succeeded else 0),
+                   stream, shard)
+        if succeeded:
+            average = data_bytes / succeeded
+            self._emit(USER_RECORDS_DATA_PUT, _BYTES, (succeeded, data_bytes, average, average), stream, shard)
+
+    def errors(self, stream: str, shard: str | None, code: str, count: int) -> None:
+        self._emit(ERRORS_BY_CODE, _COUNT, (count, count, 1, 1), stream, shard, extra=(("ErrorCode", code),))
+        self._emit(ALL_ERRORS, _COUNT, (count, count, 1, 1), stream, shard)
+
+    def retries(self, stream: str, shard: str | None, records: int, retries: int) -> None:
+        self._emit(RETRIES_PER_RECORD, _COUNT, (records, records * retries, retries, retries), stream, shard)
+
+    def expired(self, stream: str, count: int) -> None:
+        self._emit(USER_RECORD_EXPIRED, _COUNT, (count, count, 1, 1), stream)
+
+    def buffering(self, stream: str, shard: str | None, *, count: int, total_ms: float, min_ms: float,
+                  max_ms: float) -> None:
+        self._emit(BUFFERING_TIME, _MILLISECONDS, (count, total_ms, min_ms, max_ms), stream, shard)
+
+    def snapshot(self) -> dict[str, list[dict[str, Any]]]:
+        return self.registry.snapshot()

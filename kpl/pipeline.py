@@ -1,0 +1,733 @@
+"""One stream's path through the producer, and the decisions taken on every PutRecords outcome.
+
+    put -> [waiting for the shard map] -> Aggregator (per predicted shard)
+        -> shard queue + ShardLimiter -> Collector (PutRecords batch) -> Sender
+        -> delivered (resolve) | wrong shard (re-send those records) | retry | fail
+
+Every user record is in exactly one place at a time, and leaves the pipeline only through
+``_deliver`` or ``_fail``, which resolve its future and release its share of the backpressure
+budget.  Retries go back to the *front* of their shard's queue, so a retried record is never sent
+after a younger record of its shard that was queued behind it; with ``ordered_per_shard`` a shard
+also has at most one Kinesis record in flight, which makes the order per shard strict.
+
+A Kinesis record retried under an unchanged shard map is re-sent as it is.  When the map changed,
+or some of its records expired, its live records are predicted again and re-aggregated.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import concurrent.futures
+from collections import deque
+from collections.abc import Iterable
+from dataclasses import dataclass
+from typing import Any
+
+import structlog
+
+from kpl.accumulator import Aggregator, Collector, KinesisRecord, PendingRecord, regroup, seal
+from kpl.backpressure import Budget
+from kpl.config import ProducerConfig
+from kpl.limiter import ShardLimiter
+from kpl.metrics import ProducerMetrics
+from kpl.records import EXPIRED, PRODUCER_CLOSED, WRONG_SHARD, AttemptLog, RecordError, RecordResult, UserRecord
+from kpl.retry import Backoff, ErrorKind, classify, error_code, error_message
+from kpl.sender import ResponseOutcome, Sender, read_response
+from kpl.shard_map import DEFAULT_MAX_RECORD_SIZE, ShardMap, ShardMapRefresher, describe_stream_limits
+
+log = structlog.get_logger(__name__)
+
+_INVALID_STATE = (asyncio.InvalidStateError, concurrent.futures.InvalidStateError)
+_RESOURCE_NOT_FOUND = "ResourceNotFoundException"
+
+
+@dataclass(slots=True)
+class Shared:
+    """What the stream pipelines of one producer share."""
+
+    loop: asyncio.AbstractEventLoop
+    config: ProducerConfig
+    control_client: Any
+    sender: Sender
+    budget: Budget
+    metrics: ProducerMetrics
+    backoff: Backoff
+
+
+class _ShardState:
+    """The queue of sealed Kinesis records of one predicted shard, waiting for its rate limiter."""
+
+    __slots__ = ("busy", "limiter", "queue", "timer")
+
+    def __init__(self, limiter: ShardLimiter | None) -> None:
+        self.queue: deque[KinesisRecord] = deque()
+        #: None for records without a predicted shard: the KPL does not limit those either.
+        self.limiter = limiter
+        #: Ordered mode: a Kinesis record of this shard is between the queue and its outcome.
+        self.busy = False
+        self.timer: asyncio.TimerHandle | None = None
+
+
+class StreamPipeline:
+    """Everything the producer does for one stream."""
+
+    def __init__(self, stream_name: str, shared: Shared) -> None:
+        self.stream_name = stream_name
+        self.request_target = {"StreamARN": stream_name} if stream_name.startswith("arn:") else {
+            "StreamName": stream_name}
+        self._shared = shared
+        self.loop = loop = shared.loop
+        config = shared.config
+        self._ordered = config.ordered_per_shard
+        self._rate_limit = float(config.rate_limit)
+        self._max_buffered = config.record_max_buffered_time
+        self._ttl = config.record_ttl
+        self._aggregate = config.aggregation_enabled
+        #: Aggregates get a little extra time in the collector to share a request (KPL PR #280).
+        self._collect_extra = min(0.05, 0.2 * self._max_buffered) if self._aggregate else 0.0
+        self.map = ShardMap(stream_name)
+        self._refresher = ShardMapRefresher(self.map, shared.control_client, self._map_refreshed, self._map_failed)
+        self._aggregator = Aggregator(
+            loop, self._sealed, max_size=config.aggregation_max_size, max_count=config.aggregation_max_count,
+            max_buffered_time=self._max_buffered, ttl=self._ttl,
+        )
+        self._collector = Collector(
+            loop, self._batch_ready, max_count=config.collection_max_count, max_size=config.collection_max_size,
+        )
+        self._shards: dict[str | None, _ShardState] = {}
+        #: Records that arrived before the shard map (and the stream's limits) were known.
+        self._waiting: list[PendingRecord] = []
+        #: Records that reached the wrong shard, waiting for the refreshed map to be sent again.
+        self._misrouted: list[PendingRecord] = []
+        #: Entries delivered to a shard the map does not know yet: (record, shard, sequence number).
+        self._unverified: list[tuple[KinesisRecord, str, str]] = []
+        #: Batches handed to the sender and not answered yet, by id.
+        self._in_flight: dict[int, list[KinesisRecord]] = {}
+        #: Kinesis records waiting out a retry backoff, by timer.
+        self._held: dict[asyncio.TimerHandle, list[KinesisRecord]] = {}
+        self._cap = config.max_user_record_size
+        self.max_record_size: int | None = None
+        self._limits_known: asyncio.Future[None] = loop.create_future()
+        self._describe_task: asyncio.Task[None] | None = None
+        #: After ResourceNotFound: (error, until) during which new records fail at once.
+        self._missing: tuple[RecordError, float] | None = None
+        self._last_map_error: str | None = None
+        #: The map and the stream's limits are known: records are routed as they arrive.
+        self._ready = False
+        self.received = 0
+        self._start_discovery()
+
+    # --- discovering the stream -------------------------------------------------------------------
+
+    def _start_discovery(self) -> None:
+        now = self.loop.time()
+        if self._limits_known.done():
+            self._limits_known = self.loop.create_future()
+        self._describe_task = self.loop.create_task(self._describe(), name=f"kpl-describe:{self.stream_name}")
+        self._refresher.request(now)
+
+    async def _describe(self) -> None:
+        try:
+            max_size, service_assigns_keys = await describe_stream_limits(self._shared.control_client,
+                                                                          self.stream_name)
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:
+            if error_code(exc) == _RESOURCE_NOT_FOUND:
+                self._stream_missing(exc)
+                return
+            # Narrow IAM policies may allow PutRecords but not DescribeStreamSummary.
+            log.warning("DescribeStreamSummary failed; assuming the default 1 MiB record limit",
+                        stream=self.stream_name, error=error_code(exc), detail=error_message(exc))
+            max_size, service_assigns_keys = DEFAULT_MAX_RECORD_SIZE, False
+        self.max_record_size = max_size
+        if service_assigns_keys and self._aggregate:
+            # Kinesis places records itself on such streams, so an aggregate's sub-records could
+            # land anywhere: the KPL 1.1 does not aggregate for them either.
+            log.info("stream assigns partition keys itself; aggregation is off for it", stream=self.stream_name)
+            self._aggregate = False
+            self._collect_extra = 0.0
+        if not self._limits_known.done():
+            self._limits_known.set_result(None)
+        self._route_waiting()
+
+    @property
+    def limits_known(self) -> bool:
+        return self._limits_known.done()
+
+    async def wait_for_limits(self) -> None:
+        await asyncio.shield(self._limits_known)
+
+    def record_size_limit(self) -> int:
+        """Partition key + data bytes a record may have (the stream's limit, capped by the config)."""
+        limit = self.max_record_size or DEFAULT_MAX_RECORD_SIZE
+        return limit if self._cap is None else min(limit, self._cap)
+
+    def _stream_missing(self, error: BaseException) -> None:
+        code, message = error_code(error), error_message(error)
+        delay = self.map.refresh_failed()
+        self._missing = (RecordError(code, message), self.loop.time() + delay)
+        self._ready = False
+        waiting, self._waiting = self._waiting, []
+        self._fail(waiting, (), code, message, retryable=False, shard_id=None)
+        if not self._limits_known.done():
+            self._limits_known.set_result(None)
+
+    def _map_refreshed(self, changed: bool) -> None:
+        self._missing = None
+        self._last_map_error = None
+        if changed:
+            self._aggregator.generation = self.map.generation
+            self._reroute_closed_shards()
+        self._route_waiting()
+        if self._misrouted:
+            misrouted, self._misrouted = self._misrouted, []
+            self._requeue_records(misrouted, self.loop.time())
+        if self._unverified:
+            unverified, self._unverified = self._unverified, []
+            for kr, shard_id, sequence_number in unverified:
+                self._verify(kr, shard_id, sequence_number)
+
+    def _map_failed(self, error: BaseException) -> None:
+        code = error_code(error)
+        self._last_map_error = f"{code}: {error_message(error)}"
+        if code == _RESOURCE_NOT_FOUND:
+            self._stream_missing(error)
+        elif self._waiting:
+            self._refresher.retry_later(self.loop.time())
+        # Records parked for a refresh that is not coming are sent with the map there is.
+        if self._misrouted:
+            misrouted, self._misrouted = self._misrouted, []
+            self._requeue_records(misrouted, self.loop.time())
+        if self._unverified:
+            unverified, self._unverified = self._unverified, []
+            for kr, shard_id, sequence_number in unverified:
+                self._verify(kr, shard_id, sequence_number)
+
+    def _route_waiting(self) -> None:
+        if not self.map.ready or not self._limits_known.done() or self._missing is not None:
+            return
+        self._ready = True
+        if not self._waiting:
+            return
+        waiting, self._waiting = self._waiting, []
+        limit = self.record_size_limit()
+        too_large = [r for r in waiting if r.size > limit]
+        if too_large:
+            self._fail(too_large, (), "ValidationException",
+                       f"record is larger than the stream's maximum record size of {limit} bytes",
+                       retryable=False, shard_id=None)
+        for record in waiting:
+            if record.size <= limit:
+                self._route(record, self.map.shard_for(record.hash_key))
+
+    # --- the way in ---------------------------------------------------------------------------------
+
+    def add(self, record: PendingRecord) -> None:
+        """Take a validated, admitted record (the hot path)."""
+        self.received += 1
+        if not self._ready:
+            self._add_before_map(record)
+            return
+        shard_id = self.map.shard_for(record.hash_key)
+        if shard_id is not None and self._aggregate:
+            self._aggregator.add(record, shard_id, record.arrival + self._max_buffered)
+        else:
+            self._route(record, shard_id)
+
+    def _route(self, record: PendingRecord, shard_id: str | None) -> None:
+        deadline = record.arrival + self._max_buffered
+        if shard_id is None:
+            # A hole in the map (a reshard in progress): send it alone, routed by its own hash key.
+            self._refresher.request(self.loop.time())
+        elif self._aggregate:
+            self._aggregator.add(record, shard_id, deadline)
+            return
+        self._sealed(seal([record], None, shard_id, self.map.generation, deadline, self._ttl, record.size))
+
+    def _add_before_map(self, record: PendingRecord) -> None:
+        missing = self._missing
+        if missing is not None:
+            error, until = missing
+            if self.loop.time() < until:
+                self._fail([record], (), error.code, error.message, retryable=False, shard_id=None)
+                return
+            self._missing = None
+            self._start_discovery()
+        self._waiting.append(record)
+
+    # --- limiter stage ----------------------------------------------------------------------------------
+
+    def _state(self, shard_id: str | None) -> _ShardState:
+        state = self._shards.get(shard_id)
+        if state is None:
+            limiter = None if shard_id is None else ShardLimiter(self._rate_limit, self.loop.time())
+            state = self._shards[shard_id] = _ShardState(limiter)
+        return state
+
+    def _sealed(self, kr: KinesisRecord) -> None:
+        state = self._shards.get(kr.shard_id) or self._state(kr.shard_id)
+        if state.queue or state.busy:
+            state.queue.append(kr)
+            self._drain(state)
+        elif state.limiter is None or state.limiter.try_take(kr.size, self.loop.time()):
+            self._release(state, kr)
+        else:
+            state.queue.append(kr)
+            self._schedule_drain(state)
+
+    def _release(self, state: _ShardState, kr: KinesisRecord) -> None:
+        if self._ordered:
+            state.busy = True
+        self._collector.add(kr, kr.deadline + self._collect_extra)
+
+    def _drain(self, state: _ShardState) -> None:
+        queue = state.queue
+        limiter = state.limiter
+        now = self.loop.time()
+        while queue and not state.busy:
+            kr = queue[0]
+            if limiter is not None and not limiter.try_take(kr.size, now):
+                self._schedule_drain(state)
+                return
+            queue.popleft()
+            self._release(state, kr)
+
+    def _schedule_drain(self, state: _ShardState) -> None:
+        if state.timer is not None or not state.queue:
+            return
+        assert state.limiter is not None
+        delay = state.limiter.delay(state.queue[0].size, self.loop.time())
+        state.timer = self.loop.call_later(max(delay, 0.001), self._drain_timer, state)
+
+    def _drain_timer(self, state: _ShardState) -> None:
+        state.timer = None
+        self._drain(state)
+
+    # --- collector -> sender ----------------------------------------------------------------------------
+
+    def _batch_ready(self, batch: list[KinesisRecord]) -> None:
+        self._in_flight[id(batch)] = batch
+        self._shared.sender.submit(self, batch)
+
+    def _finish_batch(self, batch: list[KinesisRecord]) -> bool:
+        """Forget an answered batch; False when it was already accounted for (aborted)."""
+        return self._in_flight.pop(id(batch), None) is not None
+
+    # --- outcomes -----------------------------------------------------------------------------------------
+
+    def on_response(self, batch: list[KinesisRecord], response: dict[str, Any], start: float, end: float) -> None:
+        if not self._finish_batch(batch):
+            return
+        try:
+            outcome = read_response(batch, response, self.map, start, end)
+        except ValueError as exc:
+            self._request_failed(batch, exc, start, end)
+            return
+        self._report_request(batch, outcome, start, end)
+        if outcome.stale_map:
+            stale = next((kr for kr, *_ in outcome.misrouted), None) or next(
+                (kr for kr, *_ in outcome.unverified), None) or batch[0]
+            self._refresher.request(start, stale.shard_id)
+        for kr, shard_id, sequence_number in outcome.delivered:
+            self._deliver(kr, kr.records, shard_id, sequence_number)
+        for kr, shard_id, sequence_number, inside, outside in outcome.misrouted:
+            self._deliver(kr, inside, shard_id, sequence_number)
+            self._wrong_shard(kr, outside, shard_id, start)
+        for entry in outcome.unverified:
+            if self.map.generation != entry[0].generation or not self._refresher.running:
+                self._verify(*entry)
+            else:
+                self._unverified.append(entry)
+        now = self.loop.time()
+        retry_now: list[KinesisRecord] = []
+        retry_later: list[KinesisRecord] = []
+        for kr, code, message, kind in outcome.failed:
+            if kind is ErrorKind.THROTTLED:
+                state = self._shards.get(kr.shard_id)
+                if state is not None and state.limiter is not None:
+                    state.limiter.throttled(now)
+                if self._shared.config.fail_if_throttled:
+                    self._fail(kr.records, tuple(kr.log), code, message, retryable=True, shard_id=kr.shard_id)
+                else:
+                    retry_now.append(kr)
+            elif kind is ErrorKind.FATAL:
+                self._fail(kr.records, tuple(kr.log), code, message, retryable=False, shard_id=kr.shard_id)
+            else:
+                kr.request_failures += 1
+                retry_later.append(kr)
+        if retry_now:
+            self._requeue(retry_now)
+        if retry_later:
+            self._hold(retry_later)
+        self._free_shards(batch, retry_later)
+
+    def on_request_error(self, batch: list[KinesisRecord], error: BaseException, start: float, end: float) -> None:
+        if self._finish_batch(batch):
+            self._request_failed(batch, error, start, end)
+
+    def _request_failed(self, batch: list[KinesisRecord], error: BaseException, start: float, end: float) -> None:
+        code = error_code(error)
+        message = error_message(error)
+        if isinstance(error, TimeoutError) and not str(error):
+            code, message = "RequestTimeout", f"no response within {self._shared.sender.request_timeout:g} s"
+        kind = classify(error)
+        for kr in batch:
+            kr.log.append((start, end, code, message))
+        metrics = self._shared.metrics
+        if metrics.enabled:
+            metrics.request(self.stream_name, (end - start) * 1000.0, len(batch), sum(len(kr.records) for kr in batch))
+            for shard_id, krs in _by_shard(batch).items():
+                metrics.errors(self.stream_name, shard_id, code, len(krs))
+        held: list[KinesisRecord] = []
+        if kind is ErrorKind.FATAL or (kind is ErrorKind.THROTTLED and self._shared.config.fail_if_throttled):
+            for kr in batch:
+                self._fail(kr.records, tuple(kr.log), code, message, retryable=kind is not ErrorKind.FATAL,
+                           shard_id=kr.shard_id)
+            if code == _RESOURCE_NOT_FOUND:
+                self._refresher.request(start)
+        else:
+            if kind is ErrorKind.THROTTLED:
+                now = self.loop.time()
+                for kr in batch:
+                    state = self._shards.get(kr.shard_id)
+                    if state is not None and state.limiter is not None:
+                        state.limiter.throttled(now)
+            for kr in batch:
+                kr.request_failures += 1
+            held = batch
+            self._hold(batch)
+            log.debug("PutRecords failed; retrying after backoff", stream=self.stream_name, error=code,
+                      detail=message, records=len(batch))
+        self._free_shards(batch, held)
+
+    def on_cancelled(self, batch: list[KinesisRecord]) -> None:
+        if not self._finish_batch(batch):
+            return
+        for kr in batch:
+            self._fail(kr.records, tuple(kr.log), PRODUCER_CLOSED, "the producer closed before the record was sent",
+                       retryable=True, shard_id=kr.shard_id)
+
+    def on_expired_in_backlog(self, batch: list[KinesisRecord], expired: list[KinesisRecord]) -> None:
+        """Kinesis records that expired while their batch waited for a connection (and left it)."""
+        if not batch:
+            self._finish_batch(batch)
+        self._requeue(expired)
+        self._free_shards(expired, ())
+
+    def _free_shards(self, batch: Iterable[KinesisRecord], held: Iterable[KinesisRecord]) -> None:
+        """Ordered mode: a shard whose Kinesis record has an outcome may send its next one."""
+        if not self._ordered:
+            return
+        held_shards = {kr.shard_id for kr in held}
+        for shard_id in {kr.shard_id for kr in batch} - held_shards:
+            state = self._shards.get(shard_id)
+            if state is not None:
+                state.busy = False
+                self._drain(state)
+
+    def _report_request(self, batch: list[KinesisRecord], outcome: ResponseOutcome, start: float, end: float) -> None:
+        metrics = self._shared.metrics
+        if not metrics.enabled:
+            return
+        stream = self.stream_name
+        users = sum(len(kr.records) for kr in batch)
+        metrics.request(stream, (end - start) * 1000.0, len(batch), users)
+        per_shard: dict[str | None, list[int]] = {}
+        put = [entry[0] for entry in outcome.delivered]
+        put += [entry[0] for entry in outcome.misrouted]
+        put += [entry[0] for entry in outcome.unverified]
+        for kr in put:
+            counts = per_shard.setdefault(kr.shard_id, [0, 0, 0, 0, 1 << 62, 0])
+            n = len(kr.records)
+            counts[0] += 1
+            counts[2] += kr.size
+            counts[3] += n
+            counts[4] = min(counts[4], n)
+            counts[5] = max(counts[5], n)
+            if len(kr.log) == 1:
+                buffered = [start - r.arrival for r in (kr.records[0], kr.records[-1])]
+                metrics.buffering(stream, kr.shard_id, count=n,
+                                  total_ms=(n * start - sum(r.arrival for r in kr.records)) * 1000.0,
+                                  min_ms=min(buffered) * 1000.0, max_ms=max(buffered) * 1000.0)
+        for kr, code, _, _ in outcome.failed:
+            counts = per_shard.setdefault(kr.shard_id, [0, 0, 0, 0, 1 << 62, 0])
+            counts[1] += 1
+            metrics.errors(stream, kr.shard_id, code, 1)
+        for shard_id, (ok, failed, size, user_total, fewest, most) in per_shard.items():
+            metrics.kinesis_records(stream, shard_id, succeeded=ok, failed=failed, data_bytes=size,
+                                    user_per_record=(user_total, fewest, most))
+
+    # --- resolving --------------------------------------------------------------------------------------
+
+    def _deliver(self, kr: KinesisRecord, records: list[PendingRecord], shard_id: str, sequence_number: str) -> None:
+        kr_log = tuple(kr.log)
+        for record in records:
+            result = RecordResult(True, shard_id, sequence_number, None, None, False, record.arrival,
+                                  record.log + kr_log if record.log else kr_log)
+            try:  # noqa: SIM105  (contextlib.suppress costs a context manager per record)
+                record.future.set_result(result)
+            except _INVALID_STATE:  # the caller cancelled its future
+                pass
+        size = kr.user_bytes if records is kr.records else sum(r.size for r in records)
+        self._shared.budget.release(len(records), size)
+        metrics = self._shared.metrics
+        if metrics.enabled:
+            metrics.user_records(self.stream_name, shard_id, len(records), 0, size)
+            if len(kr.log) > 1:
+                metrics.retries(self.stream_name, shard_id, len(records), len(kr.log) - 1)
+
+    def _fail(
+        self, records: list[PendingRecord], kr_log: AttemptLog, code: str, message: str, *, retryable: bool,
+        shard_id: str | None,
+    ) -> None:
+        if not records:
+            return
+        error = RecordError(code, message)
+        stream = self.stream_name
+        size = 0
+        for record in records:
+            size += record.size
+            result = RecordResult(
+                False, None, None, error,
+                UserRecord(stream, record.partition_key, record.explicit_hash_key, record.data),
+                retryable, record.arrival, record.log + kr_log,
+            )
+            try:  # noqa: SIM105
+                record.future.set_result(result)
+            except _INVALID_STATE:
+                pass
+        self._shared.budget.release(len(records), size)
+        metrics = self._shared.metrics
+        if metrics.enabled:
+            metrics.user_records(stream, shard_id, 0, len(records), 0)
+            if code == EXPIRED:
+                metrics.expired(stream, len(records))
+
+    # --- retries -----------------------------------------------------------------------------------------
+
+    def _hold(self, krs: list[KinesisRecord]) -> None:
+        """Retry after a jittered exponential backoff, never past the records' expiry."""
+        now = self.loop.time()
+        failures = max(kr.request_failures for kr in krs)
+        delay = self._shared.backoff.delay(failures)
+        delay = max(0.0, min(delay, min(kr.expiry for kr in krs) - now))
+        timer = self.loop.call_later(delay, self._release_held, krs)
+        self._held[timer] = krs
+
+    def _release_held(self, krs: list[KinesisRecord]) -> None:
+        for timer, held in list(self._held.items()):
+            if held is krs:
+                del self._held[timer]
+                break
+        else:
+            return
+        self._requeue(krs)
+        self._free_shards(krs, ())
+
+    def _requeue(self, krs: list[KinesisRecord]) -> None:
+        """Put failed Kinesis records back at the front of their shards' queues, oldest first.
+
+        Expired user records fail here; records whose prediction is no longer valid (the map
+        changed under them) are predicted again and re-aggregated.
+        """
+        now = self.loop.time()
+        generation = self.map.generation
+        deadline = now + self._max_buffered / 2
+        fronts: dict[str | None, list[KinesisRecord]] = {}
+        loose: list[PendingRecord] = []
+        for kr in krs:
+            kr_log = tuple(kr.log)
+            if kr.expiry <= now:
+                expired = [r for r in kr.records if r.arrival + self._ttl <= now]
+                alive = [r for r in kr.records if r.arrival + self._ttl > now]
+                self._fail(expired, kr_log, EXPIRED, _expiry_message(kr_log), retryable=True,
+                           shard_id=kr.shard_id)
+                for record in alive:
+                    record.log = record.log + kr_log
+                loose.extend(alive)
+            elif kr.generation != generation and (kr.shard_id is None or not self.map.is_open(kr.shard_id)):
+                for record in kr.records:
+                    record.log = record.log + kr_log
+                loose.extend(kr.records)
+            else:
+                kr.deadline = deadline
+                fronts.setdefault(kr.shard_id, []).append(kr)
+        if loose:
+            self._regroup_into(fronts, loose, deadline)
+        self._push_front(fronts)
+
+    def _requeue_records(self, records: list[PendingRecord], now: float) -> None:
+        """Send user records again (their logs already hold their attempts), ahead of younger ones."""
+        fronts: dict[str | None, list[KinesisRecord]] = {}
+        alive = [r for r in records if r.arrival + self._ttl > now]
+        expired = [r for r in records if r.arrival + self._ttl <= now]
+        if expired:
+            self._fail(expired, (), EXPIRED, "record reached its RecordTtl before it was delivered",
+                       retryable=True, shard_id=None)
+        if not self.map.ready:
+            self._waiting[:0] = alive
+            return
+        self._regroup_into(fronts, alive, now + self._max_buffered / 2)
+        self._push_front(fronts)
+
+    def _regroup_into(
+        self, fronts: dict[str | None, list[KinesisRecord]], records: list[PendingRecord], deadline: float
+    ) -> None:
+        by_shard: dict[str | None, list[PendingRecord]] = {}
+        for record in records:
+            by_shard.setdefault(self.map.shard_for(record.hash_key), []).append(record)
+        config = self._shared.config
+        for shard_id, group in by_shard.items():
+            fronts.setdefault(shard_id, []).extend(regroup(
+                group, shard_id, self.map.generation, aggregate=self._aggregate and shard_id is not None,
+                max_size=config.aggregation_max_size, max_count=config.aggregation_max_count, deadline=deadline,
+                ttl=self._ttl,
+            ))
+
+    def _push_front(self, fronts: dict[str | None, list[KinesisRecord]]) -> None:
+        for shard_id, krs in fronts.items():
+            state = self._state(shard_id)
+            state.queue.extendleft(reversed(krs))
+            if state.timer is None:
+                self._drain(state)
+
+    def _wrong_shard(self, kr: KinesisRecord, outside: list[PendingRecord], shard_id: str, seen_at: float) -> None:
+        start, end, _, _ = kr.log[-1]
+        kr_log = (*kr.log[:-1], (start, end, WRONG_SHARD,
+                                 f"delivered to {shard_id}, whose hash-key range does not contain the record"))
+        for record in outside:
+            record.log = record.log + kr_log
+        if self.map.generation == kr.generation and self._refresher.running:
+            self._misrouted.extend(outside)
+        else:
+            self._requeue_records(outside, self.loop.time())
+
+    def _verify(self, kr: KinesisRecord, shard_id: str, sequence_number: str) -> None:
+        """Decide on an entry delivered to a shard that was unknown when its response came."""
+        hash_range = self.map.range_of(shard_id)
+        if hash_range is None:
+            inside: list[PendingRecord] = []
+            outside = kr.records
+        else:
+            inside = [r for r in kr.records if r.hash_key in hash_range]
+            outside = [r for r in kr.records if r.hash_key not in hash_range]
+        if inside:
+            self._deliver(kr, inside, shard_id, sequence_number)
+        if outside:
+            self._wrong_shard(kr, outside, shard_id, self.loop.time())
+
+    def _reroute_closed_shards(self) -> None:
+        """After a map change, records queued or aggregating for shards that closed are predicted again."""
+        closed: set[str | None] = {
+            shard_id for shard_id in self._shards if shard_id is not None and not self.map.is_open(shard_id)}
+        closed.update(s for s in self._aggregator.shards() if s is not None and not self.map.is_open(s))
+        if not closed:
+            return
+        krs: list[KinesisRecord] = []
+        for shard_id in closed:
+            state = self._shards.get(shard_id)
+            if state is None:
+                continue
+            krs.extend(state.queue)
+            state.queue.clear()
+            if state.timer is not None:
+                state.timer.cancel()
+                state.timer = None
+            if not state.busy:
+                del self._shards[shard_id]
+        records = self._aggregator.take(closed)
+        if krs:
+            self._requeue(krs)
+        if records:
+            self._requeue_records(records, self.loop.time())
+
+    # --- housekeeping, flushing, shutdown -------------------------------------------------------------
+
+    def expire(self, now: float) -> None:
+        """Fail records that waited past their TTL before reaching a request."""
+        if self._waiting:
+            expired = [r for r in self._waiting if r.arrival + self._ttl <= now]
+            if expired:
+                self._waiting = [r for r in self._waiting if r.arrival + self._ttl > now]
+                reason = self._last_map_error or "the stream's shard map could not be loaded in time"
+                self._fail(expired, (), EXPIRED, f"record reached its RecordTtl waiting for the shard map ({reason})",
+                           retryable=True, shard_id=None)
+        for state in list(self._shards.values()):
+            if state.queue and any(kr.expiry <= now for kr in state.queue):
+                expired_krs = [kr for kr in state.queue if kr.expiry <= now]
+                state.queue = deque(kr for kr in state.queue if kr.expiry > now)
+                self._requeue(expired_krs)
+        self.map.evict_closed(now)
+
+    def flush(self) -> None:
+        self._aggregator.flush()
+        for state in list(self._shards.values()):
+            self._drain(state)
+        self._collector.flush()
+
+    def oldest_arrival(self) -> float | None:
+        candidates = [r.arrival for r in self._waiting[:1]]
+        candidates += [r.arrival for r in self._misrouted]
+        aggregating = self._aggregator.oldest_arrival()
+        if aggregating is not None:
+            candidates.append(aggregating)
+        krs = [kr for state in self._shards.values() for kr in state.queue]
+        krs += self._collector.pending()
+        krs += [kr for batch in self._in_flight.values() for kr in batch]
+        krs += [kr for held in self._held.values() for kr in held]
+        krs += [kr for kr, _, _ in self._unverified]
+        candidates += [kr.oldest_arrival for kr in krs]
+        return min(candidates) if candidates else None
+
+    def abort(self, code: str, message: str) -> None:
+        """Fail every record this pipeline still holds (in-flight batches are the sender's to cancel)."""
+        waiting, self._waiting = self._waiting, []
+        self._fail(waiting, (), code, message, retryable=True, shard_id=None)
+        misrouted, self._misrouted = self._misrouted, []
+        self._fail(misrouted, (), code, message, retryable=True, shard_id=None)
+        self._fail(self._aggregator.take(), (), code, message, retryable=True, shard_id=None)
+        krs: list[KinesisRecord] = list(self._collector.take())
+        for state in self._shards.values():
+            krs.extend(state.queue)
+            state.queue.clear()
+            if state.timer is not None:
+                state.timer.cancel()
+                state.timer = None
+        for timer, held in self._held.items():
+            timer.cancel()
+            krs.extend(held)
+        self._held.clear()
+        unverified, self._unverified = self._unverified, []
+        for kr, shard_id, sequence_number in unverified:
+            # Delivered; only the range check is outstanding.  Report what Kinesis said.
+            self._deliver(kr, kr.records, shard_id, sequence_number)
+        for kr in krs:
+            self._fail(kr.records, tuple(kr.log), code, message, retryable=True, shard_id=kr.shard_id)
+
+    def abort_batches(self, batches: list[list[KinesisRecord]], code: str, message: str) -> None:
+        for batch in batches:
+            if self._finish_batch(batch):
+                for kr in batch:
+                    self._fail(kr.records, tuple(kr.log), code, message, retryable=True, shard_id=kr.shard_id)
+
+    async def close(self) -> None:
+        await self._refresher.close()
+        if self._describe_task is not None and not self._describe_task.done():
+            self._describe_task.cancel()
+        if not self._limits_known.done():
+            self._limits_known.cancel()
+
+
+def _by_shard(krs: Iterable[KinesisRecord]) -> dict[str | None, list[KinesisRecord]]:
+    groups: dict[str | None, list[KinesisRecord]] = {}
+    for kr in krs:
+        groups.setdefault(kr.shard_id, []).append(kr)
+    return groups
+
+
+def _expiry_message(kr_log: AttemptLog) -> str:
+    last_error = next((f"{code}: {message}" for _, _, code, message in reversed(kr_log) if code), None)
+    if last_error is None:
+        return "record reached its RecordTtl before it was delivered"
+    return f"record reached its RecordTtl before it was delivered (last error {last_error})"

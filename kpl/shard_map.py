@@ -1,0 +1,206 @@
+"""Which shard owns a hash key, per stream: the producer's view of the stream's open shards.
+
+The map is loaded from ListShards (``ShardFilter=AT_LATEST``: open shards only) and refreshed only
+when the producer learns it is stale: a record landed on a shard other than the predicted one, or
+a prediction fell into a hole.  As in the KPL, an invalidation is ignored when it was observed
+before the last refresh started or names a shard the map already dropped, so a burst of stale
+results triggers one ListShards, not hundreds (ListShards is limited to 100 calls/s per stream).
+Failed refreshes back off 1 s, x1.5, up to 30 s.
+
+Closed shards stay known for a minute after they leave the map, so the wrong-shard check can still
+tell whether a record that reached a just-closed shard belongs there.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import Callable
+from typing import Any
+
+import structlog
+
+from kpl.hashing import HashRange, ShardRanges
+
+log = structlog.get_logger(__name__)
+
+DEFAULT_MAX_RECORD_SIZE = 1024 * 1024
+CLOSED_SHARD_TTL = 60.0
+REFRESH_BACKOFF_INITIAL = 1.0
+REFRESH_BACKOFF_FACTOR = 1.5
+REFRESH_BACKOFF_MAX = 30.0
+LIST_SHARDS_PAGE_SIZE = 1000
+
+
+class ShardMap:
+    """The open shards of one stream and the recently closed ones; bookkeeping only, no I/O."""
+
+    __slots__ = ("_closed", "_open", "generation", "ranges", "refresh_failures", "stream_name", "updated_at")
+
+    def __init__(self, stream_name: str) -> None:
+        self.stream_name = stream_name
+        #: None until the first successful ListShards.
+        self.ranges: ShardRanges | None = None
+        #: Bumped on every change of the open-shard set; containers remember the generation they
+        #: were predicted under, so a retry knows whether to predict again.
+        self.generation = 0
+        #: When the refresh that produced the current map started (monotonic seconds).
+        self.updated_at = float("-inf")
+        self.refresh_failures = 0
+        self._open: dict[str, HashRange] = {}
+        self._closed: dict[str, tuple[HashRange, float]] = {}
+
+    @property
+    def ready(self) -> bool:
+        return self.ranges is not None
+
+    def shard_for(self, hash_key: int) -> str | None:
+        ranges = self.ranges
+        return None if ranges is None else ranges.shard_for(hash_key)
+
+    def range_of(self, shard_id: str) -> HashRange | None:
+        """The hash range of an open or recently closed shard; None when the map has not seen it."""
+        hash_range = self._open.get(shard_id)
+        if hash_range is not None:
+            return hash_range
+        closed = self._closed.get(shard_id)
+        return None if closed is None else closed[0]
+
+    def is_open(self, shard_id: str) -> bool:
+        return shard_id in self._open
+
+    def apply(self, shards: list[dict[str, Any]], started_at: float) -> bool:
+        """Install the result of a ListShards that started at ``started_at``; True when it changed."""
+        self.refresh_failures = 0
+        self.updated_at = max(self.updated_at, started_at)
+        fresh = {shard["ShardId"]: HashRange.from_shard(shard) for shard in shards}
+        if fresh == self._open and self.ranges is not None:
+            return False
+        for shard_id, hash_range in self._open.items():
+            if shard_id not in fresh:
+                self._closed[shard_id] = (hash_range, started_at)
+        for shard_id in fresh:
+            self._closed.pop(shard_id, None)
+        self._open = fresh
+        self.ranges = ShardRanges(fresh.items())
+        self.generation += 1
+        return True
+
+    def wants_refresh(self, seen_at: float, predicted_shard: str | None) -> bool:
+        """Whether staleness observed at ``seen_at`` about ``predicted_shard`` calls for a refresh."""
+        if seen_at <= self.updated_at:
+            return False
+        return predicted_shard is None or predicted_shard in self._open or self.ranges is None
+
+    def refresh_failed(self) -> float:
+        """Record a failed refresh; the seconds to wait before the next one."""
+        self.refresh_failures += 1
+        delay = REFRESH_BACKOFF_INITIAL * REFRESH_BACKOFF_FACTOR ** (self.refresh_failures - 1)
+        return min(REFRESH_BACKOFF_MAX, delay)
+
+    def evict_closed(self, now: float) -> None:
+        expired = [shard_id for shard_id, (_, since) in self._closed.items() if now - since > CLOSED_SHARD_TTL]
+        for shard_id in expired:
+            del self._closed[shard_id]
+
+
+async def list_open_shards(client: Any, stream_name: str) -> list[dict[str, Any]]:
+    """Every open shard of the stream.  Later pages carry NextToken alone (KPL issue #481)."""
+    shards: list[dict[str, Any]] = []
+    request: dict[str, Any] = {
+        "StreamName": stream_name, "ShardFilter": {"Type": "AT_LATEST"}, "MaxResults": LIST_SHARDS_PAGE_SIZE,
+    }
+    while True:
+        page = await client.list_shards(**request)
+        shards.extend(page.get("Shards", []))
+        token = page.get("NextToken")
+        if not token:
+            return shards
+        request = {"NextToken": token, "MaxResults": LIST_SHARDS_PAGE_SIZE}
+
+
+async def describe_stream_limits(client: Any, stream_name: str) -> tuple[int, bool]:
+    """(maximum record size in bytes, whether the service assigns partition keys itself)."""
+    summary = (await client.describe_stream_summary(StreamName=stream_name))["StreamDescriptionSummary"]
+    max_kib = summary.get("MaxRecordSizeInKiB")
+    max_size = int(max_kib) * 1024 if max_kib else DEFAULT_MAX_RECORD_SIZE
+    return max_size, summary.get("RecordDistributionStrategy") == "AUTO"
+
+
+class ShardMapRefresher:
+    """Runs ListShards for a :class:`ShardMap` when asked, one refresh at a time, with backoff.
+
+    ``on_refreshed(changed)`` runs after each successful refresh, ``on_failed(error)`` after each
+    failed one; both on the event loop.
+    """
+
+    def __init__(
+        self,
+        shard_map: ShardMap,
+        client: Any,
+        on_refreshed: Callable[[bool], None],
+        on_failed: Callable[[BaseException], None],
+    ) -> None:
+        self.shard_map = shard_map
+        self._client = client
+        self._on_refreshed = on_refreshed
+        self._on_failed = on_failed
+        self._task: asyncio.Task[None] | None = None
+        #: Latest staleness observation not yet covered by a refresh.
+        self._wanted_since: float | None = None
+        self._not_before = float("-inf")
+
+    @property
+    def running(self) -> bool:
+        return self._task is not None
+
+    def request(self, seen_at: float, predicted_shard: str | None = None) -> None:
+        """Ask for a refresh because of staleness seen at ``seen_at`` (de-duplicated)."""
+        if not self.shard_map.wants_refresh(seen_at, predicted_shard):
+            return
+        if self._wanted_since is None or seen_at > self._wanted_since:
+            self._wanted_since = seen_at
+        if self._task is None:
+            self._task = asyncio.get_running_loop().create_task(
+                self._run(), name=f"kpl-shard-map:{self.shard_map.stream_name}"
+            )
+
+    async def _run(self) -> None:
+        loop = asyncio.get_running_loop()
+        try:
+            while self._wanted_since is not None:
+                wait = self._not_before - loop.time()
+                if wait > 0:
+                    await asyncio.sleep(wait)
+                self._wanted_since = None
+                started = loop.time()
+                try:
+                    shards = await list_open_shards(self._client, self.shard_map.stream_name)
+                except asyncio.CancelledError:
+                    raise
+                except Exception as exc:
+                    delay = self.shard_map.refresh_failed()
+                    self._not_before = loop.time() + delay
+                    log.warning("shard map refresh failed", stream=self.shard_map.stream_name,
+                                error=type(exc).__name__, detail=str(exc), retry_in=round(delay, 2))
+                    self._on_failed(exc)
+                    continue
+                changed = self.shard_map.apply(shards, started)
+                if changed:
+                    log.debug("shard map updated", stream=self.shard_map.stream_name, shards=len(shards),
+                              generation=self.shard_map.generation)
+                self._on_refreshed(changed)
+        finally:
+            self._task = None
+
+    def retry_later(self, seen_at: float) -> None:
+        """Keep trying after a failure (the records waiting for the map need one)."""
+        if self._wanted_since is None or seen_at > self._wanted_since:
+            self._wanted_since = seen_at
+
+    async def close(self) -> None:
+        task = self._task
+        if task is not None:
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
