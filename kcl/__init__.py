@@ -1,1 +1,58 @@
-"""kcl: a native Python Kinesis Client Library (consumer with DynamoDB leases)."""
+"""kcl: a native Python Kinesis Client Library (consumer with DynamoDB leases).
+
+    import kcl
+
+    class Printer(kcl.RecordProcessor):
+        def process_records(self, records, checkpointer, millis_behind_latest):
+            for record in records:
+                print(record.partition_key, record.data)
+            checkpointer.checkpoint()
+
+    kcl.Worker("my-stream", "my-app", Printer).run_forever()
+
+The lease table has the Java KCL's schema, so a Java or amazon-kclpy application's table is continued
+in place.  See docs/kcl.md.
+"""
+
+from kcl.checkpointer import Checkpointer, PreparedCheckpointer
+from kcl.config import DeadLetter, InitialPosition, MetricsLevel, RetrievalMode, WorkerConfig, load_properties
+from kcl.errors import (
+    CheckpointDependencyError,
+    CheckpointError,
+    CheckpointThrottledError,
+    ConfigurationError,
+    InvalidCheckpointError,
+    KclError,
+    LeaseLostError,
+    LeaseTableError,
+    ProcessorLoadError,
+    StreamNotFoundError,
+)
+from kcl.processor import Record, RecordProcessor
+from kcl.sequence import ExtendedSequenceNumber
+from kcl.worker import Worker
+
+__all__ = [
+    "CheckpointDependencyError",
+    "CheckpointError",
+    "CheckpointThrottledError",
+    "Checkpointer",
+    "ConfigurationError",
+    "DeadLetter",
+    "ExtendedSequenceNumber",
+    "InitialPosition",
+    "InvalidCheckpointError",
+    "KclError",
+    "LeaseLostError",
+    "LeaseTableError",
+    "MetricsLevel",
+    "PreparedCheckpointer",
+    "ProcessorLoadError",
+    "Record",
+    "RecordProcessor",
+    "RetrievalMode",
+    "StreamNotFoundError",
+    "Worker",
+    "WorkerConfig",
+    "load_properties",
+]

@@ -1,26 +1,249 @@
-"""The ``kcl-worker`` command."""
+"""The ``kcl-worker`` command.
+
+    kcl-worker --stream NAME --application NAME --processor module:Class
+               [--initial-position LATEST|TRIM_HORIZON|AT_TIMESTAMP] [--timestamp T] [--fan-out]
+               [--config FILE] [--worker-id ID] [--log-level LEVEL]
+    kcl-worker status --application NAME [--table NAME] [--json]
+
+Everything that can be checked locally (arguments, the properties file, importing the processor) is
+checked before any AWS call, and the stream's existence before the lease table is created: a failing
+start leaves nothing behind.  Exit codes: 0 after a graceful stop, 2 for bad arguments, configuration
+or processor, 1 for a missing stream, table or another runtime failure.
+"""
 
 from __future__ import annotations
 
 import argparse
+import importlib
+import inspect
+import json
+import os
 import sys
+from collections.abc import Callable, Sequence
+from datetime import UTC, datetime
+from typing import Any, NoReturn
+
+import structlog
+
+from kcl.config import InitialPosition, LoadedProperties, RetrievalMode, load_properties
+from kcl.errors import ConfigurationError, LeaseTableError, ProcessorLoadError
+from kcl.leases import Lease, LeaseTable, TableSettings
+from kcl.processor import RecordProcessor
+from kcl.worker import Worker
+from kpl.errors import KinesisToolkitError
+from kpl.logs import configure_logging
+
+EXIT_USAGE = 2
+EXIT_FAILURE = 1
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str) -> NoReturn:
+        self.print_usage(sys.stderr)
+        self.exit(EXIT_USAGE, f"{self.prog}: error: {message}\n")
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = _Parser(
         prog="kcl-worker",
-        description="Consume a Kinesis stream with DynamoDB-coordinated leases, compatible with the Java KCL.",
+        description="Consume a Kinesis stream with DynamoDB-coordinated leases, compatible with the Java KCL. "
+                    "'kcl-worker status --application NAME' shows the lease table.",
     )
     parser.add_argument("--stream", help="name of the Kinesis stream to consume")
     parser.add_argument("--application", help="application name (also the lease table name)")
-    parser.add_argument("--processor", help="record processor as module:Class")
+    parser.add_argument("--processor", help="record processor as module:Class (or module:factory)")
+    parser.add_argument("--initial-position", choices=[p.value for p in InitialPosition], type=str.upper,
+                        help="where new leases start reading (default LATEST)")
+    parser.add_argument("--timestamp", help="start time for AT_TIMESTAMP: ISO-8601 (UTC if no offset) or epoch seconds")
+    parser.add_argument("--fan-out", action="store_true", help="read with enhanced fan-out (SubscribeToShard)")
+    parser.add_argument("--config", metavar="FILE", help="KCL/MultiLangDaemon-style .properties file")
+    parser.add_argument("--worker-id", help="this worker's id in the lease table (default host-pid-random)")
+    parser.add_argument("--log-level", default="info", type=str.lower, choices=["debug", "info", "warning", "error"],
+                        help="default info")
     return parser
 
 
-def main(argv: list[str] | None = None) -> int:
-    build_parser().parse_args(argv)
-    print("kcl-worker: not implemented yet", file=sys.stderr)
-    return 2
+def build_status_parser() -> argparse.ArgumentParser:
+    parser = _Parser(prog="kcl-worker status", description="Print an application's lease table.")
+    parser.add_argument("--application", required=True, help="application name")
+    parser.add_argument("--table", help="lease table name, when it differs from the application name")
+    parser.add_argument("--json", action="store_true", help="one JSON object per lease instead of a table")
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = list(sys.argv[1:] if argv is None else argv)
+    if args and args[0] == "status":
+        return _status(build_status_parser().parse_args(args[1:]))
+    return _run(build_parser().parse_args(args))
+
+
+# --- running a worker -----------------------------------------------------------------------------
+
+
+def _fail(message: str, code: int) -> int:
+    print(f"kcl-worker: error: {message}", file=sys.stderr)
+    return code
+
+
+def _run(args: argparse.Namespace) -> int:
+    try:
+        loaded = load_properties(args.config) if args.config else LoadedProperties(settings={})
+        stream = args.stream or loaded.stream_name
+        application = args.application or loaded.application_name
+        processor_ref = args.processor or loaded.processor
+        missing = [flag for flag, value in (("--stream", stream), ("--application", application),
+                                            ("--processor", processor_ref)) if not value]
+        if missing:
+            return _fail(f"missing {', '.join(missing)} (give them as options or in the --config file)", EXIT_USAGE)
+        assert stream and application and processor_ref
+        config = loaded.worker_config(**_overrides(args))
+        factory = load_processor(processor_ref)
+    except (ConfigurationError, ProcessorLoadError) as exc:
+        return _fail(str(exc), EXIT_USAGE)
+    configure_logging(args.log_level)
+    log = structlog.get_logger("kcl.cli")
+    for key in loaded.ignored_keys:
+        log.warning("properties key has no meaning for this worker and is ignored", key=key)
+    try:
+        Worker(stream, application, factory, config).run_forever()
+    except KinesisToolkitError as exc:
+        return _fail(str(exc), EXIT_FAILURE)
+    return 0
+
+
+def _overrides(args: argparse.Namespace) -> dict[str, Any]:
+    overrides: dict[str, Any] = {}
+    if args.worker_id:
+        overrides["worker_id"] = args.worker_id
+    if args.initial_position:
+        overrides["initial_position_in_stream"] = InitialPosition(args.initial_position)
+    if args.timestamp:
+        overrides["initial_timestamp"] = parse_timestamp(args.timestamp)
+        overrides.setdefault("initial_position_in_stream", InitialPosition.AT_TIMESTAMP)
+    if args.fan_out:
+        overrides["retrieval_mode"] = RetrievalMode.FANOUT
+    return overrides
+
+
+def parse_timestamp(text: str) -> datetime:
+    """ISO-8601 (naive means UTC) or epoch seconds."""
+    try:
+        return datetime.fromtimestamp(float(text), UTC)
+    except ValueError:
+        pass
+    try:
+        value = datetime.fromisoformat(text.replace("Z", "+00:00"))
+    except ValueError:
+        raise ConfigurationError(f"--timestamp {text!r} is neither ISO-8601 nor epoch seconds") from None
+    return value if value.tzinfo else value.replace(tzinfo=UTC)
+
+
+def load_processor(reference: str) -> Callable[[], RecordProcessor]:
+    """Import ``module:attribute``; it must be a RecordProcessor class or a callable making one.
+
+    The current directory is importable, as with ``python -m``.
+    """
+    module_name, sep, attribute = reference.partition(":")
+    if not sep or not module_name or not attribute:
+        raise ProcessorLoadError(f"--processor must look like module:Class, got {reference!r}")
+    if os.getcwd() not in sys.path and "" not in sys.path:
+        sys.path.insert(0, os.getcwd())
+    try:
+        module = importlib.import_module(module_name)
+    except ImportError as exc:
+        raise ProcessorLoadError(f"cannot import processor module {module_name!r}: {exc}") from None
+    except Exception as exc:
+        raise ProcessorLoadError(f"importing processor module {module_name!r} failed: "
+                                 f"{type(exc).__name__}: {exc}") from None
+    target: Any = module
+    for part in attribute.split("."):
+        if not hasattr(target, part):
+            raise ProcessorLoadError(f"module {module_name!r} has no attribute {attribute!r}")
+        target = getattr(target, part)
+    if inspect.isclass(target):
+        if not callable(getattr(target, "process_records", None)) or (
+                issubclass(target, RecordProcessor) and target.process_records is RecordProcessor.process_records):
+            raise ProcessorLoadError(f"{reference} is not a record processor: it does not implement process_records")
+    elif not callable(target):
+        raise ProcessorLoadError(f"{reference} is neither a RecordProcessor class nor a factory function")
+    factory: Callable[[], RecordProcessor] = target
+    return factory
+
+
+# --- status -----------------------------------------------------------------------------------------
+
+
+def _status(args: argparse.Namespace) -> int:
+    configure_logging("warning")
+    try:
+        table = LeaseTable(TableSettings(table_name=args.table or args.application))
+        try:
+            if not table.exists():
+                raise LeaseTableError(f"lease table {table.name!r} does not exist "
+                                      f"(has application {args.application!r} ever run?)")
+            leases = table.list_leases()
+        finally:
+            table.close()
+    except KinesisToolkitError as exc:
+        return _fail(str(exc), EXIT_FAILURE)
+    except Exception as exc:
+        return _fail(f"cannot read the lease table: {exc}", EXIT_FAILURE)
+    leases.sort(key=lambda lease: lease.lease_key)
+    if args.json:
+        for lease in leases:
+            print(json.dumps(_status_row(lease, leases)))
+    else:
+        print(render_status(leases))
+    return 0
+
+
+STATUS_COLUMNS = ("shard", "owner", "checkpoint", "lease counter", "parents", "state")
+
+
+def lease_state(lease: Lease, leases: Sequence[Lease]) -> str:
+    by_key = {other.lease_key: other for other in leases}
+    if lease.is_shard_end:
+        return "finished (SHARD_END)"
+    if lease.checkpoint_owner is not None:
+        return f"handing over from {lease.checkpoint_owner}"
+    waiting = sorted(p for p in lease.parent_shard_ids if p in by_key and not by_key[p].is_shard_end)
+    if waiting:
+        return "waiting on parents"
+    if lease.lease_owner is None:
+        return "unowned"
+    if lease.pending_checkpoint is not None:
+        return "processing (checkpoint prepared)"
+    if lease.checkpoint.is_start:
+        return f"starting at {lease.checkpoint.sequence_number}"
+    return "processing"
+
+
+def _status_row(lease: Lease, leases: Sequence[Lease]) -> dict[str, Any]:
+    return {
+        "shard": lease.lease_key,
+        "owner": lease.lease_owner,
+        "checkpoint": lease.checkpoint.sequence_number,
+        "checkpoint_sub_sequence_number": lease.checkpoint.sub_sequence_number,
+        "lease_counter": lease.lease_counter,
+        "parents": sorted(lease.parent_shard_ids),
+        "state": lease_state(lease, leases),
+    }
+
+
+def render_status(leases: Sequence[Lease]) -> str:
+    rows = [STATUS_COLUMNS]
+    for lease in leases:
+        row = _status_row(lease, leases)
+        checkpoint = str(lease.checkpoint)
+        rows.append((row["shard"], row["owner"] or "-", checkpoint, str(row["lease_counter"]),
+                     ",".join(row["parents"]) or "-", row["state"]))
+    widths = [max(len(row[i]) for row in rows) for i in range(len(STATUS_COLUMNS))]
+    lines = ["  ".join(cell.ljust(width) for cell, width in zip(row, widths, strict=True)).rstrip() for row in rows]
+    lines.insert(1, "  ".join("-" * width for width in widths))
+    lines.append(f"{len(leases)} lease(s); {sum(1 for lease in leases if lease.lease_owner)} owned by "
+                 f"{len({lease.lease_owner for lease in leases if lease.lease_owner})} worker(s)")
+    return "\n".join(lines)
 
 
 if __name__ == "__main__":

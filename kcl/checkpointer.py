@@ -1,0 +1,186 @@
+"""Recording progress: the checkpointer handed to ``process_records``, ``shard_ended`` and ``shutdown_requested``.
+
+Rules (the Java KCL's, made explicit):
+
+* A checkpoint must lie between the last checkpoint and the last record delivered to this processor
+  (``checkpoint()`` with no argument means the latter).  Anything else raises
+  :class:`InvalidCheckpointError`: a checkpoint never moves past data not delivered.
+* Once the lease is lost, released or self-fenced, or a newer tenure holds it, every checkpoint
+  raises :class:`LeaseLostError`; the write itself is conditional on ``leaseCounter``, so even a
+  stale in-memory view cannot overwrite another worker's progress.
+* At the end of a shard the largest permitted value is SHARD_END; checkpointing the last record
+  there records SHARD_END, which is what lets the shard's children start.
+* ``prepare_checkpoint`` writes the pending fields (two-phase); the returned
+  :class:`PreparedCheckpointer` commits them.  Any later checkpoint discards a prepared one.
+
+The blocking methods suit plain (threaded) processors.  Coroutine processors use the ``a``-prefixed
+ones; calling a blocking one on the event loop is refused rather than silently stalling every shard.
+"""
+
+from __future__ import annotations
+
+import threading
+from typing import Any
+
+from kcl.errors import (
+    CheckpointDependencyError,
+    CheckpointError,
+    CheckpointThrottledError,
+    InvalidCheckpointError,
+    KclError,
+)
+from kcl.leases import LeaseTable, describe_failure
+from kcl.processor import Record
+from kcl.renewer import HeldLeases
+from kcl.sequence import ESN_SHARD_END, ExtendedSequenceNumber, is_sequence_number
+from kpl.retry import ErrorKind, classify
+
+CheckpointTarget = Record | str | ExtendedSequenceNumber | None
+
+
+class PreparedCheckpointer:
+    """A prepared (pending) checkpoint; ``checkpoint()`` makes it the checkpoint."""
+
+    def __init__(self, checkpointer: Checkpointer, value: ExtendedSequenceNumber) -> None:
+        self._checkpointer = checkpointer
+        self.pending_checkpoint = value
+
+    def checkpoint(self) -> None:
+        self._checkpointer.checkpoint(self.pending_checkpoint)
+
+    async def acheckpoint(self) -> None:
+        await self._checkpointer.acheckpoint(self.pending_checkpoint)
+
+
+class Checkpointer:
+    """Checkpoints for one shard, one tenure."""
+
+    def __init__(
+        self, shard_id: str, token: str, held: HeldLeases, table: LeaseTable, last_checkpoint: ExtendedSequenceNumber,
+    ) -> None:
+        self.shard_id = shard_id
+        self._token = token
+        self._held = held
+        self._table = table
+        # Created on the worker's event loop thread, the one thread where blocking calls are refused.
+        self._loop_thread = threading.get_ident()
+        self.last_checkpoint = last_checkpoint
+        #: The position of the last record delivered; SHARD_END once the shard's end was delivered.
+        self.largest_permitted = last_checkpoint
+        self._last_delivered = last_checkpoint
+        self._lock = threading.Lock()
+
+    # --- set by the shard consumer ------------------------------------------------------------------
+
+    def delivered(self, last: ExtendedSequenceNumber) -> None:
+        self._last_delivered = last
+        self.largest_permitted = last
+
+    def at_shard_end(self) -> None:
+        self.largest_permitted = ESN_SHARD_END
+
+    @property
+    def last_delivered(self) -> ExtendedSequenceNumber:
+        return self._last_delivered
+
+    # --- the processor's API ------------------------------------------------------------------------
+
+    def checkpoint(self, target: CheckpointTarget = None, sub_sequence_number: int | None = None) -> None:
+        """Record progress: everything delivered (no argument), a record, or a sequence number."""
+        self._refuse_on_event_loop("checkpoint")
+        if target is None and sub_sequence_number is None and self.largest_permitted == self.last_checkpoint \
+                and not self._has_pending():
+            return
+        value = self._resolve(target, sub_sequence_number)
+        with self._lock:
+            if value == self.last_checkpoint and not self._has_pending():
+                return
+            self._write(lambda lease: self._table.checkpoint(lease, value))
+            self.last_checkpoint = value
+
+    def prepare_checkpoint(
+        self, target: CheckpointTarget = None, sub_sequence_number: int | None = None, state: bytes | None = None,
+    ) -> PreparedCheckpointer:
+        """Write a pending checkpoint (and optional application state) without moving the checkpoint."""
+        self._refuse_on_event_loop("prepare_checkpoint")
+        if state is not None and not isinstance(state, (bytes, bytearray)):
+            raise InvalidCheckpointError(f"checkpoint state must be bytes, got {type(state).__name__}")
+        value = self._resolve(target, sub_sequence_number)
+        with self._lock:
+            self._write(lambda lease: self._table.prepare_checkpoint(lease, value, bytes(state) if state else None))
+        return PreparedCheckpointer(self, value)
+
+    async def acheckpoint(self, target: CheckpointTarget = None, sub_sequence_number: int | None = None) -> None:
+        await self._off_loop(self.checkpoint, target, sub_sequence_number)
+
+    async def aprepare_checkpoint(
+        self, target: CheckpointTarget = None, sub_sequence_number: int | None = None, state: bytes | None = None,
+    ) -> PreparedCheckpointer:
+        prepared: PreparedCheckpointer = await self._off_loop(self.prepare_checkpoint, target, sub_sequence_number,
+                                                              state)
+        return prepared
+
+    # --- internals ----------------------------------------------------------------------------------
+
+    async def _off_loop(self, method: Any, *args: Any) -> Any:
+        return await self._table.call(method, *args)
+
+    def _refuse_on_event_loop(self, name: str) -> None:
+        if threading.get_ident() == self._loop_thread:
+            raise KclError(
+                f"{name}() blocks on DynamoDB and was called on the worker's event loop: "
+                f"use 'await checkpointer.a{name}(...)' in async processors"
+            )
+
+    def _has_pending(self) -> bool:
+        held = self._held.get(self.shard_id)
+        return held is not None and held.lease.pending_checkpoint is not None
+
+    def _resolve(self, target: CheckpointTarget, sub_sequence_number: int | None) -> ExtendedSequenceNumber:
+        if target is None:
+            if sub_sequence_number is not None:
+                raise InvalidCheckpointError("a sub-sequence number needs a sequence number")
+            value = self.largest_permitted
+        elif isinstance(target, ExtendedSequenceNumber):
+            value = target
+        elif isinstance(target, Record):
+            value = ExtendedSequenceNumber(target.sequence_number, target.sub_sequence_number)
+        elif isinstance(target, str):
+            if not is_sequence_number(target):
+                raise InvalidCheckpointError(f"{target!r} is not a sequence number (decimal digits)")
+            sub = 0 if sub_sequence_number is None else sub_sequence_number
+            if isinstance(sub, bool) or not isinstance(sub, int) or sub < 0:
+                raise InvalidCheckpointError(f"sub-sequence number must be an int >= 0, got {sub!r}")
+            value = ExtendedSequenceNumber(target, sub)
+        else:
+            raise InvalidCheckpointError(
+                f"checkpoint() takes a Record, a sequence number string or nothing, not {type(target).__name__}"
+            )
+        return self._validated(value)
+
+    def _validated(self, value: ExtendedSequenceNumber) -> ExtendedSequenceNumber:
+        if self.largest_permitted.is_shard_end and value == self._last_delivered and not value.is_sentinel:
+            value = ESN_SHARD_END
+        if value.is_sentinel and not value.is_shard_end:
+            raise InvalidCheckpointError(f"cannot checkpoint at the starting position {value.sequence_number}")
+        if value > self.largest_permitted:
+            raise InvalidCheckpointError(
+                f"checkpoint {value} on {self.shard_id} is beyond the last record delivered ({self.largest_permitted})"
+            )
+        if value < self.last_checkpoint:
+            raise InvalidCheckpointError(
+                f"checkpoint {value} on {self.shard_id} is before the last checkpoint ({self.last_checkpoint})"
+            )
+        return value
+
+    def _write(self, operation: Any) -> None:
+        try:
+            self._held.write(self.shard_id, self._token, operation)
+        except CheckpointError:
+            raise
+        except Exception as exc:
+            kind = classify(exc)
+            if kind is ErrorKind.THROTTLED:
+                raise CheckpointThrottledError(f"checkpoint on {self.shard_id} throttled: {describe_failure(exc)}") \
+                    from exc
+            raise CheckpointDependencyError(f"checkpoint on {self.shard_id} failed: {describe_failure(exc)}") from exc

@@ -1,0 +1,321 @@
+"""Lease coordination: who holds which shard, discovered shards, finished shards.
+
+The coordinator owns the worker's view of the lease table and acts on it in a few loops:
+
+* **scan** (every ``scan_interval``): read the table, update counter observations, take the available
+  leases this worker's share allows; every ``assignment_interval`` also steal from over-loaded
+  workers (graceful handoff when enabled).
+* **shard sync** (every ``shard_sync_interval``, and at once after a shard ends): ListShards and
+  create missing leases by the lineage rules of :mod:`kcl.shard_sync`.
+* **cleanup** (every ``completed_lease_cleanup_interval``): delete SHARD_END leases whose children
+  have started.
+
+Renewal runs on its own thread (:mod:`kcl.renewer`); what it learns (a lease lost, a handoff
+requested) reaches the event loop through ``call_soon_threadsafe``.  Shard consumers call back here
+to wait for parents, create children, and hand their lease back.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import random
+import time
+from collections.abc import Awaitable, Callable, Iterable
+from typing import Any, Protocol
+
+import structlog
+
+from kcl.config import WorkerConfig
+from kcl.leases import ConditionFailed, Lease, LeaseTable, describe_failure
+from kcl.metrics import KclMetrics
+from kcl.renewer import HeldLease, HeldLeases, LeaseRenewer
+from kcl.shard_sync import ShardInfo, child_lease, finished_parents, leases_to_create
+from kcl.taker import ExpiryTracker, plan
+from kpl.hashing import HashRange
+from kpl.retry import Backoff, error_code
+
+log = structlog.get_logger(__name__)
+
+
+class LeaseListener(Protocol):
+    """What the worker does when the coordinator's view changes (always called on the event loop)."""
+
+    def lease_acquired(self, held: HeldLease) -> None: ...
+
+    def lease_lost(self, shard_id: str) -> None: ...
+
+    def handoff_requested(self, shard_id: str) -> None: ...
+
+
+class LeaseCoordinator:
+    def __init__(
+        self, *, table: LeaseTable, kinesis: Any, stream_name: str, config: WorkerConfig, metrics: KclMetrics,
+        listener: LeaseListener, clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.table = table
+        self.kinesis = kinesis
+        self.stream_name = stream_name
+        self.config = config
+        self.worker_id = config.worker_id
+        self.metrics = metrics
+        self.listener = listener
+        self.clock = clock
+        self.held = HeldLeases(table, self.worker_id, config.failover_time, config.epsilon_millis / 1000, clock)
+        self.tracker = ExpiryTracker(config.failover_time)
+        self.shards: dict[str, ShardInfo] = {}
+        self.last_scan: list[Lease] = []
+        self._renewer = LeaseRenewer(self.held, config.renewal_interval, threads=config.max_lease_renewal_threads,
+                                     metrics=metrics, on_handoff_requested=self._from_renewer_thread(
+                                         self._handoff_requested))
+        self.held.on_lost = self._from_renewer_thread(self._lost)
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._tasks: list[asyncio.Task[None]] = []
+        self._sync_now = asyncio.Event()
+        self._shard_end = asyncio.Event()
+        self._next_balance = 0.0
+        self._rng = random.Random()
+        self._stopping = False
+
+    # --- lifecycle --------------------------------------------------------------------------------
+
+    async def start(self) -> None:
+        self._loop = asyncio.get_running_loop()
+        await self.sync_shards()
+        self._renewer.start()
+        self._tasks = [
+            asyncio.create_task(self._every(self.config.scan_interval, self.take_leases), name="kcl-lease-taker"),
+            asyncio.create_task(self._shard_sync_loop(), name="kcl-shard-sync"),
+        ]
+        if self.config.cleanup_leases_upon_shard_completion:
+            interval = self.config.completed_lease_cleanup_interval_millis / 1000
+            self._tasks.append(asyncio.create_task(self._every(interval, self.clean_up), name="kcl-lease-cleanup"))
+
+    async def stop_taking(self) -> None:
+        """Stop acquiring leases (first step of a graceful shutdown); held leases keep being renewed."""
+        self._stopping = True
+        for task in self._tasks:
+            task.cancel()
+        for task in self._tasks:
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+        self._tasks = []
+
+    def stop_renewing(self) -> None:
+        self._renewer.stop()
+
+    def _from_renewer_thread(self, callback: Callable[..., None]) -> Callable[..., None]:
+        def call(*args: Any) -> None:
+            loop = self._loop
+            if loop is not None and not loop.is_closed():
+                loop.call_soon_threadsafe(callback, *args)
+        return call
+
+    def _lost(self, shard_id: str, reason: str) -> None:
+        self.listener.lease_lost(shard_id)
+
+    def _handoff_requested(self, shard_id: str) -> None:
+        self.listener.handoff_requested(shard_id)
+
+    async def _every(self, interval: float, action: Callable[[], Awaitable[Any]]) -> None:
+        while True:
+            started = time.monotonic()
+            try:
+                await action()
+            except Exception as exc:
+                log.warning("lease coordination step failed; retrying next interval", step=action.__name__,
+                            error=describe_failure(exc))
+            await asyncio.sleep(max(0.0, interval - (time.monotonic() - started)))
+
+    # --- taking and balancing ---------------------------------------------------------------------
+
+    async def take_leases(self) -> None:
+        leases = await self.table.call(self.table.list_leases)
+        now = self.clock()
+        self.tracker.observe(leases, now)
+        self.last_scan = leases
+        if self._stopping:
+            return
+        balance = now >= self._next_balance
+        if balance:
+            self._next_balance = now + self.config.assignment_interval
+        expired = {lease.lease_key for lease in leases if self.tracker.is_expired(lease, now)}
+        decided = plan(
+            leases, self.worker_id, held=self.held.shard_ids(), expired=expired, balance=balance,
+            max_leases_for_worker=self.config.max_leases_for_worker,
+            max_steal=self.config.max_leases_to_steal_at_one_time, rng=self._rng,
+        )
+        taken = await asyncio.gather(*(self._take(lease) for lease in decided.take))
+        stolen = await asyncio.gather(*(self._steal(lease) for lease in decided.steal))
+        self.metrics.taker_round(
+            total=decided.total, workers=decided.workers, needed=max(0, decided.goal - decided.held),
+            expired=decided.expired, taken=sum(taken), stolen=sum(stolen),
+            untaken=len(decided.take) - sum(taken),
+        )
+
+    async def _take(self, lease: Lease) -> bool:
+        sent = self.clock()
+        try:
+            taken = await self.table.call(self.table.take, lease, self.worker_id)
+        except ConditionFailed:
+            return False
+        except Exception as exc:
+            log.warning("taking a lease failed", shard=lease.lease_key, error=describe_failure(exc))
+            return False
+        previous = lease.lease_owner if lease.lease_owner != self.worker_id else lease.checkpoint_owner
+        log.info("took lease", shard=lease.lease_key, previous_owner=previous, checkpoint=str(taken.checkpoint))
+        self.listener.lease_acquired(self.held.add(taken, sent))
+        return True
+
+    async def _steal(self, lease: Lease) -> bool:
+        if not self.config.is_graceful_lease_handoff_enabled:
+            return await self._take(lease)
+        try:
+            await self.table.call(self.table.initiate_handoff, lease, self.worker_id)
+        except ConditionFailed:
+            return False
+        except Exception as exc:
+            log.warning("requesting a lease handoff failed", shard=lease.lease_key, error=describe_failure(exc))
+            return False
+        log.info("requested lease handoff", shard=lease.lease_key, current_owner=lease.lease_owner)
+        return True
+
+    # --- releasing ----------------------------------------------------------------------------------
+
+    async def relinquish(self, shard_id: str, token: str) -> None:
+        """Hand a lease back after shutdown_requested: complete a pending handoff, else release it."""
+        held = self.held.get(shard_id)
+        if held is None or held.token != token:
+            return
+
+        def write() -> None:
+            with held.lock:
+                if held.lost:
+                    return
+                held.lost = True  # no renewal or checkpoint from here on
+                if held.handing_off:
+                    self.table.complete_handoff(held.lease, self.worker_id)
+                    log.info("handed lease over", shard=shard_id, next_owner=held.lease.lease_owner)
+                else:
+                    self.table.release(held.lease, self.worker_id)
+                    log.info("released lease", shard=shard_id)
+
+        try:
+            await self.table.call(write)
+        except ConditionFailed:
+            log.info("lease changed before it could be handed back", shard=shard_id)
+        except Exception as exc:
+            log.warning("handing a lease back failed; it will expire instead", shard=shard_id,
+                        error=describe_failure(exc))
+        finally:
+            self.held.remove(shard_id, token)
+
+    async def shard_completed(self, shard_id: str, token: str) -> None:
+        """A shard is consumed to its end: free the lease, wake its children, look for new shards."""
+        await self.relinquish(shard_id, token)
+        self._shard_end.set()
+        self._shard_end = asyncio.Event()
+        self._sync_now.set()
+
+    # --- parents and children -----------------------------------------------------------------------
+
+    def shard_end_signal(self) -> asyncio.Event:
+        """Set the next time a shard on this worker reaches its end (children re-check their parents)."""
+        return self._shard_end
+
+    async def unfinished_parents(self, parents: Iterable[str]) -> set[str]:
+        unfinished = set()
+        for parent in parents:
+            lease = await self.table.call(self.table.get, parent)
+            if lease is not None and not lease.is_shard_end:
+                unfinished.add(parent)
+        return unfinished
+
+    async def create_children(self, shard_id: str, child_shards: list[dict[str, Any]]) -> None:
+        """Leases for a finished shard's children (from ChildShards), before its SHARD_END checkpoint.
+
+        A merge child whose other parent has no lease yet is left to the shard sync (as the KCL does):
+        creating it now could let it start before that parent's records are consumed.
+        """
+        backoff = Backoff(initial=0.2, maximum=5.0)
+        attempt = 0
+        while True:
+            try:
+                await self._create_children(shard_id, [ShardInfo.from_child_shard(c) for c in child_shards])
+                return
+            except Exception as exc:
+                attempt += 1
+                log.warning("creating child leases failed; retrying", shard=shard_id, error=describe_failure(exc))
+                await asyncio.sleep(backoff.delay(attempt))
+
+    async def _create_children(self, shard_id: str, children: list[ShardInfo]) -> None:
+        for child in children:
+            self.shards.setdefault(child.shard_id, child)
+            others = [parent for parent in child.parent_ids if parent != shard_id]
+            missing = [parent for parent in others if await self.table.call(self.table.get, parent) is None]
+            if missing:
+                log.info("deferring a merge child until its other parent has a lease", child=child.shard_id,
+                         missing_parents=missing)
+                continue
+            if await self.table.call(self.table.create_if_absent, child_lease(child)):
+                log.info("created child lease", shard=child.shard_id, parents=list(child.parent_ids))
+        await self.table.call(self.table.set_child_shards, shard_id, [child.shard_id for child in children])
+
+    def hash_range_of(self, lease: Lease) -> HashRange | None:
+        if lease.hash_range is not None:
+            return lease.hash_range
+        shard = self.shards.get(lease.lease_key)
+        return shard.hash_range if shard is not None else None
+
+    # --- shard sync and cleanup -----------------------------------------------------------------------
+
+    async def list_shards(self) -> list[ShardInfo]:
+        shards: list[ShardInfo] = []
+        kwargs: dict[str, Any] = {"StreamName": self.stream_name}
+        while True:
+            page = await self.kinesis.list_shards(**kwargs)
+            shards.extend(ShardInfo.from_list_shards(shard) for shard in page["Shards"])
+            token = page.get("NextToken")
+            if not token:
+                return shards
+            kwargs = {"NextToken": token}
+
+    async def sync_shards(self) -> int:
+        try:
+            shards = await self.list_shards()
+            self.shards = {shard.shard_id: shard for shard in shards}
+            leases = await self.table.call(self.table.list_leases)
+            created = 0
+            for lease in leases_to_create(shards, [lease.lease_key for lease in leases],
+                                          self.config.initial_position_in_stream):
+                if await self.table.call(self.table.create_if_absent, lease):
+                    created += 1
+        except Exception as exc:
+            self.metrics.shard_sync(False, 0)
+            log.warning("shard sync failed", error=error_code(exc), detail=describe_failure(exc))
+            raise
+        self.metrics.shard_sync(True, created)
+        if created:
+            log.info("created leases for new shards", count=created)
+        return created
+
+    async def _shard_sync_loop(self) -> None:
+        interval = self.config.shard_sync_interval_millis / 1000
+        while True:
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._sync_now.wait(), interval)
+            self._sync_now.clear()
+            with contextlib.suppress(Exception):  # logged by sync_shards; the next round retries
+                await self.sync_shards()
+
+    async def clean_up(self) -> None:
+        if not self.shards:
+            return
+        removable = finished_parents(self.last_scan, list(self.shards.values()))
+        deleted = 0
+        for lease_key in removable:
+            if await self.table.call(self.table.delete_finished, lease_key):
+                deleted += 1
+                log.info("deleted the lease of a finished shard", shard=lease_key)
+        if deleted:
+            self.metrics.leases_cleaned(deleted)

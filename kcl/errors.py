@@ -1,0 +1,62 @@
+"""The consumer's exceptions, all rooted at :class:`kpl.errors.KinesisToolkitError`.
+
+Checkpoint failures mirror the Java KCL's checkpoint exceptions (``ShutdownException``,
+``InvalidStateException``, ``ThrottlingException``, ``KinesisClientLibDependencyException``) so that a
+processor ported from amazon-kclpy can tell "I no longer own this shard" from "try again later".
+"""
+
+from __future__ import annotations
+
+from kpl.errors import ConfigurationError, KinesisToolkitError
+
+__all__ = [
+    "CheckpointDependencyError",
+    "CheckpointError",
+    "CheckpointThrottledError",
+    "ConfigurationError",
+    "InvalidCheckpointError",
+    "KclError",
+    "LeaseLostError",
+    "LeaseTableError",
+    "ProcessorLoadError",
+    "StreamNotFoundError",
+]
+
+
+class KclError(KinesisToolkitError):
+    """Base class of the consumer's errors."""
+
+
+class StreamNotFoundError(KclError):
+    """The stream to consume does not exist (or is not visible with these credentials)."""
+
+
+class ProcessorLoadError(KclError, ImportError):
+    """A ``module:Class`` processor reference cannot be imported or is not a record processor."""
+
+
+class LeaseTableError(KclError):
+    """The lease table is missing, cannot be created, or holds an item this worker cannot read."""
+
+
+class CheckpointError(KclError):
+    """A checkpoint could not be recorded."""
+
+
+class LeaseLostError(CheckpointError):
+    """This processor no longer holds the shard's lease (taken, released, or self-fenced): stop and return.
+
+    The Java KCL's ``ShutdownException``.  Another worker resumes from the last recorded checkpoint.
+    """
+
+
+class InvalidCheckpointError(CheckpointError, ValueError):
+    """The value is malformed, below the last checkpoint, or beyond the last record delivered."""
+
+
+class CheckpointThrottledError(CheckpointError):
+    """DynamoDB throttled the write after retries; retrying the checkpoint later is safe."""
+
+
+class CheckpointDependencyError(CheckpointError):
+    """DynamoDB failed (network, service error) after retries; retrying the checkpoint later is safe."""

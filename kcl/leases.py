@@ -1,0 +1,446 @@
+"""The lease table: one DynamoDB item per shard, in the Java KCL's exact schema, through pynamodb.
+
+A table written by a Java KCL or amazon-kclpy application is read and continued in place, and one
+written here is readable by them: the attribute names, DynamoDB types and sentinel strings are the
+KCL's (``leaseKey`` S hash key, ``leaseCounter`` N, ``checkpoint`` S, ``parentShardId`` SS omitted when
+empty, ``pendingCheckpointState`` B, ...).  Non-lease rows that KCL 3.5 keeps in the same table
+(``entityType`` other than ``LEASE``) are skipped.
+
+Every write that changes who may act on a shard is conditional on ``leaseCounter``, the lease's
+optimistic lock and heartbeat: renew, take, checkpoint and release succeed only if nobody else has
+written since this worker last looked.  pynamodb is blocking; the methods here are blocking too and
+callers on the event loop go through :meth:`LeaseTable.call`, which runs them on the table's own
+threads.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import functools
+import threading
+import time
+from collections.abc import Callable, Iterable
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field, replace
+from typing import Any, TypeVar
+
+import botocore.exceptions
+import structlog
+from pynamodb.attributes import BinaryAttribute, NumberAttribute, UnicodeAttribute, UnicodeSetAttribute
+from pynamodb.exceptions import PynamoDBException
+from pynamodb.models import Model
+
+from kcl.errors import LeaseTableError
+from kcl.sequence import SHARD_END, ExtendedSequenceNumber
+from kpl.aws import resolve_region
+from kpl.hashing import HashRange
+from kpl.retry import Backoff, ErrorKind, classify
+
+log = structlog.get_logger(__name__)
+
+T = TypeVar("T")
+
+LEASE_ENTITY_TYPE = "LEASE"
+
+
+class ConditionFailed(Exception):
+    """A conditional write found the item changed (or missing): someone else acted first."""
+
+
+@dataclass(frozen=True, slots=True)
+class Lease:
+    """A lease item as stored.  Immutable: every write returns the new version."""
+
+    lease_key: str
+    lease_owner: str | None = None
+    lease_counter: int = 0
+    checkpoint: ExtendedSequenceNumber = field(default_factory=lambda: ExtendedSequenceNumber("TRIM_HORIZON"))
+    pending_checkpoint: ExtendedSequenceNumber | None = None
+    pending_checkpoint_state: bytes | None = None
+    owner_switches_since_checkpoint: int = 0
+    parent_shard_ids: frozenset[str] = frozenset()
+    child_shard_ids: frozenset[str] = frozenset()
+    hash_range: HashRange | None = None
+    #: KCL 3.x graceful handoff: the previous owner, still finishing up, while ``lease_owner`` is the next.
+    checkpoint_owner: str | None = None
+
+    @property
+    def shard_id(self) -> str:
+        return self.lease_key
+
+    @property
+    def is_shard_end(self) -> bool:
+        return self.checkpoint.is_shard_end
+
+    @property
+    def handoff_pending(self) -> bool:
+        return self.checkpoint_owner is not None
+
+    def with_(self, **changes: Any) -> Lease:
+        return replace(self, **changes)
+
+
+class _LeaseItem(Model):
+    """The KCL schema.  Subclassed per table by :func:`_lease_model` (pynamodb binds a table to a class)."""
+
+    class Meta:
+        table_name = "unused"
+
+    lease_key = UnicodeAttribute(hash_key=True, attr_name="leaseKey")
+    lease_owner = UnicodeAttribute(null=True, attr_name="leaseOwner")
+    lease_counter = NumberAttribute(null=True, attr_name="leaseCounter")
+    checkpoint = UnicodeAttribute(null=True, attr_name="checkpoint")
+    checkpoint_sub_sequence_number = NumberAttribute(null=True, attr_name="checkpointSubSequenceNumber")
+    pending_checkpoint = UnicodeAttribute(null=True, attr_name="pendingCheckpoint")
+    pending_checkpoint_sub_sequence_number = NumberAttribute(null=True, attr_name="pendingCheckpointSubSequenceNumber")
+    pending_checkpoint_state = BinaryAttribute(null=True, legacy_encoding=False, attr_name="pendingCheckpointState")
+    owner_switches_since_checkpoint = NumberAttribute(null=True, attr_name="ownerSwitchesSinceCheckpoint")
+    parent_shard_id = UnicodeSetAttribute(null=True, attr_name="parentShardId")
+    child_shard_ids = UnicodeSetAttribute(null=True, attr_name="childShardIds")
+    starting_hash_key = UnicodeAttribute(null=True, attr_name="startingHashKey")
+    ending_hash_key = UnicodeAttribute(null=True, attr_name="endingHashKey")
+    checkpoint_owner = UnicodeAttribute(null=True, attr_name="checkpointOwner")
+    entity_type = UnicodeAttribute(null=True, attr_name="entityType")
+
+
+@dataclass(frozen=True)
+class TableSettings:
+    """Connection settings for the lease table; endpoint and region from standard AWS configuration."""
+
+    table_name: str
+    region: str | None = None
+    #: Only when a configuration file names one (``dynamoDBEndpoint``); None means standard configuration.
+    endpoint_url: str | None = None
+    connect_timeout: float = 5.0
+    read_timeout: float = 10.0
+    max_pool_connections: int = 32
+
+
+def _lease_model(settings: TableSettings) -> type[_LeaseItem]:
+    meta = type("Meta", (), {
+        "table_name": settings.table_name,
+        "region": resolve_region(settings.region),
+        "host": settings.endpoint_url,
+        "billing_mode": "PAY_PER_REQUEST",
+        "connect_timeout_seconds": settings.connect_timeout,
+        "read_timeout_seconds": settings.read_timeout,
+        # Retries are ours (kpl.retry), so that a renewal fails fast and a checkpoint retries with backoff.
+        "max_retry_attempts": 0,
+        "max_pool_connections": settings.max_pool_connections,
+    })
+    return type(f"LeaseItem_{settings.table_name}", (_LeaseItem,), {"Meta": meta})
+
+
+# --- item <-> Lease -------------------------------------------------------------------------------
+
+
+def lease_from_item(item: _LeaseItem) -> Lease | None:
+    """The lease an item holds, or None for rows that are not single-stream leases."""
+    if item.entity_type not in (None, LEASE_ENTITY_TYPE) or item.checkpoint is None:
+        return None
+    try:
+        checkpoint = ExtendedSequenceNumber(item.checkpoint, int(item.checkpoint_sub_sequence_number or 0))
+        pending = None
+        if item.pending_checkpoint is not None:
+            pending = ExtendedSequenceNumber(item.pending_checkpoint,
+                                             int(item.pending_checkpoint_sub_sequence_number or 0))
+    except (TypeError, ValueError) as exc:
+        log.warning("skipping lease item with an unreadable checkpoint", lease_key=item.lease_key, error=str(exc))
+        return None
+    hash_range = None
+    if item.starting_hash_key is not None and item.ending_hash_key is not None:
+        hash_range = HashRange(int(item.starting_hash_key), int(item.ending_hash_key))
+    return Lease(
+        lease_key=item.lease_key,
+        lease_owner=item.lease_owner,
+        lease_counter=int(item.lease_counter or 0),
+        checkpoint=checkpoint,
+        pending_checkpoint=pending,
+        pending_checkpoint_state=item.pending_checkpoint_state,
+        owner_switches_since_checkpoint=int(item.owner_switches_since_checkpoint or 0),
+        parent_shard_ids=frozenset(item.parent_shard_id or ()),
+        child_shard_ids=frozenset(item.child_shard_ids or ()),
+        hash_range=hash_range,
+        checkpoint_owner=item.checkpoint_owner,
+    )
+
+
+def item_from_lease(model: type[_LeaseItem], lease: Lease) -> _LeaseItem:
+    """A full item for a new lease, as the KCL's ``createLeaseIfNotExists`` writes it."""
+    item = model(lease.lease_key)
+    item.lease_owner = lease.lease_owner
+    item.lease_counter = lease.lease_counter
+    item.checkpoint = lease.checkpoint.sequence_number
+    item.checkpoint_sub_sequence_number = lease.checkpoint.sub_sequence_number
+    item.owner_switches_since_checkpoint = lease.owner_switches_since_checkpoint
+    item.parent_shard_id = set(lease.parent_shard_ids) or None
+    item.child_shard_ids = set(lease.child_shard_ids) or None
+    if lease.hash_range is not None:
+        item.starting_hash_key = str(lease.hash_range.start)
+        item.ending_hash_key = str(lease.hash_range.end)
+    if lease.pending_checkpoint is not None:
+        item.pending_checkpoint = lease.pending_checkpoint.sequence_number
+        item.pending_checkpoint_sub_sequence_number = lease.pending_checkpoint.sub_sequence_number
+        item.pending_checkpoint_state = lease.pending_checkpoint_state
+    return item
+
+
+# --- the table ------------------------------------------------------------------------------------
+
+
+class LeaseTable:
+    """Blocking lease operations with the KCL's conditions; ``call`` runs one off the event loop."""
+
+    def __init__(self, settings: TableSettings, *, threads: int = 8) -> None:
+        self.settings = settings
+        self.model = _lease_model(settings)
+        self._executor = ThreadPoolExecutor(max_workers=threads, thread_name_prefix="kcl-lease-table")
+        #: DynamoDB requests sent, by operation; read by metrics and the benchmark.
+        self.requests: dict[str, int] = {}
+        self._requests_lock = threading.Lock()
+
+    @property
+    def name(self) -> str:
+        return self.settings.table_name
+
+    async def call(self, method: Callable[..., T], *args: Any, **kwargs: Any) -> T:
+        """Run a blocking method of this table on the table's threads."""
+        loop = asyncio.get_running_loop()
+        return await loop.run_in_executor(self._executor, functools.partial(method, *args, **kwargs))
+
+    def close(self) -> None:
+        self._executor.shutdown(wait=False, cancel_futures=True)
+
+    # --- table lifecycle --------------------------------------------------------------------------
+
+    def exists(self) -> bool:
+        return bool(self._request("DescribeTable", self.model.exists))
+
+    def ensure_exists(self, timeout: float = 600.0) -> bool:
+        """Create the table (on-demand billing) unless it exists; True when this call created it."""
+        if self.exists():
+            self._wait_active(timeout)
+            return False
+        try:
+            self._request("CreateTable", self.model.create_table, wait=False, billing_mode="PAY_PER_REQUEST")
+            created = True
+        except botocore.exceptions.ClientError as exc:
+            if exc.response.get("Error", {}).get("Code") != "ResourceInUseException":
+                raise LeaseTableError(f"cannot create lease table {self.name}: {exc}") from exc
+            created = False  # another worker created it at the same moment
+        self._wait_active(timeout)
+        if created:
+            log.info("created lease table", table=self.name, billing="PAY_PER_REQUEST")
+        return created
+
+    def _wait_active(self, timeout: float) -> None:
+        deadline = time.monotonic() + timeout
+        while True:
+            description = self._request("DescribeTable", self.model._get_connection().describe_table)
+            if description.get("TableStatus") == "ACTIVE":
+                return
+            if time.monotonic() > deadline:
+                raise LeaseTableError(f"lease table {self.name} did not become ACTIVE within {timeout:.0f}s")
+            time.sleep(0.5)
+
+    # --- reads ------------------------------------------------------------------------------------
+
+    def list_leases(self) -> list[Lease]:
+        def scan() -> list[Lease]:
+            leases = []
+            for item in self.model.scan(consistent_read=True):
+                lease = lease_from_item(item)
+                if lease is not None:
+                    leases.append(lease)
+            return leases
+
+        return self._retrying("Scan", scan, attempts=3)
+
+    def get(self, lease_key: str) -> Lease | None:
+        def read() -> Lease | None:
+            try:
+                item = self.model.get(lease_key, consistent_read=True)
+            except self.model.DoesNotExist:
+                return None
+            return lease_from_item(item)
+
+        return self._retrying("GetItem", read, attempts=3)
+
+    # --- writes -----------------------------------------------------------------------------------
+
+    def create_if_absent(self, lease: Lease) -> bool:
+        """Write a new lease unless one with its key exists; True when this call wrote it."""
+        item = item_from_lease(self.model, lease)
+        try:
+            self._retrying("PutItem", item.save, self.model.lease_key.does_not_exist(), attempts=3)
+        except ConditionFailed:
+            return False
+        return True
+
+    def renew(self, lease: Lease, owner: str, *, as_previous_owner: bool = False) -> Lease:
+        """Bump the counter if nobody else has written.  ``as_previous_owner``: renew during a handoff."""
+        item = self.model(lease.lease_key)
+        condition = self.model.lease_counter == lease.lease_counter
+        if as_previous_owner:
+            condition &= self.model.checkpoint_owner == owner
+        else:
+            condition &= (self.model.lease_owner == owner) & self.model.checkpoint_owner.does_not_exist()
+        return self._update("UpdateItem:renew", item, [self.model.lease_counter.set(lease.lease_counter + 1)],
+                            condition, attempts=1)
+
+    def take(self, lease: Lease, owner: str) -> Lease:
+        """Become the owner of a lease last seen as ``lease`` (expired, released or stolen after timeout)."""
+        item = self.model(lease.lease_key)
+        actions: list[Any] = [self.model.lease_counter.set(lease.lease_counter + 1),
+                              self.model.lease_owner.set(owner), self.model.checkpoint_owner.remove()]
+        if lease.lease_owner != owner:
+            actions.append(self.model.owner_switches_since_checkpoint.add(1))
+        condition = self.model.lease_counter == lease.lease_counter
+        return self._update("UpdateItem:take", item, actions, condition, attempts=1)
+
+    def initiate_handoff(self, lease: Lease, new_owner: str) -> Lease:
+        """KCL 3.x graceful handoff: name the next owner and keep the current one as checkpoint owner.
+
+        The counter does not change: the current owner keeps renewing (as previous owner) until its
+        processor has checkpointed, then calls :meth:`complete_handoff`.
+        """
+        assert lease.lease_owner is not None
+        item = self.model(lease.lease_key)
+        actions = [self.model.lease_owner.set(new_owner), self.model.checkpoint_owner.set(lease.lease_owner)]
+        condition = ((self.model.lease_owner == lease.lease_owner) & self.model.checkpoint_owner.does_not_exist()
+                     & self.model.lease_key.exists())
+        return self._update("UpdateItem:handoff", item, actions, condition, attempts=1)
+
+    def complete_handoff(self, lease: Lease, previous_owner: str) -> Lease:
+        item = self.model(lease.lease_key)
+        actions = [self.model.lease_counter.set(lease.lease_counter + 1), self.model.checkpoint_owner.remove(),
+                   self.model.owner_switches_since_checkpoint.add(1)]
+        condition = (self.model.lease_counter == lease.lease_counter) & (
+            self.model.checkpoint_owner == previous_owner)
+        return self._update("UpdateItem:complete-handoff", item, actions, condition, attempts=3)
+
+    def release(self, lease: Lease, owner: str) -> Lease:
+        """Clear the owner and bump the counter, so that other workers may take the lease at once."""
+        item = self.model(lease.lease_key)
+        actions = [self.model.lease_counter.set(lease.lease_counter + 1), self.model.lease_owner.remove()]
+        condition = (self.model.lease_counter == lease.lease_counter) & (self.model.lease_owner == owner)
+        return self._update("UpdateItem:release", item, actions, condition, attempts=3)
+
+    def checkpoint(self, lease: Lease, value: ExtendedSequenceNumber) -> Lease:
+        """Record ``value`` and discard any prepared checkpoint."""
+        model = self.model
+        item = model(lease.lease_key)
+        actions = [
+            model.lease_counter.set(lease.lease_counter + 1),
+            model.checkpoint.set(value.sequence_number),
+            model.checkpoint_sub_sequence_number.set(value.sub_sequence_number),
+            model.owner_switches_since_checkpoint.set(0),
+            model.pending_checkpoint.remove(),
+            model.pending_checkpoint_sub_sequence_number.remove(),
+            model.pending_checkpoint_state.remove(),
+        ]
+        condition = model.lease_counter == lease.lease_counter
+
+        def already_written(current: Lease) -> bool:
+            return current.lease_counter == lease.lease_counter + 1 and current.checkpoint == value
+
+        return self._update("UpdateItem:checkpoint", item, actions, condition, attempts=3, recovered=already_written)
+
+    def prepare_checkpoint(self, lease: Lease, value: ExtendedSequenceNumber, state: bytes | None) -> Lease:
+        """Write the pending fields (two-phase checkpoint) without moving ``checkpoint``."""
+        model = self.model
+        item = model(lease.lease_key)
+        actions = [
+            model.lease_counter.set(lease.lease_counter + 1),
+            model.pending_checkpoint.set(value.sequence_number),
+            model.pending_checkpoint_sub_sequence_number.set(value.sub_sequence_number),
+            model.pending_checkpoint_state.set(state) if state is not None else model.pending_checkpoint_state.remove(),
+        ]
+        condition = model.lease_counter == lease.lease_counter
+
+        def already_written(current: Lease) -> bool:
+            return current.lease_counter == lease.lease_counter + 1 and current.pending_checkpoint == value
+
+        return self._update("UpdateItem:prepare", item, actions, condition, attempts=3, recovered=already_written)
+
+    def set_child_shards(self, lease_key: str, children: Iterable[str]) -> None:
+        """Record a closed shard's children (metadata only: the counter does not change)."""
+        child_set = set(children)
+        if not child_set:
+            return
+        item = self.model(lease_key)
+        self._update("UpdateItem:children", item, [self.model.child_shard_ids.add(child_set)],
+                     self.model.lease_key.exists(), attempts=3)
+
+    def delete_finished(self, lease_key: str) -> bool:
+        """Delete a lease whose shard has been consumed to its end; False if it is not at SHARD_END."""
+        item = self.model(lease_key)
+        try:
+            self._retrying("DeleteItem", item.delete, self.model.checkpoint == SHARD_END, attempts=3)
+        except ConditionFailed:
+            return False
+        return True
+
+    def delete(self, lease_key: str) -> None:
+        """Unconditional delete (tests and tools)."""
+        self._retrying("DeleteItem", self.model(lease_key).delete, attempts=3)
+
+    # --- plumbing ---------------------------------------------------------------------------------
+
+    def _update(
+        self, operation: str, item: _LeaseItem, actions: list[Any], condition: Any, *, attempts: int,
+        recovered: Callable[[Lease], bool] | None = None,
+    ) -> Lease:
+        try:
+            self._retrying(operation, item.update, actions=actions, condition=condition, attempts=attempts)
+        except ConditionFailed:
+            # A retried write whose first attempt did land (the reply was lost) fails its condition on the
+            # second; the KCL calls this a spurious failure and checks the item.
+            if recovered is not None:
+                current = self.get(item.lease_key)
+                if current is not None and recovered(current):
+                    return current
+            raise
+        lease = lease_from_item(item)
+        if lease is None:
+            raise LeaseTableError(f"lease {item.lease_key} in {self.name} is not readable after {operation}")
+        return lease
+
+    def _request(self, operation: str, fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
+        with self._requests_lock:
+            self.requests[operation] = self.requests.get(operation, 0) + 1
+        try:
+            return fn(*args, **kwargs)
+        except PynamoDBException as exc:
+            raise _translate(exc) from exc
+
+    def _retrying(self, operation: str, fn: Callable[..., T], *args: Any, attempts: int, **kwargs: Any) -> T:
+        backoff = Backoff(initial=0.05, maximum=1.0)
+        attempt = 1
+        while True:
+            try:
+                return self._request(operation, fn, *args, **kwargs)
+            except ConditionFailed:
+                raise
+            except Exception as exc:
+                if attempt >= attempts or classify(exc) is ErrorKind.FATAL:
+                    raise
+                time.sleep(backoff.delay(attempt))
+                attempt += 1
+
+
+def _translate(exc: PynamoDBException) -> BaseException:
+    """ConditionFailed for failed conditions, else the underlying botocore error (for kpl.retry)."""
+    if exc.cause_response_code == "ConditionalCheckFailedException":
+        return ConditionFailed(str(exc))
+    cause = exc.cause
+    if isinstance(cause, BaseException):
+        return cause
+    return LeaseTableError(str(exc))
+
+
+def describe_failure(exc: BaseException) -> str:
+    if isinstance(exc, botocore.exceptions.ClientError):
+        error = exc.response.get("Error", {})
+        return f"{error.get('Code')}: {error.get('Message')}"
+    return f"{type(exc).__name__}: {exc}"

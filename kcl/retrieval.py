@@ -1,0 +1,284 @@
+"""Reading a shard: polling GetRecords or enhanced fan-out, into a bounded prefetch queue.
+
+A fetcher runs ahead of the processor, but only so far: the queue holds at most
+``max_pending_process_records_input`` batches and ``max_cache_byte_size`` bytes (the KCL's prefetch
+bounds), so a slow processor means the fetcher waits rather than memory growing.  For fan-out that
+wait is also the backpressure on the HTTP/2 event stream.
+
+Failures are handled where they happen: an expired iterator is replaced from the last sequence number
+fetched; throttling and transient errors back off (jittered, :class:`kpl.retry.Backoff`) and retry; a
+fan-out subscription that ends (every five minutes) or fails is re-opened after the continuation
+sequence number.  Errors that will not go away (the stream is gone, access denied) end the fetcher
+with the error, which the shard consumer reports.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import time
+from collections import deque
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+import structlog
+
+from kcl.config import MIN_IDLE_TIME_BETWEEN_READS_MILLIS, WorkerConfig
+from kcl.metrics import KclMetrics
+from kcl.sequence import AT_TIMESTAMP, LATEST, TRIM_HORIZON, ExtendedSequenceNumber
+from kpl.retry import Backoff, ErrorKind, classify, error_code, error_message
+
+log = structlog.get_logger(__name__)
+
+
+@dataclass(slots=True)
+class FetchedBatch:
+    """Service records as fetched; ``child_shards`` is not None once the shard's end was reached."""
+
+    records: list[dict[str, Any]]
+    millis_behind_latest: int
+    child_shards: list[dict[str, Any]] | None = None
+    size: int = 0
+
+    @property
+    def at_shard_end(self) -> bool:
+        return self.child_shards is not None
+
+
+class BatchQueue:
+    """A FIFO bounded in batches and bytes.  A single batch larger than the byte bound still passes."""
+
+    def __init__(self, max_batches: int, max_bytes: int) -> None:
+        self.max_batches = max_batches
+        self.max_bytes = max_bytes
+        self._batches: deque[FetchedBatch] = deque()
+        self._bytes = 0
+        self._changed = asyncio.Condition()
+
+    def __len__(self) -> int:
+        return len(self._batches)
+
+    @property
+    def bytes(self) -> int:
+        return self._bytes
+
+    async def put(self, batch: FetchedBatch) -> None:
+        async with self._changed:
+            await self._changed.wait_for(
+                lambda: not self._batches
+                or (len(self._batches) < self.max_batches and self._bytes + batch.size <= self.max_bytes)
+            )
+            self._batches.append(batch)
+            self._bytes += batch.size
+            self._changed.notify_all()
+
+    async def get(self) -> FetchedBatch:
+        async with self._changed:
+            await self._changed.wait_for(lambda: bool(self._batches))
+            batch = self._batches.popleft()
+            self._bytes -= batch.size
+            self._changed.notify_all()
+            return batch
+
+
+@dataclass(frozen=True)
+class StartingPosition:
+    """Where reading starts: ``AT_SEQUENCE_NUMBER`` of a checkpoint, or an initial position."""
+
+    type: str
+    sequence_number: str | None = None
+    timestamp: datetime | None = None
+
+    @classmethod
+    def from_checkpoint(cls, checkpoint: ExtendedSequenceNumber, timestamp: datetime | None) -> StartingPosition:
+        # AT (not AFTER) the checkpointed sequence number: the checkpoint may sit inside an aggregate,
+        # whose remaining sub-records the consumer still has to deliver.
+        seq = checkpoint.sequence_number
+        if not checkpoint.is_sentinel:
+            return cls("AT_SEQUENCE_NUMBER", sequence_number=seq)
+        if seq == AT_TIMESTAMP:
+            if timestamp is None:
+                log.warning("lease says AT_TIMESTAMP but no initial timestamp is configured; reading from "
+                            "TRIM_HORIZON so that nothing is skipped")
+                return cls(TRIM_HORIZON)
+            return cls(AT_TIMESTAMP, timestamp=timestamp)
+        if seq in (TRIM_HORIZON, LATEST):
+            return cls(seq)
+        raise ValueError(f"no starting position for checkpoint {checkpoint}")
+
+    def after(self, sequence_number: str | None) -> StartingPosition:
+        return self if sequence_number is None else StartingPosition("AFTER_SEQUENCE_NUMBER", sequence_number)
+
+    def get_shard_iterator_args(self) -> dict[str, Any]:
+        args: dict[str, Any] = {"ShardIteratorType": self.type}
+        if self.sequence_number is not None:
+            args["StartingSequenceNumber"] = self.sequence_number
+        if self.timestamp is not None:
+            args["Timestamp"] = self.timestamp
+        return args
+
+    def subscribe_args(self) -> dict[str, Any]:
+        args: dict[str, Any] = {"Type": self.type}
+        if self.sequence_number is not None:
+            args["SequenceNumber"] = self.sequence_number
+        if self.timestamp is not None:
+            args["Timestamp"] = self.timestamp
+        return args
+
+
+class FetcherFailed(Exception):
+    """The fetcher stopped on an error that retrying will not fix."""
+
+
+def _batch_size(records: list[dict[str, Any]]) -> int:
+    return sum(len(record["Data"]) for record in records)
+
+
+class _Fetcher:
+    def __init__(self, client: Any, stream_name: str, shard_id: str, start: StartingPosition, *,
+                 config: WorkerConfig, metrics: KclMetrics, queue: BatchQueue) -> None:
+        self.client = client
+        self.stream_name = stream_name
+        self.shard_id = shard_id
+        self.position = start
+        self.config = config
+        self.metrics = metrics
+        self.queue = queue
+        self.last_sequence_number: str | None = None
+        self._backoff = Backoff(initial=0.2, maximum=10.0)
+
+    async def _publish(self, records: list[dict[str, Any]], millis_behind: int,
+                       child_shards: list[dict[str, Any]] | None) -> None:
+        if records:
+            self.last_sequence_number = records[-1]["SequenceNumber"]
+        elif child_shards is None and not self.config.call_process_records_even_for_empty_record_list:
+            self.metrics.millis_behind_latest(self.shard_id, millis_behind)
+            return
+        await self.queue.put(FetchedBatch(records, millis_behind, child_shards, _batch_size(records)))
+
+    async def _retry_or_raise(self, exc: Exception, attempt: int, what: str) -> None:
+        kind = classify(exc)
+        if kind is ErrorKind.FATAL:
+            raise FetcherFailed(f"{what} on {self.shard_id} failed: {error_code(exc)}: {error_message(exc)}") from exc
+        delay = self._backoff.delay(attempt)
+        log.warning("shard read failed; retrying", call=what, shard=self.shard_id, error=error_code(exc),
+                    attempt=attempt, retry_in=round(delay, 2))
+        await asyncio.sleep(delay)
+
+
+class PollingFetcher(_Fetcher):
+    """GetRecords in a loop: max records per call, idle pause after an empty read."""
+
+    async def run(self) -> None:
+        iterator = await self._iterator(self.position)
+        attempt = 0
+        min_interval = MIN_IDLE_TIME_BETWEEN_READS_MILLIS / 1000
+        idle = self.config.idle_time_between_reads_in_millis / 1000
+        while True:
+            started = time.monotonic()
+            try:
+                response = await self.client.get_records(ShardIterator=iterator, Limit=self.config.max_records)
+            except Exception as exc:
+                self.metrics.get_records(self.shard_id, False, time.monotonic() - started)
+                if error_code(exc) == "ExpiredIteratorException":
+                    self.metrics.expired_iterator(self.shard_id)
+                    log.info("shard iterator expired; renewing it", shard=self.shard_id)
+                    iterator = await self._iterator(self.position.after(self.last_sequence_number))
+                    continue
+                attempt += 1
+                await self._retry_or_raise(exc, attempt, "GetRecords")
+                continue
+            attempt = 0
+            self.metrics.get_records(self.shard_id, True, time.monotonic() - started)
+            records = response.get("Records", [])
+            next_iterator = response.get("NextShardIterator")
+            child_shards = response.get("ChildShards", []) if next_iterator is None else None
+            await self._publish(records, int(response.get("MillisBehindLatest", 0)), child_shards)
+            if next_iterator is None:
+                return
+            iterator = next_iterator
+            pause = min_interval - (time.monotonic() - started) if records else idle
+            if pause > 0:
+                await asyncio.sleep(pause)
+
+    async def _iterator(self, position: StartingPosition) -> str:
+        attempt = 0
+        while True:
+            try:
+                response = await self.client.get_shard_iterator(
+                    StreamName=self.stream_name, ShardId=self.shard_id, **position.get_shard_iterator_args()
+                )
+                return str(response["ShardIterator"])
+            except Exception as exc:
+                attempt += 1
+                await self._retry_or_raise(exc, attempt, "GetShardIterator")
+
+
+class FanOutFetcher(_Fetcher):
+    """SubscribeToShard (enhanced fan-out), re-subscribing after the continuation sequence number."""
+
+    def __init__(self, *args: Any, consumer_arn: str, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.consumer_arn = consumer_arn
+
+    async def run(self) -> None:
+        attempt = 0
+        while True:
+            stream = None
+            try:
+                response = await self.client.subscribe_to_shard(
+                    ConsumerARN=self.consumer_arn, ShardId=self.shard_id,
+                    StartingPosition=self.position.subscribe_args(),
+                )
+                stream = response["EventStream"]
+                async for event in stream:
+                    shard_event = event.get("SubscribeToShardEvent")
+                    if shard_event is None:
+                        continue
+                    attempt = 0
+                    continuation = shard_event.get("ContinuationSequenceNumber")
+                    records = shard_event.get("Records", [])
+                    child_shards = shard_event.get("ChildShards", []) if continuation is None else None
+                    await self._publish(records, int(shard_event.get("MillisBehindLatest", 0)), child_shards)
+                    if continuation is None:
+                        return
+                    self.position = StartingPosition("AFTER_SEQUENCE_NUMBER", continuation)
+                # Subscriptions last five minutes; then a new one continues where this one ended.
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:
+                attempt += 1
+                await self._retry_or_raise(exc, attempt, "SubscribeToShard")
+            finally:
+                if stream is not None:
+                    with contextlib.suppress(Exception):
+                        stream.close()
+
+
+async def register_stream_consumer(client: Any, stream_arn: str, consumer_name: str, timeout: float = 120.0) -> str:
+    """The ARN of the enhanced fan-out consumer ``consumer_name``, registering it if needed; waits for ACTIVE."""
+    try:
+        response = await client.describe_stream_consumer(StreamARN=stream_arn, ConsumerName=consumer_name)
+        description = response["ConsumerDescription"]
+    except Exception as exc:
+        if error_code(exc) != "ResourceNotFoundException":
+            raise
+        try:
+            description = (await client.register_stream_consumer(StreamARN=stream_arn,
+                                                                 ConsumerName=consumer_name))["Consumer"]
+            log.info("registered enhanced fan-out consumer", consumer=consumer_name)
+        except Exception as register_error:
+            if error_code(register_error) != "ResourceInUseException":
+                raise
+            # Another worker registered it at the same moment.
+            description = (await client.describe_stream_consumer(StreamARN=stream_arn,
+                                                                 ConsumerName=consumer_name))["ConsumerDescription"]
+    arn = str(description["ConsumerARN"])
+    deadline = time.monotonic() + timeout
+    while description.get("ConsumerStatus") != "ACTIVE":
+        if time.monotonic() > deadline:
+            raise FetcherFailed(f"fan-out consumer {consumer_name} not ACTIVE within {timeout:.0f}s")
+        await asyncio.sleep(0.5)
+        description = (await client.describe_stream_consumer(ConsumerARN=arn))["ConsumerDescription"]
+    return arn

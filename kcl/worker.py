@@ -1,0 +1,256 @@
+"""The worker: one process's share of an application consuming one stream.
+
+    worker = kcl.Worker("clicks", "click-counter", ClickProcessor, kcl.WorkerConfig())
+    await worker.run()          # from asyncio: until stop() or cancellation
+    worker.run_forever()        # blocking: until SIGTERM/SIGINT
+
+Start-up checks come before anything is created: the stream must exist, so a typo never leaves a lease
+table behind.  A graceful stop (``stop()``, SIGTERM, SIGINT) stops taking leases, asks every processor
+to ``shutdown_requested`` (where it checkpoints), releases the leases so other workers take them at
+their next scan instead of after the failover time, and returns within
+``graceful_shutdown_timeout_millis`` however the processors behave.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import signal
+from collections.abc import Callable
+from typing import Any
+
+import structlog
+
+from kcl.config import MetricsLevel, RetrievalMode, WorkerConfig
+from kcl.coordinator import LeaseCoordinator
+from kcl.deaggregation import Deaggregator
+from kcl.errors import ConfigurationError, KclError, StreamNotFoundError
+from kcl.leases import LeaseTable, TableSettings
+from kcl.metrics import KclMetrics
+from kcl.processor import RecordProcessor
+from kcl.renewer import HeldLease
+from kcl.retrieval import BatchQueue, FanOutFetcher, PollingFetcher, StartingPosition, register_stream_consumer
+from kcl.shard_consumer import ShardConsumer
+from kpl.aws import async_client
+from kpl.cloudwatch import CloudWatchPublisher, MetricsRegistry
+from kpl.retry import error_code, error_message
+
+log = structlog.get_logger(__name__)
+
+ProcessorFactory = Callable[[], RecordProcessor]
+
+
+class Worker:
+    """Consumes ``stream_name`` for ``application_name``, one :class:`RecordProcessor` per leased shard."""
+
+    def __init__(self, stream_name: str, application_name: str, processor_factory: ProcessorFactory,
+                 config: WorkerConfig | None = None) -> None:
+        if not stream_name:
+            raise ConfigurationError("stream_name must not be empty")
+        if not application_name:
+            raise ConfigurationError("application_name must not be empty")
+        if not callable(processor_factory):
+            raise ConfigurationError("processor_factory must be callable (a RecordProcessor class or a factory)")
+        self.stream_name = stream_name
+        self.application_name = application_name
+        self.processor_factory = processor_factory
+        self.config = config or WorkerConfig()
+        self.registry = MetricsRegistry()
+        self.metrics = KclMetrics(self.registry, self.config.worker_id, self.config.metrics_level)
+        self._consumers: dict[str, tuple[ShardConsumer, asyncio.Task[None]]] = {}
+        self._exits: contextlib.AsyncExitStack | None = None
+        self._coordinator: LeaseCoordinator | None = None
+        self._table: LeaseTable | None = None
+        self._publisher: CloudWatchPublisher | None = None
+        self._kinesis: Any = None
+        self._data_kinesis: Any = None
+        self._consumer_arn: str | None = None
+        self._stopped = asyncio.Event()
+        self._stop_requested = asyncio.Event()
+        self._started = False
+
+    @property
+    def worker_id(self) -> str:
+        return self.config.worker_id
+
+    @property
+    def held_shards(self) -> set[str]:
+        """Shards whose leases this worker holds now."""
+        return self._coordinator.held.shard_ids() if self._coordinator else set()
+
+    # --- running ----------------------------------------------------------------------------------
+
+    async def start(self) -> None:
+        """Check the stream, create the lease table if needed, and begin taking leases."""
+        if self._started:
+            raise KclError("worker already started")
+        self._started = True
+        config = self.config
+        exits = contextlib.AsyncExitStack()
+        try:
+            self._kinesis = await exits.enter_async_context(async_client("kinesis", config.kinesis_client_config()))
+            stream_arn = await self._describe_stream()
+            self._data_kinesis = await exits.enter_async_context(async_client(
+                "kinesis", config.kinesis_client_config().with_(max_attempts=1, max_pool_connections=128)))
+            self._table = LeaseTable(TableSettings(
+                table_name=config.lease_table_name(self.application_name), region=config.region_name,
+                endpoint_url=config.dynamo_db_endpoint, read_timeout=max(2.0, min(10.0, config.failover_time / 2)),
+            ))
+            exits.callback(self._table.close)
+            await self._table.call(self._table.ensure_exists)
+            if config.retrieval_mode is RetrievalMode.FANOUT:
+                self._consumer_arn = config.consumer_arn or await register_stream_consumer(
+                    self._kinesis, stream_arn, config.consumer_name or self.application_name)
+            if config.metrics_level is not MetricsLevel.NONE:
+                self._publisher = CloudWatchPublisher(self.registry, self.application_name,
+                                                      interval=config.metrics_buffer_time_millis / 1000,
+                                                      client_config=config.cloudwatch_client_config())
+                await self._publisher.start()
+            self._coordinator = LeaseCoordinator(
+                table=self._table, kinesis=self._kinesis, stream_name=self.stream_name, config=config,
+                metrics=self.metrics, listener=self,
+            )
+            await self._coordinator.start()
+        except BaseException:
+            if self._publisher is not None:
+                await self._publisher.close()
+            await exits.aclose()
+            raise
+        self._exits = exits
+        log.info("worker started", worker=self.worker_id, stream=self.stream_name, application=self.application_name,
+                 table=self._table.name, retrieval=config.retrieval_mode.value)
+
+    async def run(self) -> None:
+        """Start, then run until :meth:`stop` is called (or the task is cancelled, which stops gracefully)."""
+        await self.start()
+        try:
+            await self._stop_requested.wait()
+        finally:
+            await asyncio.shield(self.stop())
+
+    def request_stop(self) -> None:
+        """Ask :meth:`run` to stop gracefully (safe from signal handlers on the loop)."""
+        self._stop_requested.set()
+
+    async def stop(self) -> None:
+        """Graceful shutdown; idempotent, bounded by ``graceful_shutdown_timeout_millis``."""
+        self._stop_requested.set()
+        if self._stopped.is_set() or self._coordinator is None:
+            self._stopped.set()
+            return
+        coordinator = self._coordinator
+        timeout = self.config.graceful_shutdown_timeout_millis / 1000
+        log.info("worker stopping: releasing leases", worker=self.worker_id, leases=len(coordinator.held))
+        await coordinator.stop_taking()
+        for consumer, _ in list(self._consumers.values()):
+            consumer.request_shutdown(timeout)
+        tasks = [task for _, task in self._consumers.values()]
+        if tasks:
+            _, pending = await asyncio.wait(tasks, timeout=timeout + 1)
+            for task in pending:
+                task.cancel()
+        for held in coordinator.held.all():
+            await coordinator.relinquish(held.shard_id, held.token)
+        coordinator.stop_renewing()
+        if self._publisher is not None:
+            await self._publisher.close()
+        if self._exits is not None:
+            await self._exits.aclose()
+        self._stopped.set()
+        log.info("worker stopped", worker=self.worker_id)
+
+    def run_forever(self) -> None:
+        """Block running the worker until SIGTERM or SIGINT, then stop gracefully."""
+        asyncio.run(self._run_with_signals())
+
+    async def _run_with_signals(self) -> None:
+        loop = asyncio.get_running_loop()
+        for signum in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(signum, self._on_signal, signum)
+        try:
+            await self.run()
+        finally:
+            for signum in (signal.SIGTERM, signal.SIGINT):
+                loop.remove_signal_handler(signum)
+
+    def _on_signal(self, signum: int) -> None:
+        if self._stop_requested.is_set():
+            log.warning("second signal: exiting without waiting for processors", signal=signal.Signals(signum).name)
+            raise SystemExit(1)
+        log.info("signal received: stopping gracefully", signal=signal.Signals(signum).name)
+        self.request_stop()
+
+    async def _describe_stream(self) -> str:
+        try:
+            summary = await self._kinesis.describe_stream_summary(StreamName=self.stream_name)
+        except Exception as exc:
+            if error_code(exc) == "ResourceNotFoundException":
+                raise StreamNotFoundError(f"stream {self.stream_name!r} does not exist") from None
+            raise KclError(f"cannot describe stream {self.stream_name!r}: {error_code(exc)}: "
+                           f"{error_message(exc)}") from exc
+        return str(summary["StreamDescriptionSummary"]["StreamARN"])
+
+    # --- lease events (LeaseListener) -------------------------------------------------------------
+
+    def lease_acquired(self, held: HeldLease) -> None:
+        coordinator = self._coordinator
+        assert coordinator is not None
+        previous = self._consumers.get(held.shard_id)
+        try:
+            processor = self.processor_factory()
+        except Exception:
+            log.exception("processor factory failed; handing the lease back", shard=held.shard_id)
+            asyncio.get_running_loop().create_task(coordinator.relinquish(held.shard_id, held.token))
+            return
+        lease = held.lease
+        consumer = ShardConsumer(
+            held=held, held_leases=coordinator.held, processor=processor, coordinator=coordinator,
+            fetcher_factory=self._fetcher, deaggregator=Deaggregator(held.shard_id, coordinator.hash_range_of(lease)),
+            config=self.config, metrics=self.metrics,
+        )
+        previous_task = previous[1] if previous else None
+        task = asyncio.get_running_loop().create_task(self._run_consumer(consumer, previous_task),
+                                                      name=f"kcl-consumer-{held.shard_id}")
+        self._consumers[held.shard_id] = (consumer, task)
+
+    def lease_lost(self, shard_id: str) -> None:
+        entry = self._consumers.get(shard_id)
+        if entry is not None:
+            entry[0].lease_lost()
+        elif self._coordinator is not None:
+            held = self._coordinator.held.get(shard_id)
+            if held is not None and held.lost:
+                self._coordinator.held.remove(shard_id, held.token)
+
+    def handoff_requested(self, shard_id: str) -> None:
+        entry = self._consumers.get(shard_id)
+        if entry is not None:
+            entry[0].request_shutdown(self.config.graceful_lease_handoff_timeout_millis / 1000)
+
+    async def _run_consumer(self, consumer: ShardConsumer, previous: asyncio.Task[None] | None) -> None:
+        coordinator = self._coordinator
+        assert coordinator is not None
+        if previous is not None:
+            # The shard's previous tenure on this worker must finish its lease_lost first.
+            with contextlib.suppress(BaseException):
+                await previous
+        try:
+            outcome = await consumer.run()
+            log.info("shard consumer finished", shard=consumer.shard_id, outcome=outcome.value)
+        except asyncio.CancelledError:
+            raise
+        except Exception:
+            log.exception("shard consumer crashed; handing the lease back", shard=consumer.shard_id)
+            await coordinator.relinquish(consumer.shard_id, consumer.token)
+        finally:
+            coordinator.held.remove(consumer.shard_id, consumer.token)
+            entry = self._consumers.get(consumer.shard_id)
+            if entry is not None and entry[0] is consumer:
+                del self._consumers[consumer.shard_id]
+
+    def _fetcher(self, shard_id: str, position: StartingPosition, queue: BatchQueue) -> Any:
+        if self._consumer_arn is not None:
+            return FanOutFetcher(self._data_kinesis, self.stream_name, shard_id, position, config=self.config,
+                                 metrics=self.metrics, queue=queue, consumer_arn=self._consumer_arn)
+        return PollingFetcher(self._data_kinesis, self.stream_name, shard_id, position, config=self.config,
+                              metrics=self.metrics, queue=queue)
