@@ -1,9 +1,27 @@
-"""The ``kinesis-agent`` command."""
+"""The ``kinesis-agent`` command.
+
+    kinesis-agent [-c /etc/aws-kinesis/agent.json] [--check-config] [-L info] [-l FILE]
+
+Exit status: 0 after a clean stop (SIGTERM/SIGINT), 2 for a bad command line, 70 when a flow failed
+unexpectedly, 73 when the checkpoint database cannot be created or written, 78 when the configuration
+is invalid.  systemd units can keep 73 and 78 out of their restart loop (RestartPreventExitStatus).
+"""
 
 from __future__ import annotations
 
 import argparse
+import asyncio
+import json
 import sys
+from typing import TextIO
+
+import structlog
+
+from agent.config import DEFAULT_CONFIG_FILE, load_config
+from agent.daemon import EXIT_CHECKPOINTS, EXIT_CONFIG, Agent
+from agent.errors import AgentConfigurationError, CheckpointStoreError
+from kpl import __version__
+from kpl.logs import configure_logging
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -11,15 +29,50 @@ def build_parser() -> argparse.ArgumentParser:
         prog="kinesis-agent",
         description="Tail files and ship their lines to Kinesis Data Streams or Firehose (reads agent.json).",
     )
-    parser.add_argument("-c", "--configuration", default="/etc/aws-kinesis/agent.json",
-                        help="path to agent.json (default: %(default)s)")
+    parser.add_argument("-c", "--configuration", default=DEFAULT_CONFIG_FILE,
+                        help="path to agent.json; flows are also read from agent.d/ next to it "
+                             "(default: %(default)s)")
+    parser.add_argument("--check-config", action="store_true",
+                        help="validate the configuration, print the effective settings as JSON and exit")
+    parser.add_argument("-L", "--log-level", default="info",
+                        choices=["debug", "info", "warning", "error", "DEBUG", "INFO", "WARNING", "ERROR"],
+                        help="log level (default: %(default)s)")
+    parser.add_argument("-l", "--log-file", default=None,
+                        help="append logs to this file instead of stderr")
+    parser.add_argument("--version", action="version", version=f"kinesis-agent {__version__}")
     return parser
 
 
 def main(argv: list[str] | None = None) -> int:
-    build_parser().parse_args(argv)
-    print("kinesis-agent: not implemented yet", file=sys.stderr)
-    return 2
+    args = build_parser().parse_args(argv)
+    try:
+        config = load_config(args.configuration)
+    except AgentConfigurationError as exc:
+        print(f"kinesis-agent: configuration error: {exc}", file=sys.stderr)
+        return EXIT_CONFIG
+    if args.check_config:
+        json.dump(config.describe(), sys.stdout, indent=2, default=str)
+        print()
+        for note in config.ineffective:
+            print(f"kinesis-agent: note: accepted for compatibility, no effect: {note}", file=sys.stderr)
+        return 0
+
+    log_stream: TextIO | None = None
+    if args.log_file:
+        log_stream = open(args.log_file, "a", buffering=1, encoding="utf-8")  # noqa: SIM115 - lives as long as the agent
+    configure_logging(args.log_level, stream=log_stream)
+    log = structlog.get_logger("agent")
+    log.info("kinesis-agent starting", version=__version__, configuration=args.configuration,
+             flows=len(config.flows))
+    try:
+        return asyncio.run(Agent(config).run())
+    except CheckpointStoreError as exc:
+        log.error("cannot start: checkpoint database unusable", detail=str(exc))
+        print(f"kinesis-agent: {exc}", file=sys.stderr)
+        return EXIT_CHECKPOINTS
+    finally:
+        if log_stream is not None:
+            log_stream.close()
 
 
 if __name__ == "__main__":

@@ -1,0 +1,226 @@
+"""The agent: flows, checkpoints, metrics, signals and an orderly shutdown.
+
+Start-up opens the checkpoint database first (a missing or read-only directory is the Java agent's most
+common start-up failure, so the error names the path and the fix), then starts every flow, which
+restores its files from their checkpoints.  Only after every flow has restored are expired checkpoint
+rows deleted, so a file that merely sat idle for a week keeps its row.
+
+SIGTERM or SIGINT stops reading at once; batches already read are sent for up to
+``shutdownTimeoutMillis``, then the checkpoints of what was delivered are saved and the agent exits 0.
+A second signal cuts the wait short.  An unexpected error inside a flow stops the agent with exit
+status 70 so that systemd restarts it (the Java agent's tailer threads used to die silently).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import signal
+import socket
+import time
+from typing import Any
+
+import structlog
+
+from agent.checkpoints import CheckpointStore
+from agent.config import AgentConfig, FlowConfig
+from agent.converters import fetch_ec2_metadata
+from agent.flow import Flow, Sink
+from agent.metrics import SendMetrics
+from agent.sinks import FirehoseSink, KinesisSink
+from kpl import ProducerConfig
+from kpl.cloudwatch import CloudWatchPublisher, MetricsRegistry
+
+log = structlog.get_logger(__name__)
+
+EXIT_OK = 0
+#: sysexits EX_SOFTWARE: a flow failed unexpectedly.
+EXIT_FLOW_FAILED = 70
+#: sysexits EX_CANTCREAT: the checkpoint database cannot be created or written.
+EXIT_CHECKPOINTS = 73
+#: sysexits EX_CONFIG: agent.json is invalid.
+EXIT_CONFIG = 78
+
+
+class Agent:
+    """Runs every flow of an :class:`AgentConfig` until asked to stop."""
+
+    def __init__(self, config: AgentConfig) -> None:
+        self.config = config
+        self.registry = MetricsRegistry()
+        self.store = CheckpointStore(config.checkpoint_file, ttl_days=config.checkpoint_ttl_days,
+                                     query_timeout=config.checkpoint_query_timeout)
+        self.flows: list[Flow] = []
+        self.send_metrics: dict[str, SendMetrics] = {}
+        self._sinks: list[Sink] = []
+        self._stop = asyncio.Event()
+        self._force = asyncio.Event()
+        self._background: list[asyncio.Task[None]] = []
+        self._publisher: CloudWatchPublisher | None = None
+        self.started = asyncio.Event()
+
+    def request_stop(self) -> None:
+        if self._stop.is_set():
+            log.warning("second stop signal: not waiting any longer for records in flight")
+            self._force.set()
+        else:
+            log.info("stop requested: no more reading; sending what was read",
+                     timeout_seconds=self.config.shutdown_timeout)
+        self._stop.set()
+
+    async def run(self) -> int:
+        """Run until a signal or a flow failure; the exit status."""
+        await asyncio.to_thread(self.store.open)
+        log.info("checkpoint database open", path=str(self.config.checkpoint_file))
+        for note in self.config.ineffective:
+            log.info("configuration key accepted for compatibility has no effect", detail=note)
+        loop = asyncio.get_running_loop()
+        for signum in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(signum, self.request_stop)
+        try:
+            return await self._run()
+        finally:
+            for signum in (signal.SIGTERM, signal.SIGINT):
+                loop.remove_signal_handler(signum)
+
+    async def _run(self) -> int:
+        instance = await asyncio.to_thread(_instance_tag) if self.config.cloudwatch_tag_instance else None
+        firehose_concurrency = asyncio.Semaphore(self.config.max_sending_threads)
+        for flow_config in self.config.flows:
+            metrics = SendMetrics(self.registry, flow_config.metrics_destination, instance)
+            self.send_metrics[flow_config.id] = metrics
+            sink = self._sink(flow_config, metrics, firehose_concurrency)
+            rows = await asyncio.to_thread(self.store.load, flow_config.id)
+            self.flows.append(Flow(flow_config, sink, self.store, rows))
+            self._sinks.append(sink)
+        exit_code = EXIT_OK
+        try:
+            for sink in self._sinks:
+                await sink.start()
+            if self.config.emit_metrics:
+                self._publisher = CloudWatchPublisher(
+                    self.registry, self.config.cloudwatch_namespace, interval=self.config.metrics_interval,
+                    client_config=self.config.cloudwatch_client, max_pending_keys=self.config.metrics_queue_size,
+                )
+                await self._publisher.start()
+            self.store.start()
+            for flow in self.flows:
+                flow.start()
+                log.info("flow started", flow=flow.id, converters=flow.config.converters.names
+                         if flow.config.converters else [], aggregation=flow.config.aggregation_enabled)
+            self._background.append(asyncio.create_task(self._after_restore(), name="checkpoint-expiry"))
+            self._background.append(asyncio.create_task(self._report_progress(), name="progress"))
+            for flow in self.flows:
+                if flow.config.converters is not None:
+                    for converter in flow.config.converters.refreshers():
+                        self._background.append(asyncio.create_task(_refresh_forever(converter)))
+            self.started.set()
+            exit_code = await self._wait_for_stop()
+        finally:
+            await self._shutdown()
+        return exit_code
+
+    def _sink(self, flow: FlowConfig, metrics: SendMetrics, concurrency: asyncio.Semaphore) -> Sink:
+        if flow.destination_kind == "firehose":
+            return FirehoseSink(flow, self.config.firehose_client, metrics, concurrency)
+        return KinesisSink(flow, _producer_config(self.config, flow), metrics)
+
+    async def _wait_for_stop(self) -> int:
+        stop = asyncio.create_task(self._stop.wait())
+        flow_tasks = [task for flow in self.flows for task in flow.tasks]
+        try:
+            await asyncio.wait([stop, *flow_tasks], return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            stop.cancel()
+        for flow in self.flows:
+            error = flow.failed
+            if error is not None:
+                log.error("flow failed unexpectedly: stopping the agent so that it is restarted", flow=flow.id,
+                          error=repr(error), exc_info=error)
+                return EXIT_FLOW_FAILED
+        return EXIT_OK
+
+    async def _shutdown(self) -> None:
+        deadline = time.monotonic() + self.config.shutdown_timeout
+        for task in self._background:
+            task.cancel()
+        await asyncio.gather(*self._background, return_exceptions=True)
+
+        results = await asyncio.gather(
+            *(flow.stop(max(0.0, deadline - time.monotonic()), self._force) for flow in self.flows)
+        )
+        for flow, delivered in zip(self.flows, results, strict=True):
+            if not delivered:
+                log.warning("shutdown timeout reached with records in flight: they were not checkpointed and "
+                            "will be sent again after a restart", flow=flow.id)
+        for sink in self._sinks:
+            with contextlib.suppress(Exception):
+                await sink.close()
+        if self._publisher is not None:
+            with contextlib.suppress(Exception):
+                await asyncio.wait_for(self._publisher.close(), timeout=5.0)
+        await self.store.close()
+        log.info("checkpoints saved; agent stopped")
+
+    async def _after_restore(self) -> None:
+        await asyncio.gather(*(flow.restored.wait() for flow in self.flows))
+        await self.store.flush()
+        removed = await asyncio.to_thread(self.store.delete_expired)
+        if removed:
+            log.info("deleted expired checkpoints", count=removed, ttl_days=self.config.checkpoint_ttl_days)
+
+    async def _report_progress(self) -> None:
+        last_sent = 0
+        last_time = time.monotonic()
+        while True:
+            await asyncio.sleep(self.config.status_period)
+            now = time.monotonic()
+            sent = sum(metrics.totals.records_sent for metrics in self.send_metrics.values())
+            progress = [flow.progress() for flow in self.flows]
+            log.info(
+                "progress",
+                files_tracked=sum(p.files_tracked for p in progress),
+                bytes_behind=sum(p.bytes_behind for p in progress),
+                records_parsed=sum(p.records_parsed for p in progress),
+                records_sent=sent,
+                records_per_second=round((sent - last_sent) / max(now - last_time, 1e-9), 1),
+                checkpoint_lag_bytes=sum(p.checkpoint_lag_bytes for p in progress),
+                oldest_unacknowledged_seconds=round(max((p.oldest_unacknowledged_seconds for p in progress),
+                                                        default=0.0), 1),
+            )
+            last_sent, last_time = sent, now
+
+
+async def _refresh_forever(converter: Any) -> None:
+    while True:
+        await converter.refresh()
+        await asyncio.sleep(converter.ttl)
+
+
+def _instance_tag() -> str:
+    """``cloudwatch.tagInstance``: the EC2 instance id, else the host name (as the Java agent does)."""
+    metadata = fetch_ec2_metadata()
+    if metadata and metadata.get("instanceId"):
+        return str(metadata["instanceId"])
+    return socket.gethostname()
+
+
+def _producer_config(config: AgentConfig, flow: FlowConfig) -> ProducerConfig:
+    client = config.kinesis_client
+    producer = ProducerConfig(
+        aggregation_enabled=flow.aggregation_enabled,
+        kinesis_endpoint=client.endpoint_url or "",
+        region=client.region or "",
+        metrics_level="none",
+        # The flow's byte budget already bounds what is outstanding; the producer's own bounds must
+        # not be the tighter ones, or the flow would wait on them instead.
+        max_outstanding_bytes=max(64 << 20, 2 * flow.publish_queue_capacity_bytes),
+        max_outstanding_records=max(100_000, 2 * flow.publish_queue_capacity_bytes // 8),
+    )
+    # The Java SDK's 50 s socket timeout would stall PutRecords for a minute on a dead connection; the
+    # producer's own timeouts apply unless agent.json sets them.
+    if "connectionTimeoutMillis" in config.explicit:
+        producer = producer.with_(connect_timeout_ms=int(client.connect_timeout * 1000))
+    if "socketTimeoutMillis" in config.explicit:
+        producer = producer.with_(request_timeout_ms=int(client.read_timeout * 1000))
+    return producer

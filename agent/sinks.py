@@ -1,0 +1,204 @@
+"""Where batches go: Kinesis Data Streams through the toolkit's producer, or Firehose PutRecordBatch.
+
+Both sinks deliver a batch completely or keep trying: a record that failed is sent again after a
+jittered backoff (kpl.retry), for as long as it takes, so that the file's checkpoint can move over the
+batch.  Errors that will repeat until someone acts (a missing stream, denied access) are not hidden:
+they are logged as errors (once a minute, not per record), counted, and retried every
+``retryMaxBackoffMillis`` so the flow recovers by itself once the stream exists or the policy is fixed.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import random
+import time
+from hashlib import md5
+from typing import Any
+
+import structlog
+
+from agent.batch import Batch
+from agent.config import FlowConfig
+from agent.metrics import SendMetrics
+from kpl import AsyncProducer, BufferFullError, ProducerConfig, RecordResult
+from kpl.aws import ClientConfig, async_client
+from kpl.retry import Backoff, ErrorKind, classify, classify_code, error_code, error_message
+
+log = structlog.get_logger(__name__)
+
+#: Seconds between two log lines about the same failing destination and error code.
+LOG_INTERVAL = 60.0
+
+
+class Retrier:
+    """How a flow waits between attempts, and how loudly it says why."""
+
+    def __init__(self, flow: FlowConfig) -> None:
+        self.flow = flow
+        self.backoff = Backoff(flow.retry_initial_backoff, flow.retry_max_backoff)
+        self._logged: dict[str, tuple[float, int]] = {}
+
+    async def wait(self, kind: ErrorKind, code: str, message: str, attempt: int, records: int) -> None:
+        if kind is ErrorKind.FATAL:
+            delay = self.backoff.maximum
+            self._log(code, "error", "the destination rejects records: they are kept and retried, and the files' "
+                      "checkpoints do not move until they are delivered; fix the cause (stream name, IAM policy, "
+                      "region) and the agent catches up by itself", message=message, records=records, delay=delay)
+        else:
+            delay = self.backoff.delay(attempt)
+            self._log(code, "warning", "sending failed; retrying with backoff", message=message, records=records,
+                      delay=delay)
+        await asyncio.sleep(delay)
+
+    def _log(self, code: str, level: str, event: str, *, message: str, records: int, delay: float) -> None:
+        now = time.monotonic()
+        last, suppressed = self._logged.get(code, (-LOG_INTERVAL, 0))
+        if now - last < LOG_INTERVAL:
+            self._logged[code] = (last, suppressed + 1)
+            return
+        self._logged[code] = (now, 0)
+        getattr(log, level)(event, flow=self.flow.id, error=code, detail=message, records=records,
+                            retry_in_seconds=round(delay, 3), similar_failures_not_logged=suppressed)
+
+
+class FirehoseSink:
+    """PutRecordBatch through an aiobotocore client; only failed entries are sent again."""
+
+    def __init__(self, flow: FlowConfig, client_config: ClientConfig, metrics: SendMetrics,
+                 concurrency: asyncio.Semaphore) -> None:
+        self.flow = flow
+        # botocore's own retries are off: this sender retries per entry and a second layer would compound.
+        self.client_config = client_config.with_(max_attempts=1)
+        self.metrics = metrics
+        self.concurrency = concurrency
+        self.retrier = Retrier(flow)
+        self._client: Any = None
+        self._exit: contextlib.AsyncExitStack | None = None
+
+    async def start(self) -> None:
+        self._exit = contextlib.AsyncExitStack()
+        self._client = await self._exit.enter_async_context(async_client("firehose", self.client_config))
+
+    async def close(self) -> None:
+        if self._exit is not None:
+            await self._exit.aclose()
+            self._exit = None
+
+    async def deliver(self, batch: Batch) -> None:
+        pending = pack_records(batch.records, self.flow.aggregated_record_size_bytes)
+        attempt = 0
+        while pending:
+            attempt += 1
+            try:
+                async with self.concurrency:
+                    response = await self._client.put_record_batch(
+                        DeliveryStreamName=self.flow.destination, Records=[{"Data": data} for data in pending]
+                    )
+            except Exception as exc:
+                self.metrics.request(attempted=len(pending), sent=0, failed=0, bytes_sent=0, service_error=True)
+                await self.retrier.wait(classify(exc), error_code(exc), error_message(exc), attempt, len(pending))
+                continue
+            failed: list[bytes] = []
+            first_error: dict[str, Any] | None = None
+            for data, result in zip(pending, response["RequestResponses"], strict=True):
+                if result.get("ErrorCode"):
+                    failed.append(data)
+                    first_error = first_error or result
+            sent = len(pending) - len(failed)
+            self.metrics.request(attempted=len(pending), sent=sent, failed=len(failed),
+                                 bytes_sent=sum(map(len, pending)) - sum(map(len, failed)), service_error=False)
+            if not failed:
+                return
+            assert first_error is not None
+            code = str(first_error["ErrorCode"])
+            await self.retrier.wait(classify_code(code), code, str(first_error.get("ErrorMessage", "")), attempt,
+                                    len(failed))
+            pending = failed
+
+
+def pack_records(records: list[bytes], target: int) -> list[bytes]:
+    """``aggregatedRecordSizeBytes``: whole records joined into Firehose records of up to ``target`` bytes."""
+    if target <= 0 or len(records) < 2:
+        return records
+    packed: list[bytes] = []
+    group: list[bytes] = []
+    size = 0
+    for record in records:
+        if group and size + len(record) > target:
+            packed.append(b"".join(group))
+            group = []
+            size = 0
+        group.append(record)
+        size += len(record)
+    if group:
+        packed.append(b"".join(group))
+    return packed
+
+
+class KinesisSink:
+    """Records go through ``kpl.AsyncProducer`` (shard-aware batching, optional KPL aggregation, rate
+    limits); records whose result is a failure are put again after a backoff.
+
+    ``ServiceErrors`` counts delivery rounds in which every record failed (the producer does not expose
+    its individual calls); the other metrics are exact.
+    """
+
+    def __init__(self, flow: FlowConfig, producer_config: ProducerConfig, metrics: SendMetrics) -> None:
+        self.flow = flow
+        self.producer_config = producer_config
+        self.metrics = metrics
+        self.retrier = Retrier(flow)
+        self._producer: AsyncProducer | None = None
+        self._deterministic = flow.partition_key_option == "DETERMINISTIC"
+
+    async def start(self) -> None:
+        self._producer = AsyncProducer(self.producer_config)
+        await self._producer.start()
+
+    async def close(self) -> None:
+        if self._producer is not None:
+            producer, self._producer = self._producer, None
+            # Records still in the producer belong to batches that were not acknowledged, and are read
+            # again after a restart: no reason to wait for them.
+            await producer.close(timeout=1.0)
+
+    async def deliver(self, batch: Batch) -> None:
+        assert self._producer is not None
+        put_nowait = self._producer.put_record_nowait
+        put = self._producer.put_record
+        stream = self.flow.destination
+        deterministic = self._deterministic
+        rand = random.random
+        pending = batch.records
+        attempt = 0
+        while pending:
+            attempt += 1
+            futures: list[asyncio.Future[RecordResult]] = []
+            append = futures.append
+            for data in pending:
+                key = md5(data).hexdigest() if deterministic else repr(rand() * 1e6)
+                try:
+                    append(put_nowait(stream, data, key))
+                except BufferFullError:
+                    append(await put(stream, data, key))
+            for future in futures:
+                if not future.done():
+                    await future
+            failed: list[bytes] = []
+            failure: RecordResult | None = None
+            for data, future in zip(pending, futures, strict=True):
+                result = future.result()
+                if not result.success:
+                    failed.append(data)
+                    failure = failure or result
+            self.metrics.request(attempted=len(pending), sent=len(pending) - len(failed), failed=len(failed),
+                                 bytes_sent=sum(map(len, pending)) - sum(map(len, failed)),
+                                 service_error=bool(failed) and len(failed) == len(pending))
+            if failure is None:
+                return
+            kind = ErrorKind.TRANSIENT if failure.retryable else ErrorKind.FATAL
+            code = failure.error.code if failure.error is not None else "Unknown"
+            message = failure.error.message if failure.error is not None else ""
+            await self.retrier.wait(kind, code, message, attempt, len(failed))
+            pending = failed
