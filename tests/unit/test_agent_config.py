@@ -1,0 +1,253 @@
+"""agent.json in the Java agent's documented style parses; broken configurations give one clear error."""
+
+from __future__ import annotations
+
+import json
+import re
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from agent.cli import main
+from agent.config import load_config, strip_comments
+from agent.errors import AgentConfigurationError
+
+# The shape of the Java agent's documentation and of real-world files: comments, dotted keys, numbers and
+# booleans as strings, an endpoint URL whose "//" must not be taken for a comment.
+JAVA_STYLE = """
+/*
+ * /etc/aws-kinesis/agent.json
+ */
+{
+  "cloudwatch.emitMetrics": "true",            // strings for booleans work
+  "cloudwatch.endpoint": "https://monitoring.us-west-2.amazonaws.com",
+  "kinesis.endpoint": "https://kinesis.us-west-2.amazonaws.com",
+  "firehose.endpoint": "https://firehose.us-west-2.amazonaws.com",
+  "kinesis.region": "us-west-2",
+  "checkpointFile": "/tmp/agent-checkpoints",
+  "shutdownTimeoutMillis": "20000",
+  "maxSendingThreads": 8,
+  "flows": [
+    {
+      "filePattern": "/tmp/app.log*",
+      "kinesisStream": "yourkinesisstream",
+      "partitionKeyOption": "DETERMINISTIC",
+      "maxBufferAgeMillis": "5000",              /* numbers as strings */
+      "maxBufferSizeRecords": "100",
+      "initialPosition": "START_OF_FILE",
+      "multiLineStartPattern": "^\\\\d{4}-",
+      "dataProcessingOptions": [
+        { "optionName": "LOGTOJSON", "logFormat": "COMMONAPACHELOG" }
+      ]
+    },
+    {
+      "filePattern": "/tmp/web/access.log",
+      "deliveryStream": "yourdeliverystream"
+    }
+  ]
+}
+"""
+
+
+def write(directory: Path, text: str, name: str = "agent.json") -> Path:
+    path = directory / name
+    path.write_text(text)
+    return path
+
+
+def config_with_flow(directory: Path, **flow: Any) -> Path:
+    base = {"filePattern": "/tmp/app.log", "kinesisStream": "s"}
+    return write(directory, json.dumps({"flows": [{**base, **flow}]}))
+
+
+def error_of(path: Path) -> str:
+    with pytest.raises(AgentConfigurationError) as caught:
+        load_config(path)
+    return str(caught.value)
+
+
+def test_java_style_configuration_parses(tmp_path: Path) -> None:
+    config = load_config(write(tmp_path, JAVA_STYLE))
+    assert config.emit_metrics is True
+    assert config.shutdown_timeout == 20.0
+    assert config.max_sending_threads == 8
+    assert config.kinesis_client.endpoint_url == "https://kinesis.us-west-2.amazonaws.com"
+    assert config.kinesis_client.region == "us-west-2"
+    assert config.firehose_client.endpoint_url == "https://firehose.us-west-2.amazonaws.com"
+    assert config.cloudwatch_client.endpoint_url == "https://monitoring.us-west-2.amazonaws.com"
+    kinesis, firehose = config.flows
+    assert kinesis.id == "kinesis:yourkinesisstream:/tmp/app.log*"
+    assert kinesis.max_buffer_age == 5.0
+    assert kinesis.max_buffer_size_records == 100
+    assert kinesis.partition_key_option == "DETERMINISTIC"
+    assert kinesis.initial_position == "START_OF_FILE"
+    assert kinesis.multi_line_start_pattern is not None and kinesis.multi_line_start_pattern.match(b"2024-01-01")
+    assert kinesis.converters is not None and kinesis.converters.names == ["LOGTOJSON"]
+    assert firehose.id == "fh:yourdeliverystream:/tmp/web/access.log"
+    assert firehose.destination_kind == "firehose"
+
+
+def test_java_defaults(tmp_path: Path) -> None:
+    config = load_config(config_with_flow(tmp_path))
+    assert str(config.checkpoint_file) == "/var/lib/aws-kinesis-agent/checkpoints"
+    assert config.checkpoint_ttl_days == 7
+    assert config.emit_metrics is True
+    assert config.cloudwatch_namespace == "AWSKinesisAgent"
+    assert config.metrics_interval == 30.0
+    assert config.shutdown_timeout == 10.0
+    assert config.status_period == 30.0
+    (flow,) = config.flows
+    assert flow.partition_key_option == "RANDOM"
+    assert flow.initial_position == "END_OF_FILE"
+    assert flow.max_buffer_age == 60.0
+    assert flow.max_buffer_size_bytes == 5 * 1024 * 1024
+    assert flow.max_buffer_size_records == 500
+    assert flow.poll_interval == 0.1
+    assert flow.retry_initial_backoff == 0.1
+    assert flow.retry_max_backoff == 10.0
+    assert flow.truncated_record_terminator == b"\n"
+    assert flow.aggregation_enabled is False
+
+
+def test_firehose_buffer_default_is_4_mib(tmp_path: Path) -> None:
+    path = write(tmp_path, json.dumps({"flows": [{"filePattern": "/tmp/a", "deliveryStream": "d"}]}))
+    assert load_config(path).flows[0].max_buffer_size_bytes == 4 * 1024 * 1024
+
+
+def test_flows_are_merged_from_agent_d(tmp_path: Path) -> None:
+    path = config_with_flow(tmp_path)
+    (tmp_path / "agent.d").mkdir()
+    write(tmp_path / "agent.d", '// extra flows\n{"flows": [{"filePattern": "/tmp/b.log", "deliveryStream": "d"}],'
+          ' "cloudwatch.emitMetrics": false}', "b.json")
+    write(tmp_path / "agent.d", '{"flows": [{"filePattern": "/tmp/c.log", "kinesisStream": "c"}]}', "c.conf")
+    write(tmp_path / "agent.d", "{ broken", "d.json~")  # editor backups are skipped
+    config = load_config(path)
+    assert [flow.id for flow in config.flows] == [
+        "kinesis:s:/tmp/app.log", "fh:d:/tmp/b.log", "kinesis:c:/tmp/c.log",
+    ]
+    assert config.emit_metrics is True  # only flows are read from agent.d files
+    assert any("only 'flows' is read" in note for note in config.ineffective)
+
+
+def test_agent_d_alone_can_hold_every_flow(tmp_path: Path) -> None:
+    path = write(tmp_path, "{}")
+    (tmp_path / "agent.d").mkdir()
+    write(tmp_path / "agent.d", '{"flows": [{"filePattern": "/tmp/b.log", "deliveryStream": "d"}]}', "b.json")
+    assert len(load_config(path).flows) == 1
+
+
+def test_comments_are_removed_but_strings_are_kept() -> None:
+    text = '{"a": "http://x//y", /* c1 */ "b": "/* not a comment */" // c2\n}'
+    assert json.loads(strip_comments(text)) == {"a": "http://x//y", "b": "/* not a comment */"}
+    assert json.loads(strip_comments('{"q": "say \\"//hi\\"" // x\n}')) == {"q": 'say "//hi"'}
+
+
+def test_unknown_key_is_named_with_a_suggestion(tmp_path: Path) -> None:
+    message = error_of(config_with_flow(tmp_path, maxBufferAgeMilis=1000))
+    assert "unknown key 'maxBufferAgeMilis' in flows[0]" in message
+    assert "did you mean 'maxBufferAgeMillis'?" in message
+    assert str(tmp_path / "agent.json") in message
+
+
+def test_unknown_global_key(tmp_path: Path) -> None:
+    path = write(tmp_path, '{"cloudwatch.emitMetric": true, "flows": []}')
+    assert "unknown key 'cloudwatch.emitMetric' (did you mean 'cloudwatch.emitMetrics'?)" in error_of(path)
+
+
+@pytest.mark.parametrize(("flow", "message"), [
+    ({"maxBufferAgeMillis": "soon"}, "flows[0].maxBufferAgeMillis: expected an integer, got 'soon'"),
+    ({"maxBufferAgeMillis": 1.5}, "flows[0].maxBufferAgeMillis: expected an integer"),
+    ({"maxBufferAgeMillis": True}, "flows[0].maxBufferAgeMillis: expected an integer"),
+    ({"maxBufferAgeMillis": "500"}, "flows[0].maxBufferAgeMillis: 500 is outside the valid range 1000..900000"),
+    ({"maxBufferSizeRecords": 501}, "flows[0].maxBufferSizeRecords: 501 is outside the valid range 1..500"),
+    ({"maxBufferSizeBytes": 6_000_000}, "flows[0].maxBufferSizeBytes: 6000000 is outside the valid range 1..5242880"),
+    ({"aggregationEnabled": "maybe"}, "flows[0].aggregationEnabled: expected true or false, got 'maybe'"),
+    ({"partitionKeyOption": "HASH"}, "flows[0].partitionKeyOption: 'HASH' is not one of RANDOM, DETERMINISTIC"),
+    ({"initialPosition": "START"}, "flows[0].initialPosition: 'START' is not one of END_OF_FILE, START_OF_FILE"),
+    ({"multiLineStartPattern": "(unclosed"}, "flows[0].multiLineStartPattern: not a valid regular expression"),
+    ({"kinesisStream": ["a"]}, "flows[0].kinesisStream: expected a string, got a list"),
+    ({"deliveryStream": "d"}, "flows[0].deliveryStream: set either kinesisStream or deliveryStream"),
+    ({"aggregatedRecordSizeBytes": 10}, "flows[0].aggregatedRecordSizeBytes: applies only to deliveryStream flows"),
+    ({"retryInitialBackoffMillis": 20_000}, "retryInitialBackoffMillis: 20000 is larger than retryMaxBackoffMillis"),
+    ({"filePattern": "relative/app.log"}, "must be an absolute path"),
+    ({"filePattern": "/var/log/"}, "names a directory"),
+    ({"dataProcessingOptions": [{"optionName": "LOGTOJSON"}]},
+     "flows[0].dataProcessingOptions[0].logFormat: is required"),
+])
+def test_invalid_flow_values_name_the_key(tmp_path: Path, flow: dict[str, Any], message: str) -> None:
+    assert message in error_of(config_with_flow(tmp_path, **flow))
+
+
+@pytest.mark.parametrize(("document", "message"), [
+    ({"flows": [{"kinesisStream": "s"}]}, "flows[0].filePattern: is required"),
+    ({"flows": [{"filePattern": "/tmp/a"}]}, "flows[0].kinesisStream: is required (or deliveryStream"),
+    ({"flows": []}, "no flows configured"),
+    ({}, "no flows configured"),
+    ({"flows": {"filePattern": "/tmp/a"}}, "flows: expected a list of flow objects"),
+    ({"flows": ["x"]}, "flows[0]: expected a flow object"),
+    ({"shutdownTimeoutMillis": -1, "flows": [{"filePattern": "/a", "kinesisStream": "s"}]},
+     "shutdownTimeoutMillis: -1 is outside the valid range 0.."),
+    ({"awsAccessKeyId": "AKIA", "flows": [{"filePattern": "/a", "deliveryStream": "s"}]},
+     "awsSecretAccessKey: is required when the other"),
+    ({"userDefinedCredentialsProvider.classname": "com.x.P", "flows": []}, "not supported: it loads a Java class"),
+])
+def test_missing_and_malformed_configuration(tmp_path: Path, document: dict[str, Any], message: str) -> None:
+    assert message in error_of(write(tmp_path, json.dumps(document)))
+
+
+def test_duplicate_flows_are_rejected(tmp_path: Path) -> None:
+    flow = {"filePattern": "/tmp/a.log", "kinesisStream": "s"}
+    path = write(tmp_path, json.dumps({"flows": [flow, flow]}))
+    assert "duplicate flow 'kinesis:s:/tmp/a.log'" in error_of(path)
+
+
+def test_json_syntax_error_gives_the_position_in_the_original_file(tmp_path: Path) -> None:
+    path = write(tmp_path, '// header\n/* two\nlines */\n{"flows": [\n  {"filePattern": "/a" "x": 1}\n]}')
+    assert re.search(r"not valid JSON at line 5, column \d+", error_of(path))
+
+
+def test_unclosed_comment(tmp_path: Path) -> None:
+    assert "never closed" in error_of(write(tmp_path, '{"flows": [] /* oops'))
+
+
+def test_broken_agent_d_file_is_an_error_naming_it(tmp_path: Path) -> None:
+    path = config_with_flow(tmp_path)
+    (tmp_path / "agent.d").mkdir()
+    write(tmp_path / "agent.d", '{"flows": [{"filePattern": "/tmp/b", "kinesisStream": "b", "colour": 1}]}', "b.json")
+    message = error_of(path)
+    assert str(tmp_path / "agent.d" / "b.json") in message and "unknown key 'colour'" in message
+
+
+def test_missing_file(tmp_path: Path) -> None:
+    assert "configuration file not found" in error_of(tmp_path / "nope.json")
+
+
+def test_keys_without_effect_are_accepted_and_reported(tmp_path: Path) -> None:
+    path = write(tmp_path, json.dumps({
+        "sendingThreadsMaxQueueSize": 10, "useHttpGzip": "true",
+        "flows": [{"filePattern": "/a", "kinesisStream": "s", "waitOnFullPublishQueueMillis": 5000}],
+    }))
+    notes = load_config(path).ineffective
+    assert any(note.startswith("sendingThreadsMaxQueueSize") for note in notes)
+    assert any(note.startswith("flows[0].waitOnFullPublishQueueMillis") for note in notes)
+
+
+def test_check_config_prints_the_effective_configuration(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    path = write(tmp_path, json.dumps({
+        "awsAccessKeyId": "AKIAEXAMPLE", "awsSecretAccessKey": "very-secret",
+        "flows": [{"filePattern": "/tmp/a.log", "deliveryStream": "d", "maxBufferAgeMillis": "2000"}],
+    }))
+    assert main(["-c", str(path), "--check-config"]) == 0
+    printed = json.loads(capsys.readouterr().out)
+    assert printed["awsSecretAccessKey"] == "***"
+    assert printed["checkpointFile"] == "/var/lib/aws-kinesis-agent/checkpoints"
+    assert printed["flows"][0]["id"] == "fh:d:/tmp/a.log"
+    assert printed["flows"][0]["maxBufferAgeMillis"] == 2000
+    assert printed["flows"][0]["maxBufferSizeBytes"] == 4 * 1024 * 1024
+
+
+def test_check_config_exits_78_with_the_error(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    path = config_with_flow(tmp_path, partitionKeyOption="NONE")
+    assert main(["-c", str(path), "--check-config"]) == 78
+    assert "flows[0].partitionKeyOption" in capsys.readouterr().err

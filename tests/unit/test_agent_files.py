@@ -1,0 +1,176 @@
+"""File patterns, identity helpers and the SQLite checkpoint store (local files only)."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import sqlite3
+from pathlib import Path
+
+import pytest
+
+from agent.checkpoints import CheckpointRow, CheckpointStore
+from agent.errors import CheckpointStoreError
+from agent.globs import FilePattern, translate_glob
+from agent.tracking import (
+    Seen,
+    fingerprint_text,
+    java_file_id,
+    last_line_boundary,
+    restore_offset,
+)
+
+
+def touch(path: Path, data: bytes = b"x\n") -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_bytes(data)
+    return path
+
+
+@pytest.mark.parametrize(("glob", "name", "matches"), [
+    ("app.log*", "app.log", True),
+    ("app.log*", "app.log.1", True),
+    ("app.log*", "xapp.log", False),
+    ("*.log", "a.log", True),
+    ("?.log", "ab.log", False),
+    ("[ab].log", "b.log", True),
+    ("[!ab].log", "b.log", False),
+    ("[!ab].log", "c.log", True),
+    ("{access,error}.log", "error.log", True),
+    ("{access,error}.log", "other.log", False),
+    ("a\\*.log", "a*.log", True),
+    ("a\\*.log", "ab.log", False),
+])
+def test_java_glob_on_names(glob: str, name: str, matches: bool) -> None:
+    import re
+
+    assert (re.fullmatch(translate_glob(glob), name) is not None) is matches
+
+
+def test_pattern_lists_files_and_skips_compressed_ones(tmp_path: Path) -> None:
+    for name in ("app.log", "app.log.1", "app.log.2.gz", "app.log.3.BZ2", "other.txt"):
+        touch(tmp_path / name)
+    (tmp_path / "app.log.d").mkdir()
+    found = sorted(os.path.basename(m.path) for m in FilePattern(f"{tmp_path}/app.log*").list_matching())
+    assert found == ["app.log", "app.log.1"]
+
+
+def test_directory_globs_and_double_star(tmp_path: Path) -> None:
+    touch(tmp_path / "a" / "x.log")
+    touch(tmp_path / "b" / "c" / "y.log")
+    touch(tmp_path / "top.log")
+    touch(tmp_path / "b" / "c" / "z.txt")
+    every = FilePattern(f"{tmp_path}/**/*.log").list_matching()
+    assert sorted(os.path.relpath(m.path, tmp_path) for m in every) == ["a/x.log", "b/c/y.log", "top.log"]
+    one_level = FilePattern(f"{tmp_path}/*/x.log").list_matching()
+    assert [os.path.relpath(m.path, tmp_path) for m in one_level] == ["a/x.log"]
+    assert FilePattern(f"{tmp_path}/b/**/*.log").base_directory == f"{tmp_path}/b"
+
+
+def test_pattern_must_end_in_a_file_name(tmp_path: Path) -> None:
+    with pytest.raises(ValueError, match="ends in"):
+        FilePattern(f"{tmp_path}/**")
+
+
+def test_file_id_is_the_java_agents(tmp_path: Path) -> None:
+    info = touch(tmp_path / "f").stat()
+    assert java_file_id(info.st_dev, info.st_ino) == f"(dev={info.st_dev:x},ino={info.st_ino})"
+
+
+def test_end_of_file_starts_after_the_last_complete_line(tmp_path: Path) -> None:
+    path = touch(tmp_path / "f", b"one\ntwo\nthr")
+    info = path.stat()
+    assert last_line_boundary(str(path), (info.st_dev, info.st_ino), info.st_size) == 8
+    whole = touch(tmp_path / "g", b"one\n")
+    info = whole.stat()
+    assert last_line_boundary(str(whole), (info.st_dev, info.st_ino), info.st_size) == 4
+
+
+def row(offset: int, prefix: bytes | None, file_id: str = "(dev=1,ino=2)", path: str = "/x") -> CheckpointRow:
+    return CheckpointRow("flow", path, file_id, 0, 100, offset, None if prefix is None else fingerprint_text(prefix))
+
+
+def test_restore_matches_by_file_id_and_fingerprint() -> None:
+    seen = Seen("/moved", (1, 2), 100, 0, b"hello world")
+    assert restore_offset([row(40, b"hello")], seen) == (40, row(40, b"hello"))
+    assert restore_offset([row(40, b"other")], seen) is None  # inode reused by another file
+    assert restore_offset([row(40, b"hello", file_id="(dev=1,ino=3)")], seen) is None
+    assert restore_offset([row(40, None)], seen) == (40, row(40, None))  # a Java agent row
+    assert restore_offset([row(400, b"hello")], seen) == (0, row(400, b"hello"))  # truncated while stopped
+
+
+# --- the checkpoint store -------------------------------------------------------------------------------
+
+
+def test_store_reads_and_extends_a_java_agent_database(tmp_path: Path) -> None:
+    path = tmp_path / "checkpoints"
+    java = sqlite3.connect(path)
+    java.execute("create table if not exists FILE_CHECKPOINTS(flow text, path text, fileId text, "
+                 "lastModifiedTime bigint, size bigint, offset bigint, lastUpdated datetime, primary key (flow, path))")
+    java.execute("insert into FILE_CHECKPOINTS values ('kinesis:s:/var/log/app.log*', '/var/log/app.log', "
+                 "'(dev=fd01,ino=42)', 1700000000000, 500, 400, strftime('%Y-%m-%d %H:%M:%f', 'now'))")
+    java.commit()
+    java.close()
+    store = CheckpointStore(path)
+    store.open()
+    try:
+        (restored,) = store.load("kinesis:s:/var/log/app.log*")
+        assert restored == CheckpointRow("kinesis:s:/var/log/app.log*", "/var/log/app.log", "(dev=fd01,ino=42)",
+                                         1700000000000, 500, 400, None)
+    finally:
+        asyncio.run(store.close())
+    mode = sqlite3.connect(path).execute("pragma journal_mode").fetchone()[0]
+    assert mode == "wal"
+
+
+def test_store_writes_rows_from_memory(tmp_path: Path) -> None:
+    store = CheckpointStore(tmp_path / "db" / "checkpoints")
+    store.open()
+
+    async def scenario() -> None:
+        store.start()
+        store.put(row(10, b"a", path="/a"))
+        store.put(row(20, b"a", path="/a"))
+        store.put(row(5, b"b", path="/b"))
+        store.remove("flow", "/b")
+        await store.flush()
+
+    asyncio.run(scenario())
+    assert [(r.path, r.offset) for r in store.dump()] == [("/a", 20)]
+    asyncio.run(store.close())
+
+
+def test_store_expires_old_rows(tmp_path: Path) -> None:
+    path = tmp_path / "checkpoints"
+    store = CheckpointStore(path, ttl_days=7)
+    store.open()
+    asyncio.run(_put_and_close(store, [row(1, b"a", path="/old"), row(2, b"b", path="/new")]))
+    db = sqlite3.connect(path)
+    db.execute("update FILE_CHECKPOINTS set lastUpdated = datetime('now', '-8 days') where path = '/old'")
+    db.commit()
+    db.close()
+    store = CheckpointStore(path, ttl_days=7)
+    store.open()
+    assert store.delete_expired() == 1
+    assert [r.path for r in store.dump()] == ["/new"]
+    asyncio.run(store.close())
+
+
+async def _put_and_close(store: CheckpointStore, rows: list[CheckpointRow]) -> None:
+    store.start()
+    for item in rows:
+        store.put(item)
+    await store.close()
+
+
+def test_uncreatable_directory_says_what_to_do(tmp_path: Path) -> None:
+    blocker = touch(tmp_path / "not-a-directory")
+    with pytest.raises(CheckpointStoreError,
+                       match=r"cannot create the checkpoint directory .*give the agent's user write access"):
+        CheckpointStore(blocker / "sub" / "checkpoints").open()
+
+
+def test_checkpoint_path_that_is_a_directory_says_what_to_do(tmp_path: Path) -> None:
+    (tmp_path / "checkpoints").mkdir()
+    with pytest.raises(CheckpointStoreError, match=r"cannot open the checkpoint database .*set checkpointFile"):
+        CheckpointStore(tmp_path / "checkpoints").open()
