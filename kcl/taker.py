@@ -141,6 +141,9 @@ def plan(
     shortfalls = _shortfalls_after_available(deficits, len(others), me)
     surplus = {worker: counts[worker] - goals[worker] for worker in sorted(counts)
                if counts[worker] > goals[worker] and worker != me}
+    # Alone among the short workers I can see, a random pick keeps invisible thieves (new workers that
+    # hold nothing yet) from all choosing the same leases; otherwise disjoint slices in thief order.
+    alone = set(shortfalls) == {me}
     steal: list[Lease] = []
     donor_offsets: dict[str, int] = {}
     for thief in sorted(shortfalls):
@@ -154,7 +157,8 @@ def plan(
             offset = donor_offsets.get(donor, 0)
             if thief == me:
                 candidates = sorted(by_owner.get(donor, []), key=lambda lease: lease.lease_key)
-                steal.extend(candidates[offset:offset + give])
+                steal.extend(rng.sample(candidates, min(give, len(candidates))) if alone
+                             else candidates[offset:offset + give])
             donor_offsets[donor] = offset + give
             surplus[donor] -= give
             need -= give
