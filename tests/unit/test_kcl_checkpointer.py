@@ -195,7 +195,7 @@ async def test_blocking_checkpoint_is_refused_on_the_event_loop_and_the_async_on
     store, held, _, token = setup()
     checkpointer = Checkpointer(SHARD, token, held, store, ESN_TRIM_HORIZON)  # type: ignore[arg-type]
     checkpointer.delivered(ExtendedSequenceNumber("10"))
-    with pytest.raises(KclError, match="await checkpointer.acheckpoint"):
+    with pytest.raises(KclError, match=r"await checkpointer\.acheckpoint"):
         checkpointer.checkpoint()
     await checkpointer.acheckpoint()
     assert store.rows[SHARD].checkpoint == ExtendedSequenceNumber("10")
@@ -297,7 +297,7 @@ def test_renewal_recovers_from_a_spurious_condition_failure() -> None:
 
 
 def test_renewer_never_renews_a_lease_past_its_fence() -> None:
-    store, held, clock, token = setup()
+    store, held, clock, _token = setup()
     clock.now += FAILOVER
     renewer_for(held, []).renew_all()
     assert store.rows[SHARD].lease_counter == 7

@@ -150,7 +150,7 @@ def test_handed_over_lease_is_taken_by_its_new_owner() -> None:
 
 
 def test_finished_shards_take_no_part() -> None:
-    table = leases_of({None: 2}) + [lease("shardId-000000000099", None, checkpoint=ESN_SHARD_END)]
+    table = [*leases_of({None: 2}), lease("shardId-000000000099", None, checkpoint=ESN_SHARD_END)]
     decided = plan(table, "w1", held=set(), expired=set(), balance=True)
     assert decided.total == 2
     assert all(not item.is_shard_end for item in decided.take)
