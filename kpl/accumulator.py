@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Callable, Sequence
-from typing import Any
+from typing import Any, Final
 
 from kpl.aggregation import OVERHEAD, AggregateBuilder
 from kpl.records import AttemptLog
@@ -26,43 +26,45 @@ from kpl.records import AttemptLog
 #: A PutRecords batch flushes once one shard's entries in it reach this many bytes (KPL collector).
 SHARD_BYTES_PER_BATCH = 256 * 1024
 
-_NO_LOG: AttemptLog = ()
+#: One user record inside the producer, from ``put_record`` until its result:
+#: (partition key, explicit hash key, data, hash key, size, arrival, attempt log).
+#: ``size`` is partition key (UTF-8) + data bytes, what Kinesis counts against its limits; the log
+#: holds attempts made while the record travelled in earlier Kinesis records (it was regrouped).
+#:
+#: An exact tuple of atomic values on purpose: the garbage collector stops tracking such tuples, so
+#: the records a busy producer holds cost no collector time.  The record's future (which would keep
+#: it tracked) travels in a parallel list.
+PendingRecord = tuple[str, str | None, bytes, int, int, float, AttemptLog]
+PARTITION_KEY: Final = 0
+EXPLICIT_HASH_KEY: Final = 1
+DATA: Final = 2
+HASH_KEY: Final = 3
+SIZE: Final = 4
+ARRIVAL: Final = 5
+LOG: Final = 6
+
+NO_LOG: AttemptLog = ()
 
 
-class PendingRecord:
-    """One user record inside the producer, from ``put_record`` until its future is resolved."""
-
-    __slots__ = ("arrival", "data", "explicit_hash_key", "future", "hash_key", "log", "partition_key", "size")
-
-    # Positional on purpose: built once per record, and keyword calls cost about 1 µs more.
-    def __init__(  # noqa: PLR0917
-        self, future: Any, partition_key: str, explicit_hash_key: str | None, data: bytes, hash_key: int,
-        size: int, arrival: float,
-    ) -> None:
-        #: An asyncio or a concurrent.futures future: both have ``set_result``.
-        self.future = future
-        self.partition_key = partition_key
-        self.explicit_hash_key = explicit_hash_key
-        self.data = data
-        self.hash_key = hash_key
-        #: Partition key (UTF-8) + data bytes: what Kinesis counts against its limits.
-        self.size = size
-        self.arrival = arrival
-        #: Attempts made while the record travelled in earlier Kinesis records (it was regrouped).
-        self.log = _NO_LOG
+def with_log(record: PendingRecord, log: AttemptLog) -> PendingRecord:
+    """The record with ``log`` appended to its attempt log (used when it is regrouped)."""
+    return (*record[:LOG], record[LOG] + log)
 
 
 class KinesisRecord:
     """One PutRecords entry: an aggregate of user records predicted for one shard, or one plain record."""
 
-    __slots__ = ("deadline", "entry", "expiry", "generation", "log", "oldest_arrival", "records", "request_failures",
-                 "shard_id", "size", "user_bytes")
+    __slots__ = ("deadline", "entry", "expiry", "futures", "generation", "log", "oldest_arrival", "records",
+                 "request_failures", "shard_id", "size", "user_bytes")
 
     def __init__(  # noqa: PLR0917  (once per record with aggregation off)
-        self, records: list[PendingRecord], entry: dict[str, Any], size: int, shard_id: str | None,
-        generation: int, deadline: float, oldest_arrival: float, expiry: float, user_bytes: int,
+        self, records: list[PendingRecord], futures: list[Any], entry: dict[str, Any], size: int,
+        shard_id: str | None, generation: int, deadline: float, oldest_arrival: float, expiry: float,
+        user_bytes: int,
     ) -> None:
         self.records = records
+        #: The records' futures, in the same order (asyncio or concurrent.futures: both have set_result).
+        self.futures = futures
         #: The PutRecords entry (Data, PartitionKey, ExplicitHashKey), built once.
         self.entry = entry
         #: Outer partition key + data: what counts against the request and shard limits.
@@ -84,8 +86,8 @@ class KinesisRecord:
 
 
 def seal(  # noqa: PLR0917  (once per record with aggregation off)
-    records: list[PendingRecord], builder: AggregateBuilder | None, shard_id: str | None, generation: int,
-    deadline: float, ttl: float, user_bytes: int,
+    records: list[PendingRecord], futures: list[Any], builder: AggregateBuilder | None, shard_id: str | None,
+    generation: int, deadline: float, ttl: float, user_bytes: int,
 ) -> KinesisRecord:
     """The Kinesis record for ``records``: the aggregate ``builder`` holds, or the one plain record.
 
@@ -94,59 +96,76 @@ def seal(  # noqa: PLR0917  (once per record with aggregation off)
     the shard that record's key belongs to; an aggregate's partition key is the one-byte "a".
     """
     first = records[0]
-    oldest = first.arrival
-    for record in records:
-        if record.log and record.arrival < oldest:
-            oldest = record.arrival
+    oldest = first[ARRIVAL]
     if len(records) == 1:
-        entry = {"Data": first.data, "PartitionKey": first.partition_key, "ExplicitHashKey": str(first.hash_key)}
-        size = first.size
+        entry = {"Data": first[DATA], "PartitionKey": first[PARTITION_KEY], "ExplicitHashKey": str(first[HASH_KEY])}
+        size = first[SIZE]
     else:
+        for record in records:
+            if record[LOG] and record[ARRIVAL] < oldest:  # regrouped records may be older
+                oldest = record[ARRIVAL]
         assert builder is not None
         data = builder.build()
-        entry = {"Data": data, "PartitionKey": "a", "ExplicitHashKey": str(first.hash_key)}
+        entry = {"Data": data, "PartitionKey": "a", "ExplicitHashKey": str(first[HASH_KEY])}
         size = len(data) + 1
-    return KinesisRecord(records, entry, size, shard_id, generation, deadline, oldest, oldest + ttl, user_bytes)
+    return KinesisRecord(records, futures, entry, size, shard_id, generation, deadline, oldest, oldest + ttl,
+                         user_bytes)
+
+
+def split(
+    records: Sequence[PendingRecord], futures: Sequence[Any], keep: Callable[[PendingRecord], bool]
+) -> tuple[tuple[list[PendingRecord], list[Any]], tuple[list[PendingRecord], list[Any]]]:
+    """((records kept, their futures), (the others, their futures)), each in order."""
+    kept: tuple[list[PendingRecord], list[Any]] = ([], [])
+    rest: tuple[list[PendingRecord], list[Any]] = ([], [])
+    for record, future in zip(records, futures, strict=True):
+        side = kept if keep(record) else rest
+        side[0].append(record)
+        side[1].append(future)
+    return kept, rest
 
 
 def regroup(
-    records: Sequence[PendingRecord], shard_id: str | None, generation: int, *, aggregate: bool, max_size: int,
-    max_count: int, deadline: float, ttl: float,
+    records: Sequence[PendingRecord], futures: Sequence[Any], shard_id: str | None, generation: int, *,
+    aggregate: bool, max_size: int, max_count: int, deadline: float, ttl: float,
 ) -> list[KinesisRecord]:
     """Kinesis records for user records bound to one shard, in their order (used for retries)."""
     out: list[KinesisRecord] = []
     if not aggregate:
-        for record in records:
-            out.append(seal([record], None, shard_id, generation, deadline, ttl, record.size))
+        for record, future in zip(records, futures, strict=True):
+            out.append(seal([record], [future], None, shard_id, generation, deadline, ttl, record[SIZE]))
         return out
     builder = AggregateBuilder(max_size, max_count)
     group: list[PendingRecord] = []
+    group_futures: list[Any] = []
     group_bytes = 0
-    for record in records:
-        if builder.add(record.partition_key, record.explicit_hash_key, record.data):
+    for record, future in zip(records, futures, strict=True):
+        if builder.add(record[PARTITION_KEY], record[EXPLICIT_HASH_KEY], record[DATA]):
             group.append(record)
-            group_bytes += record.size
+            group_futures.append(future)
+            group_bytes += record[SIZE]
             continue
         if group:
-            out.append(seal(group, builder, shard_id, generation, deadline, ttl, group_bytes))
+            out.append(seal(group, group_futures, builder, shard_id, generation, deadline, ttl, group_bytes))
         builder = AggregateBuilder(max_size, max_count)
-        if builder.add(record.partition_key, record.explicit_hash_key, record.data):
-            group, group_bytes = [record], record.size
+        if builder.add(record[PARTITION_KEY], record[EXPLICIT_HASH_KEY], record[DATA]):
+            group, group_futures, group_bytes = [record], [future], record[SIZE]
         else:  # larger than an aggregate may be: it travels alone
-            out.append(seal([record], None, shard_id, generation, deadline, ttl, record.size))
+            out.append(seal([record], [future], None, shard_id, generation, deadline, ttl, record[SIZE]))
             builder = AggregateBuilder(max_size, max_count)
-            group, group_bytes = [], 0
+            group, group_futures, group_bytes = [], [], 0
     if group:
-        out.append(seal(group, builder, shard_id, generation, deadline, ttl, group_bytes))
+        out.append(seal(group, group_futures, builder, shard_id, generation, deadline, ttl, group_bytes))
     return out
 
 
 class _OpenAggregate:
-    __slots__ = ("builder", "deadline", "records", "timer", "user_bytes")
+    __slots__ = ("builder", "deadline", "futures", "records", "timer", "user_bytes")
 
     def __init__(self, builder: AggregateBuilder, deadline: float) -> None:
         self.builder = builder
         self.records: list[PendingRecord] = []
+        self.futures: list[Any] = []
         self.user_bytes = 0
         self.deadline = deadline
         self.timer: asyncio.TimerHandle | None = None
@@ -162,39 +181,40 @@ class Aggregator:
         *,
         max_size: int,
         max_count: int,
-        max_buffered_time: float,
         ttl: float,
     ) -> None:
         self._loop = loop
         self._on_sealed = on_sealed
         self.max_size = max_size
         self.max_count = max_count
-        self.max_buffered_time = max_buffered_time
         self.ttl = ttl
         self.generation = 0
         self._open: dict[str | None, _OpenAggregate] = {}
 
-    def add(self, record: PendingRecord, shard_id: str | None, deadline: float) -> None:
+    def add(self, record: PendingRecord, future: Any, shard_id: str | None, deadline: float) -> None:
         """Add a record predicted for ``shard_id`` that must leave the aggregator by ``deadline``."""
         aggregate = self._open.get(shard_id)
         if aggregate is not None:
-            if aggregate.builder.add(record.partition_key, record.explicit_hash_key, record.data):
+            if aggregate.builder.add(record[PARTITION_KEY], record[EXPLICIT_HASH_KEY], record[DATA]):
                 aggregate.records.append(record)
-                aggregate.user_bytes += record.size
+                aggregate.futures.append(future)
+                aggregate.user_bytes += record[SIZE]
                 if deadline < aggregate.deadline:
                     self._reschedule(shard_id, aggregate, deadline)
                 return
             self._seal(shard_id, aggregate)
         builder = AggregateBuilder(self.max_size, self.max_count)
-        if record.size + OVERHEAD > self.max_size or not builder.add(
-            record.partition_key, record.explicit_hash_key, record.data
+        if record[SIZE] + OVERHEAD > self.max_size or not builder.add(
+            record[PARTITION_KEY], record[EXPLICIT_HASH_KEY], record[DATA]
         ):
             # Larger than an aggregate may be: it travels alone (the KPL's aggregator bypass).
-            self._on_sealed(seal([record], None, shard_id, self.generation, deadline, self.ttl, record.size))
+            self._on_sealed(seal([record], [future], None, shard_id, self.generation, deadline, self.ttl,
+                                 record[SIZE]))
             return
         aggregate = _OpenAggregate(builder, deadline)
         aggregate.records.append(record)
-        aggregate.user_bytes = record.size
+        aggregate.futures.append(future)
+        aggregate.user_bytes = record[SIZE]
         aggregate.timer = self._loop.call_at(deadline, self._deadline_reached, shard_id, aggregate)
         self._open[shard_id] = aggregate
 
@@ -212,29 +232,31 @@ class Aggregator:
         del self._open[shard_id]
         if aggregate.timer is not None:
             aggregate.timer.cancel()
-        self._on_sealed(seal(aggregate.records, aggregate.builder, shard_id, self.generation, aggregate.deadline,
-                             self.ttl, aggregate.user_bytes))
+        self._on_sealed(seal(aggregate.records, aggregate.futures, aggregate.builder, shard_id, self.generation,
+                             aggregate.deadline, self.ttl, aggregate.user_bytes))
 
     def flush(self) -> None:
         """Seal every open aggregate now."""
         for shard_id, aggregate in list(self._open.items()):
             self._seal(shard_id, aggregate)
 
-    def take(self, shard_ids: set[str | None] | None = None) -> list[PendingRecord]:
-        """Remove and return the records of the open aggregates of ``shard_ids`` (all when None)."""
-        taken: list[PendingRecord] = []
+    def take(self, shard_ids: set[str | None] | None = None) -> tuple[list[PendingRecord], list[Any]]:
+        """Remove the open aggregates of ``shard_ids`` (all when None); their records and futures."""
+        records: list[PendingRecord] = []
+        futures: list[Any] = []
         for shard_id in [s for s in self._open if shard_ids is None or s in shard_ids]:
             aggregate = self._open.pop(shard_id)
             if aggregate.timer is not None:
                 aggregate.timer.cancel()
-            taken.extend(aggregate.records)
-        return taken
+            records.extend(aggregate.records)
+            futures.extend(aggregate.futures)
+        return records, futures
 
     def shards(self) -> list[str | None]:
         return list(self._open)
 
     def oldest_arrival(self) -> float | None:
-        arrivals = [min(r.arrival for r in a.records) for a in self._open.values() if a.records]
+        arrivals = [min(r[ARRIVAL] for r in a.records) for a in self._open.values() if a.records]
         return min(arrivals) if arrivals else None
 
     def __len__(self) -> int:

@@ -96,9 +96,11 @@ class AggregateBuilder:
         self.max_size = max_size
         self.max_count = max_count
         self._pk_index: dict[str, int] = {}
+        #: Table entries, encoded whole (tag, length, key), in index order.
         self._pk_table: list[bytes] = []
         self._ehk_index: dict[str, int] = {}
         self._ehk_table: list[bytes] = []
+        #: Record entries: header, data, header, data, ...
         self._parts: list[bytes] = []
         self._count = 0
         #: Exact length of ``build()``'s result.
@@ -111,51 +113,66 @@ class AggregateBuilder:
         """Append a record if it fits within the limits; False (and no change) when it does not."""
         if self._count >= self.max_count:
             return False
-        sizes = _VARINT_SIZES
-        encoded = _SMALL_VARINTS
-        data_length = len(data)
-        added = 0
+        if explicit_hash_key is not None:
+            return self._add_with_hash_key(partition_key, explicit_hash_key, data)
         pk_index = self._pk_index.get(partition_key)
-        new_pk = None
         if pk_index is None:
+            raw = partition_key.encode()
             pk_index = len(self._pk_table)
-            new_pk = partition_key.encode()
-            added = 1 + varint_size(len(new_pk)) + len(new_pk)
-        if data_length < 16384 and pk_index < 16384:
-            if explicit_hash_key is None:
-                inner = 2 + sizes[pk_index] + sizes[data_length] + data_length
-                header = b"\x08" + encoded[pk_index] + b"\x1a" + encoded[data_length]
-            else:
-                inner = -1
+            table_entry = _TAG_PK_TABLE + encode_varint(len(raw)) + raw
+            added = len(table_entry)
         else:
-            inner = -1
-        new_ehk = None
-        if inner < 0:
-            ehk_index = None
-            if explicit_hash_key is not None:
-                ehk_index = self._ehk_index.get(explicit_hash_key)
-                if ehk_index is None:
-                    ehk_index = len(self._ehk_table)
-                    new_ehk = explicit_hash_key.encode()
-                    added += 1 + varint_size(len(new_ehk)) + len(new_ehk)
-            inner = 2 + varint_size(pk_index) + varint_size(data_length) + data_length
-            header = b"\x08" + encode_varint(pk_index)
-            if ehk_index is not None:
-                inner += 1 + varint_size(ehk_index)
-                header += b"\x10" + encode_varint(ehk_index)
-            header += b"\x1a" + encode_varint(data_length)
-        entry = 1 + (sizes[inner] if inner < 16384 else varint_size(inner)) + inner
-        new_size = self.size + added + entry
+            table_entry = None
+            added = 0
+        data_length = len(data)
+        key = (pk_index << 24) | data_length
+        cached = _PLAIN_HEADERS.get(key)
+        if cached is None:
+            cached = _plain_header(key, pk_index, data_length)
+        header, entry_size = cached
+        new_size = self.size + added + entry_size
         if new_size > self.max_size:
             return False
-        if new_pk is not None:
+        if table_entry is not None:
             self._pk_index[partition_key] = pk_index
-            self._pk_table.append(new_pk)
-        if new_ehk is not None:
-            assert explicit_hash_key is not None
-            self._ehk_index[explicit_hash_key] = len(self._ehk_table)
-            self._ehk_table.append(new_ehk)
-        self._parts.append(b"\x1a" + encode_varint(inner) + header)
+            self._pk_table.append(table_entry)
+        parts = self._parts
+        parts.append(header)
+        parts.append(data)
+        self.size = new_size
+        self._count += 1
+        return True
+
+    def _add_with_hash_key(self, partition_key: str, explicit_hash_key: str, data: bytes) -> bool:
+        added = 0
+        pk_index = self._pk_index.get(partition_key)
+        pk_entry = None
+        if pk_index is None:
+            pk_index = len(self._pk_table)
+            raw = partition_key.encode()
+            pk_entry = _TAG_PK_TABLE + encode_varint(len(raw)) + raw
+            added += len(pk_entry)
+        ehk_index = self._ehk_index.get(explicit_hash_key)
+        ehk_entry = None
+        if ehk_index is None:
+            ehk_index = len(self._ehk_table)
+            raw = explicit_hash_key.encode()
+            ehk_entry = _TAG_EHK_TABLE + encode_varint(len(raw)) + raw
+            added += len(ehk_entry)
+        data_length = len(data)
+        fields = b"\x08" + encode_varint(pk_index) + b"\x10" + encode_varint(ehk_index) + b"\x1a" + \
+            encode_varint(data_length)
+        header = b"\x1a" + encode_varint(len(fields) + data_length) + fields
+        new_size = self.size + added + len(header) + data_length
+        if new_size > self.max_size:
+            return False
+        if pk_entry is not None:
+            self._pk_index[partition_key] = pk_index
+            self._pk_table.append(pk_entry)
+        if ehk_entry is not None:
+            self._ehk_index[explicit_hash_key] = ehk_index
+            self._ehk_table.append(ehk_entry)
+        self._parts.append(header)
         self._parts.append(data)
         self.size = new_size
         self._count += 1
@@ -163,16 +180,24 @@ class AggregateBuilder:
 
     def build(self) -> bytes:
         """The aggregated record: magic, protobuf body and MD5 of the body."""
-        chunks: list[bytes] = []
-        for raw in self._pk_table:
-            chunks.append(_TAG_PK_TABLE + encode_varint(len(raw)))
-            chunks.append(raw)
-        for raw in self._ehk_table:
-            chunks.append(_TAG_EHK_TABLE + encode_varint(len(raw)))
-            chunks.append(raw)
-        chunks.extend(self._parts)
-        body = b"".join(chunks)
+        body = b"".join(self._pk_table) + b"".join(self._ehk_table) + b"".join(self._parts)
         return MAGIC + body + md5(body).digest()
+
+
+#: Record-entry headers without an explicit hash key, by (partition-key index << 24 | data length):
+#: (encoded header, header + data length).  Aggregates of similar records repeat the same few.
+_PLAIN_HEADERS: dict[int, tuple[bytes, int]] = {}
+_PLAIN_HEADERS_LIMIT = 1 << 16
+
+
+def _plain_header(key: int, pk_index: int, data_length: int) -> tuple[bytes, int]:
+    fields = b"\x08" + encode_varint(pk_index) + b"\x1a" + encode_varint(data_length)
+    header = b"\x1a" + encode_varint(len(fields) + data_length) + fields
+    cached = (header, len(header) + data_length)
+    if len(_PLAIN_HEADERS) >= _PLAIN_HEADERS_LIMIT:
+        _PLAIN_HEADERS.clear()
+    _PLAIN_HEADERS[key] = cached
+    return cached
 
 
 def encode(records: list[SubRecord] | list[tuple[str, str | None, bytes]]) -> bytes:

@@ -49,6 +49,18 @@ class Budget:
             return True
         return records < self.max_records and self.admitted_bytes - self.released_bytes + size <= self.max_bytes
 
+    def try_admit(self, size: int) -> bool:
+        """Admit a record of ``size`` bytes if it fits now and nobody is waiting ahead of it."""
+        if self._room_waiters:
+            return False
+        records = self.admitted_records - self.released_records
+        if records and (records >= self.max_records or
+                        self.admitted_bytes - self.released_bytes + size > self.max_bytes):
+            return False
+        self.admitted_records += 1
+        self.admitted_bytes += size
+        return True
+
     def admit(self, size: int) -> None:
         self.admitted_records += 1
         self.admitted_bytes += size

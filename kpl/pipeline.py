@@ -25,12 +25,38 @@ from typing import Any
 
 import structlog
 
-from kpl.accumulator import Aggregator, Collector, KinesisRecord, PendingRecord, regroup, seal
+from kpl.accumulator import (
+    ARRIVAL,
+    DATA,
+    EXPLICIT_HASH_KEY,
+    HASH_KEY,
+    LOG,
+    PARTITION_KEY,
+    SIZE,
+    Aggregator,
+    Collector,
+    KinesisRecord,
+    PendingRecord,
+    regroup,
+    seal,
+    split,
+    with_log,
+)
 from kpl.backpressure import Budget
 from kpl.config import ProducerConfig
+from kpl.hashing import ShardRanges
 from kpl.limiter import ShardLimiter
 from kpl.metrics import ProducerMetrics
-from kpl.records import EXPIRED, PRODUCER_CLOSED, WRONG_SHARD, AttemptLog, RecordError, RecordResult, UserRecord
+from kpl.records import (
+    EXPIRED,
+    PRODUCER_CLOSED,
+    WRONG_SHARD,
+    AttemptLog,
+    RecordError,
+    RecordResult,
+    UserRecord,
+    attempts_from_log,
+)
 from kpl.retry import Backoff, ErrorKind, classify, error_code, error_message
 from kpl.sender import ResponseOutcome, Sender, read_response
 from kpl.shard_map import DEFAULT_MAX_RECORD_SIZE, ShardMap, ShardMapRefresher, describe_stream_limits
@@ -89,16 +115,18 @@ class StreamPipeline:
         self._refresher = ShardMapRefresher(self.map, shared.control_client, self._map_refreshed, self._map_failed)
         self._aggregator = Aggregator(
             loop, self._sealed, max_size=config.aggregation_max_size, max_count=config.aggregation_max_count,
-            max_buffered_time=self._max_buffered, ttl=self._ttl,
+            ttl=self._ttl,
         )
         self._collector = Collector(
             loop, self._batch_ready, max_count=config.collection_max_count, max_size=config.collection_max_size,
         )
         self._shards: dict[str | None, _ShardState] = {}
-        #: Records that arrived before the shard map (and the stream's limits) were known.
+        #: Records (and their futures) that arrived before the shard map and the stream's limits.
         self._waiting: list[PendingRecord] = []
+        self._waiting_futures: list[Any] = []
         #: Records that reached the wrong shard, waiting for the refreshed map to be sent again.
         self._misrouted: list[PendingRecord] = []
+        self._misrouted_futures: list[Any] = []
         #: Entries delivered to a shard the map does not know yet: (record, shard, sequence number).
         self._unverified: list[tuple[KinesisRecord, str, str]] = []
         #: Batches handed to the sender and not answered yet, by id.
@@ -114,6 +142,7 @@ class StreamPipeline:
         self._last_map_error: str | None = None
         #: The map and the stream's limits are known: records are routed as they arrive.
         self._ready = False
+        self._ranges = ShardRanges(())
         self.received = 0
         self._start_discovery()
 
@@ -168,8 +197,8 @@ class StreamPipeline:
         delay = self.map.refresh_failed()
         self._missing = (RecordError(code, message), self.loop.time() + delay)
         self._ready = False
-        waiting, self._waiting = self._waiting, []
-        self._fail(waiting, (), code, message, retryable=False, shard_id=None)
+        waiting, futures = self._take_waiting()
+        self._fail(waiting, futures, (), code, message, retryable=False, shard_id=None)
         if not self._limits_known.done():
             self._limits_known.set_result(None)
 
@@ -178,11 +207,18 @@ class StreamPipeline:
         self._last_map_error = None
         if changed:
             self._aggregator.generation = self.map.generation
+            if self.map.ranges is not None:
+                self._ranges = self.map.ranges
             self._reroute_closed_shards()
         self._route_waiting()
+        self._resend_parked()
+
+    def _resend_parked(self) -> None:
+        """Records that waited for a map refresh go out again, with the map there is now."""
         if self._misrouted:
-            misrouted, self._misrouted = self._misrouted, []
-            self._requeue_records(misrouted, self.loop.time())
+            misrouted, futures = self._misrouted, self._misrouted_futures
+            self._misrouted, self._misrouted_futures = [], []
+            self._requeue_records(misrouted, futures, self.loop.time())
         if self._unverified:
             unverified, self._unverified = self._unverified, []
             for kr, shard_id, sequence_number in unverified:
@@ -195,66 +231,66 @@ class StreamPipeline:
             self._stream_missing(error)
         elif self._waiting:
             self._refresher.retry_later(self.loop.time())
-        # Records parked for a refresh that is not coming are sent with the map there is.
-        if self._misrouted:
-            misrouted, self._misrouted = self._misrouted, []
-            self._requeue_records(misrouted, self.loop.time())
-        if self._unverified:
-            unverified, self._unverified = self._unverified, []
-            for kr, shard_id, sequence_number in unverified:
-                self._verify(kr, shard_id, sequence_number)
+        self._resend_parked()
+
+    def _take_waiting(self) -> tuple[list[PendingRecord], list[Any]]:
+        waiting, futures = self._waiting, self._waiting_futures
+        self._waiting, self._waiting_futures = [], []
+        return waiting, futures
 
     def _route_waiting(self) -> None:
-        if not self.map.ready or not self._limits_known.done() or self._missing is not None:
+        ranges = self.map.ranges
+        if ranges is None or not self._limits_known.done() or self._missing is not None:
             return
+        self._ranges = ranges
         self._ready = True
         if not self._waiting:
             return
-        waiting, self._waiting = self._waiting, []
         limit = self.record_size_limit()
-        too_large = [r for r in waiting if r.size > limit]
-        if too_large:
-            self._fail(too_large, (), "ValidationException",
-                       f"record is larger than the stream's maximum record size of {limit} bytes",
-                       retryable=False, shard_id=None)
-        for record in waiting:
-            if record.size <= limit:
-                self._route(record, self.map.shard_for(record.hash_key))
+        (fitting, fitting_futures), (too_large, too_large_futures) = split(
+            *self._take_waiting(), lambda record: record[SIZE] <= limit)
+        self._fail(too_large, too_large_futures, (), "ValidationException",
+                   f"record is larger than the stream's maximum record size of {limit} bytes",
+                   retryable=False, shard_id=None)
+        for record, future in zip(fitting, fitting_futures, strict=True):
+            self._route(record, future, self.map.shard_for(record[HASH_KEY]))
 
     # --- the way in ---------------------------------------------------------------------------------
 
-    def add(self, record: PendingRecord) -> None:
-        """Take a validated, admitted record (the hot path)."""
+    def add(self, record: PendingRecord, future: Any) -> None:
+        """Take a validated, admitted record and its future (the hot path)."""
         self.received += 1
         if not self._ready:
-            self._add_before_map(record)
+            self._add_before_map(record, future)
             return
-        shard_id = self.map.shard_for(record.hash_key)
+        shard_id = self._ranges.shard_for(record[HASH_KEY])
         if shard_id is not None and self._aggregate:
-            self._aggregator.add(record, shard_id, record.arrival + self._max_buffered)
+            self._aggregator.add(record, future, shard_id, record[ARRIVAL] + self._max_buffered)
         else:
-            self._route(record, shard_id)
+            self._route(record, future, shard_id)
 
-    def _route(self, record: PendingRecord, shard_id: str | None) -> None:
-        deadline = record.arrival + self._max_buffered
+    def _route(self, record: PendingRecord, future: Any, shard_id: str | None) -> None:
+        deadline = record[ARRIVAL] + self._max_buffered
         if shard_id is None:
             # A hole in the map (a reshard in progress): send it alone, routed by its own hash key.
             self._refresher.request(self.loop.time())
         elif self._aggregate:
-            self._aggregator.add(record, shard_id, deadline)
+            self._aggregator.add(record, future, shard_id, deadline)
             return
-        self._sealed(seal([record], None, shard_id, self.map.generation, deadline, self._ttl, record.size))
+        self._sealed(seal([record], [future], None, shard_id, self.map.generation, deadline, self._ttl,
+                          record[SIZE]))
 
-    def _add_before_map(self, record: PendingRecord) -> None:
+    def _add_before_map(self, record: PendingRecord, future: Any) -> None:
         missing = self._missing
         if missing is not None:
             error, until = missing
             if self.loop.time() < until:
-                self._fail([record], (), error.code, error.message, retryable=False, shard_id=None)
+                self._fail([record], [future], (), error.code, error.message, retryable=False, shard_id=None)
                 return
             self._missing = None
             self._start_discovery()
         self._waiting.append(record)
+        self._waiting_futures.append(future)
 
     # --- limiter stage ----------------------------------------------------------------------------------
 
@@ -330,10 +366,9 @@ class StreamPipeline:
                 (kr for kr, *_ in outcome.unverified), None) or batch[0]
             self._refresher.request(start, stale.shard_id)
         for kr, shard_id, sequence_number in outcome.delivered:
-            self._deliver(kr, kr.records, shard_id, sequence_number)
-        for kr, shard_id, sequence_number, inside, outside in outcome.misrouted:
-            self._deliver(kr, inside, shard_id, sequence_number)
-            self._wrong_shard(kr, outside, shard_id, start)
+            self._deliver(kr, kr.records, kr.futures, shard_id, sequence_number)
+        for kr, shard_id, sequence_number in outcome.misrouted:
+            self._verify(kr, shard_id, sequence_number)
         for entry in outcome.unverified:
             if self.map.generation != entry[0].generation or not self._refresher.running:
                 self._verify(*entry)
@@ -348,11 +383,11 @@ class StreamPipeline:
                 if state is not None and state.limiter is not None:
                     state.limiter.throttled(now)
                 if self._shared.config.fail_if_throttled:
-                    self._fail(kr.records, tuple(kr.log), code, message, retryable=True, shard_id=kr.shard_id)
+                    self._fail_kinesis_record(kr, code, message, retryable=True)
                 else:
                     retry_now.append(kr)
             elif kind is ErrorKind.FATAL:
-                self._fail(kr.records, tuple(kr.log), code, message, retryable=False, shard_id=kr.shard_id)
+                self._fail_kinesis_record(kr, code, message, retryable=False)
             else:
                 kr.request_failures += 1
                 retry_later.append(kr)
@@ -382,8 +417,7 @@ class StreamPipeline:
         held: list[KinesisRecord] = []
         if kind is ErrorKind.FATAL or (kind is ErrorKind.THROTTLED and self._shared.config.fail_if_throttled):
             for kr in batch:
-                self._fail(kr.records, tuple(kr.log), code, message, retryable=kind is not ErrorKind.FATAL,
-                           shard_id=kr.shard_id)
+                self._fail_kinesis_record(kr, code, message, retryable=kind is not ErrorKind.FATAL)
             if code == _RESOURCE_NOT_FOUND:
                 self._refresher.request(start)
         else:
@@ -405,8 +439,8 @@ class StreamPipeline:
         if not self._finish_batch(batch):
             return
         for kr in batch:
-            self._fail(kr.records, tuple(kr.log), PRODUCER_CLOSED, "the producer closed before the record was sent",
-                       retryable=True, shard_id=kr.shard_id)
+            self._fail_kinesis_record(kr, PRODUCER_CLOSED, "the producer closed before the record was sent",
+                                      retryable=True)
 
     def on_expired_in_backlog(self, batch: list[KinesisRecord], expired: list[KinesisRecord]) -> None:
         """Kinesis records that expired while their batch waited for a connection (and left it)."""
@@ -446,9 +480,9 @@ class StreamPipeline:
             counts[4] = min(counts[4], n)
             counts[5] = max(counts[5], n)
             if len(kr.log) == 1:
-                buffered = [start - r.arrival for r in (kr.records[0], kr.records[-1])]
+                buffered = [start - r[ARRIVAL] for r in (kr.records[0], kr.records[-1])]
                 metrics.buffering(stream, kr.shard_id, count=n,
-                                  total_ms=(n * start - sum(r.arrival for r in kr.records)) * 1000.0,
+                                  total_ms=(n * start - sum(r[ARRIVAL] for r in kr.records)) * 1000.0,
                                   min_ms=min(buffered) * 1000.0, max_ms=max(buffered) * 1000.0)
         for kr, code, _, _ in outcome.failed:
             counts = per_shard.setdefault(kr.shard_id, [0, 0, 0, 0, 1 << 62, 0])
@@ -460,16 +494,27 @@ class StreamPipeline:
 
     # --- resolving --------------------------------------------------------------------------------------
 
-    def _deliver(self, kr: KinesisRecord, records: list[PendingRecord], shard_id: str, sequence_number: str) -> None:
+    def _deliver(
+        self, kr: KinesisRecord, records: list[PendingRecord], futures: list[Any], shard_id: str,
+        sequence_number: str,
+    ) -> None:
         kr_log = tuple(kr.log)
-        for record in records:
-            result = RecordResult(True, shard_id, sequence_number, None, None, False, record.arrival,
-                                  record.log + kr_log if record.log else kr_log)
+        shared: RecordResult | None = None
+        size = 0
+        for record, future in zip(records, futures):  # noqa: B905  (equal lengths by construction; hot path)
+            size += record[SIZE]
+            if record[LOG]:  # regrouped on a retry: it has attempts of its own
+                result = RecordResult(True, shard_id, sequence_number,
+                                      attempts_from_log(record[ARRIVAL], record[LOG] + kr_log))
+            else:
+                if shared is None:
+                    shared = RecordResult(True, shard_id, sequence_number,
+                                          attempts_from_log(record[ARRIVAL], kr_log))
+                result = shared
             try:  # noqa: SIM105  (contextlib.suppress costs a context manager per record)
-                record.future.set_result(result)
+                future.set_result(result)
             except _INVALID_STATE:  # the caller cancelled its future
                 pass
-        size = kr.user_bytes if records is kr.records else sum(r.size for r in records)
         self._shared.budget.release(len(records), size)
         metrics = self._shared.metrics
         if metrics.enabled:
@@ -477,24 +522,26 @@ class StreamPipeline:
             if len(kr.log) > 1:
                 metrics.retries(self.stream_name, shard_id, len(records), len(kr.log) - 1)
 
+    def _fail_kinesis_record(self, kr: KinesisRecord, code: str, message: str, *, retryable: bool) -> None:
+        self._fail(kr.records, kr.futures, tuple(kr.log), code, message, retryable=retryable, shard_id=kr.shard_id)
+
     def _fail(
-        self, records: list[PendingRecord], kr_log: AttemptLog, code: str, message: str, *, retryable: bool,
-        shard_id: str | None,
+        self, records: list[PendingRecord], futures: list[Any], kr_log: AttemptLog, code: str, message: str, *,
+        retryable: bool, shard_id: str | None,
     ) -> None:
         if not records:
             return
         error = RecordError(code, message)
         stream = self.stream_name
         size = 0
-        for record in records:
-            size += record.size
+        for record, future in zip(records, futures, strict=True):
+            size += record[SIZE]
             result = RecordResult(
-                False, None, None, error,
-                UserRecord(stream, record.partition_key, record.explicit_hash_key, record.data),
-                retryable, record.arrival, record.log + kr_log,
+                False, None, None, attempts_from_log(record[ARRIVAL], record[LOG] + kr_log), error,
+                UserRecord(stream, record[PARTITION_KEY], record[EXPLICIT_HASH_KEY], record[DATA]), retryable,
             )
             try:  # noqa: SIM105
-                record.future.set_result(result)
+                future.set_result(result)
             except _INVALID_STATE:
                 pass
         self._shared.budget.release(len(records), size)
@@ -534,55 +581,59 @@ class StreamPipeline:
         now = self.loop.time()
         generation = self.map.generation
         deadline = now + self._max_buffered / 2
+        ttl = self._ttl
         fronts: dict[str | None, list[KinesisRecord]] = {}
         loose: list[PendingRecord] = []
+        loose_futures: list[Any] = []
         for kr in krs:
             kr_log = tuple(kr.log)
             if kr.expiry <= now:
-                expired = [r for r in kr.records if r.arrival + self._ttl <= now]
-                alive = [r for r in kr.records if r.arrival + self._ttl > now]
-                self._fail(expired, kr_log, EXPIRED, _expiry_message(kr_log), retryable=True,
+                (alive, alive_futures), (expired, expired_futures) = split(
+                    kr.records, kr.futures, lambda record: record[ARRIVAL] + ttl > now)
+                self._fail(expired, expired_futures, kr_log, EXPIRED, _expiry_message(kr_log), retryable=True,
                            shard_id=kr.shard_id)
-                for record in alive:
-                    record.log = record.log + kr_log
-                loose.extend(alive)
+                loose.extend(with_log(record, kr_log) for record in alive)
+                loose_futures.extend(alive_futures)
             elif kr.generation != generation and (kr.shard_id is None or not self.map.is_open(kr.shard_id)):
-                for record in kr.records:
-                    record.log = record.log + kr_log
-                loose.extend(kr.records)
+                loose.extend(with_log(record, kr_log) for record in kr.records)
+                loose_futures.extend(kr.futures)
             else:
                 kr.deadline = deadline
                 fronts.setdefault(kr.shard_id, []).append(kr)
         if loose:
-            self._regroup_into(fronts, loose, deadline)
+            self._regroup_into(fronts, loose, loose_futures, deadline)
         self._push_front(fronts)
 
-    def _requeue_records(self, records: list[PendingRecord], now: float) -> None:
+    def _requeue_records(self, records: list[PendingRecord], futures: list[Any], now: float) -> None:
         """Send user records again (their logs already hold their attempts), ahead of younger ones."""
-        fronts: dict[str | None, list[KinesisRecord]] = {}
-        alive = [r for r in records if r.arrival + self._ttl > now]
-        expired = [r for r in records if r.arrival + self._ttl <= now]
-        if expired:
-            self._fail(expired, (), EXPIRED, "record reached its RecordTtl before it was delivered",
-                       retryable=True, shard_id=None)
+        ttl = self._ttl
+        (alive, alive_futures), (expired, expired_futures) = split(
+            records, futures, lambda record: record[ARRIVAL] + ttl > now)
+        self._fail(expired, expired_futures, (), EXPIRED, "record reached its RecordTtl before it was delivered",
+                   retryable=True, shard_id=None)
         if not self.map.ready:
             self._waiting[:0] = alive
+            self._waiting_futures[:0] = alive_futures
             return
-        self._regroup_into(fronts, alive, now + self._max_buffered / 2)
+        fronts: dict[str | None, list[KinesisRecord]] = {}
+        self._regroup_into(fronts, alive, alive_futures, now + self._max_buffered / 2)
         self._push_front(fronts)
 
     def _regroup_into(
-        self, fronts: dict[str | None, list[KinesisRecord]], records: list[PendingRecord], deadline: float
+        self, fronts: dict[str | None, list[KinesisRecord]], records: list[PendingRecord], futures: list[Any],
+        deadline: float,
     ) -> None:
-        by_shard: dict[str | None, list[PendingRecord]] = {}
-        for record in records:
-            by_shard.setdefault(self.map.shard_for(record.hash_key), []).append(record)
+        by_shard: dict[str | None, tuple[list[PendingRecord], list[Any]]] = {}
+        for record, future in zip(records, futures, strict=True):
+            group = by_shard.setdefault(self.map.shard_for(record[HASH_KEY]), ([], []))
+            group[0].append(record)
+            group[1].append(future)
         config = self._shared.config
-        for shard_id, group in by_shard.items():
+        for shard_id, (group_records, group_futures) in by_shard.items():
             fronts.setdefault(shard_id, []).extend(regroup(
-                group, shard_id, self.map.generation, aggregate=self._aggregate and shard_id is not None,
-                max_size=config.aggregation_max_size, max_count=config.aggregation_max_count, deadline=deadline,
-                ttl=self._ttl,
+                group_records, group_futures, shard_id, self.map.generation,
+                aggregate=self._aggregate and shard_id is not None, max_size=config.aggregation_max_size,
+                max_count=config.aggregation_max_count, deadline=deadline, ttl=self._ttl,
             ))
 
     def _push_front(self, fronts: dict[str | None, list[KinesisRecord]]) -> None:
@@ -592,30 +643,32 @@ class StreamPipeline:
             if state.timer is None:
                 self._drain(state)
 
-    def _wrong_shard(self, kr: KinesisRecord, outside: list[PendingRecord], shard_id: str, seen_at: float) -> None:
+    def _verify(self, kr: KinesisRecord, shard_id: str, sequence_number: str) -> None:
+        """Deliver the user records of an entry that lie in the range of the shard that took it.
+
+        The others (the shard map was stale) go out again: at once when the map has already changed
+        since their prediction, otherwise after the refresh that is under way.
+        """
+        hash_range = self.map.range_of(shard_id)
+        if hash_range is None:
+            inside: tuple[list[PendingRecord], list[Any]] = ([], [])
+            outside = (kr.records, kr.futures)
+        else:
+            low, high = hash_range.start, hash_range.end
+            inside, outside = split(kr.records, kr.futures, lambda record: low <= record[HASH_KEY] <= high)
+        if inside[0]:
+            self._deliver(kr, inside[0], inside[1], shard_id, sequence_number)
+        if not outside[0]:
+            return
         start, end, _, _ = kr.log[-1]
         kr_log = (*kr.log[:-1], (start, end, WRONG_SHARD,
                                  f"delivered to {shard_id}, whose hash-key range does not contain the record"))
-        for record in outside:
-            record.log = record.log + kr_log
+        records = [with_log(record, kr_log) for record in outside[0]]
         if self.map.generation == kr.generation and self._refresher.running:
-            self._misrouted.extend(outside)
+            self._misrouted.extend(records)
+            self._misrouted_futures.extend(outside[1])
         else:
-            self._requeue_records(outside, self.loop.time())
-
-    def _verify(self, kr: KinesisRecord, shard_id: str, sequence_number: str) -> None:
-        """Decide on an entry delivered to a shard that was unknown when its response came."""
-        hash_range = self.map.range_of(shard_id)
-        if hash_range is None:
-            inside: list[PendingRecord] = []
-            outside = kr.records
-        else:
-            inside = [r for r in kr.records if r.hash_key in hash_range]
-            outside = [r for r in kr.records if r.hash_key not in hash_range]
-        if inside:
-            self._deliver(kr, inside, shard_id, sequence_number)
-        if outside:
-            self._wrong_shard(kr, outside, shard_id, self.loop.time())
+            self._requeue_records(records, outside[1], self.loop.time())
 
     def _reroute_closed_shards(self) -> None:
         """After a map change, records queued or aggregating for shards that closed are predicted again."""
@@ -636,23 +689,25 @@ class StreamPipeline:
                 state.timer = None
             if not state.busy:
                 del self._shards[shard_id]
-        records = self._aggregator.take(closed)
+        records, futures = self._aggregator.take(closed)
         if krs:
             self._requeue(krs)
         if records:
-            self._requeue_records(records, self.loop.time())
+            self._requeue_records(records, futures, self.loop.time())
 
     # --- housekeeping, flushing, shutdown -------------------------------------------------------------
 
     def expire(self, now: float) -> None:
         """Fail records that waited past their TTL before reaching a request."""
-        if self._waiting:
-            expired = [r for r in self._waiting if r.arrival + self._ttl <= now]
-            if expired:
-                self._waiting = [r for r in self._waiting if r.arrival + self._ttl > now]
-                reason = self._last_map_error or "the stream's shard map could not be loaded in time"
-                self._fail(expired, (), EXPIRED, f"record reached its RecordTtl waiting for the shard map ({reason})",
-                           retryable=True, shard_id=None)
+        ttl = self._ttl
+        if self._waiting and self._waiting[0][ARRIVAL] + ttl <= now:
+            (alive, alive_futures), (expired, expired_futures) = split(
+                *self._take_waiting(), lambda record: record[ARRIVAL] + ttl > now)
+            self._waiting, self._waiting_futures = alive, alive_futures
+            reason = self._last_map_error or "the stream's shard map could not be loaded in time"
+            self._fail(expired, expired_futures, (), EXPIRED,
+                       f"record reached its RecordTtl waiting for the shard map ({reason})",
+                       retryable=True, shard_id=None)
         for state in list(self._shards.values()):
             if state.queue and any(kr.expiry <= now for kr in state.queue):
                 expired_krs = [kr for kr in state.queue if kr.expiry <= now]
@@ -667,8 +722,8 @@ class StreamPipeline:
         self._collector.flush()
 
     def oldest_arrival(self) -> float | None:
-        candidates = [r.arrival for r in self._waiting[:1]]
-        candidates += [r.arrival for r in self._misrouted]
+        candidates = [r[ARRIVAL] for r in self._waiting[:1]]
+        candidates += [r[ARRIVAL] for r in self._misrouted]
         aggregating = self._aggregator.oldest_arrival()
         if aggregating is not None:
             candidates.append(aggregating)
@@ -682,11 +737,11 @@ class StreamPipeline:
 
     def abort(self, code: str, message: str) -> None:
         """Fail every record this pipeline still holds (in-flight batches are the sender's to cancel)."""
-        waiting, self._waiting = self._waiting, []
-        self._fail(waiting, (), code, message, retryable=True, shard_id=None)
-        misrouted, self._misrouted = self._misrouted, []
-        self._fail(misrouted, (), code, message, retryable=True, shard_id=None)
-        self._fail(self._aggregator.take(), (), code, message, retryable=True, shard_id=None)
+        self._fail(*self._take_waiting(), (), code, message, retryable=True, shard_id=None)
+        misrouted, futures = self._misrouted, self._misrouted_futures
+        self._misrouted, self._misrouted_futures = [], []
+        self._fail(misrouted, futures, (), code, message, retryable=True, shard_id=None)
+        self._fail(*self._aggregator.take(), (), code, message, retryable=True, shard_id=None)
         krs: list[KinesisRecord] = list(self._collector.take())
         for state in self._shards.values():
             krs.extend(state.queue)
@@ -701,15 +756,15 @@ class StreamPipeline:
         unverified, self._unverified = self._unverified, []
         for kr, shard_id, sequence_number in unverified:
             # Delivered; only the range check is outstanding.  Report what Kinesis said.
-            self._deliver(kr, kr.records, shard_id, sequence_number)
+            self._deliver(kr, kr.records, kr.futures, shard_id, sequence_number)
         for kr in krs:
-            self._fail(kr.records, tuple(kr.log), code, message, retryable=True, shard_id=kr.shard_id)
+            self._fail_kinesis_record(kr, code, message, retryable=True)
 
     def abort_batches(self, batches: list[list[KinesisRecord]], code: str, message: str) -> None:
         for batch in batches:
             if self._finish_batch(batch):
                 for kr in batch:
-                    self._fail(kr.records, tuple(kr.log), code, message, retryable=True, shard_id=kr.shard_id)
+                    self._fail_kinesis_record(kr, code, message, retryable=True)
 
     async def close(self) -> None:
         await self._refresher.close()

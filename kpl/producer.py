@@ -24,7 +24,7 @@ from typing import Any, TypeVar
 
 import structlog
 
-from kpl.accumulator import PendingRecord
+from kpl.accumulator import ARRIVAL, NO_LOG, PendingRecord
 from kpl.aws import async_client
 from kpl.backpressure import Budget
 from kpl.cloudwatch import CloudWatchPublisher
@@ -53,6 +53,11 @@ ABSOLUTE_MAX_RECORD_SIZE = 10 * 1024 * 1024
 
 _getrandbits = random.getrandbits
 
+#: MD5 hash keys of recently seen partition keys.  Applications reuse keys (a user id, a device id),
+#: and MD5 is the largest single cost of accepting a record; the cache is dropped when it fills up.
+_HASH_KEYS: dict[str, int] = {}
+_HASH_KEYS_LIMIT = 1 << 16
+
 
 def validate_record(
     data: object, partition_key: object, explicit_hash_key: object
@@ -76,17 +81,28 @@ def validate_record(
     length = len(partition_key)
     if length == 0 or length > MAX_PARTITION_KEY_LENGTH:
         raise ValueError(f"partition_key must have 1 to {MAX_PARTITION_KEY_LENGTH} characters, got {length}")
+    if explicit_hash_key is None:
+        hash_key = _HASH_KEYS.get(partition_key)
+        if hash_key is not None:
+            # Cached keys were encoded before: only the UTF-8 length is left to find.
+            key_bytes = length if partition_key.isascii() else len(partition_key.encode())
+            return data, partition_key, None, hash_key, key_bytes + len(data)
+        raw_key = _encode_partition_key(partition_key)
+        hash_key = int.from_bytes(md5(raw_key).digest(), "big")
+        if len(_HASH_KEYS) >= _HASH_KEYS_LIMIT:
+            _HASH_KEYS.clear()
+        _HASH_KEYS[partition_key] = hash_key
+        return data, partition_key, None, hash_key, len(raw_key) + len(data)
+    raw_key = _encode_partition_key(partition_key)
+    hash_key = parse_explicit_hash_key(explicit_hash_key)  # type: ignore[arg-type]
+    return data, partition_key, str(hash_key), hash_key, len(raw_key) + len(data)
+
+
+def _encode_partition_key(partition_key: str) -> bytes:
     try:
-        raw_key = partition_key.encode()
+        return partition_key.encode()
     except UnicodeEncodeError as exc:
         raise ValueError(f"partition_key is not encodable as UTF-8: {exc}") from exc
-    if explicit_hash_key is None:
-        hash_key = int.from_bytes(md5(raw_key).digest(), "big")
-        normalised_key = None
-    else:
-        hash_key = parse_explicit_hash_key(explicit_hash_key)  # type: ignore[arg-type]
-        normalised_key = str(hash_key)
-    return data, partition_key, normalised_key, hash_key, len(raw_key) + len(data)
 
 
 def _check_stream_name(stream_name: object) -> str:
@@ -308,16 +324,16 @@ class AsyncProducer:
         if size > DEFAULT_MAX_RECORD_SIZE or (core.config.max_user_record_size is not None
                                               and size > core.config.max_user_record_size):
             await core.check_size(stream_name, size)
-        budget = core.budget
-        if budget.waiting or not budget.has_room(size):
-            await budget.wait_for_room(size)
-            core.check_open()
         if core.closing:
             core.check_open()
-        future: asyncio.Future[RecordResult] = pipeline.loop.create_future()
-        budget.admit(size)
-        pipeline.add(PendingRecord(future, partition_key, explicit_hash_key, data, hash_key, size,
-                                   pipeline.loop.time()))
+        budget = core.budget
+        if not budget.try_admit(size):
+            await budget.wait_for_room(size)
+            core.check_open()
+            budget.admit(size)
+        loop = pipeline.loop
+        future: asyncio.Future[RecordResult] = loop.create_future()
+        pipeline.add((partition_key, explicit_hash_key, data, hash_key, size, loop.time(), NO_LOG), future)
         return future
 
     def put_record_nowait(
@@ -342,15 +358,14 @@ class AsyncProducer:
             if size > limit:
                 raise _too_large(stream_name, size, limit)
         budget = core.budget
-        if budget.waiting or not budget.has_room(size):
+        if not budget.try_admit(size):
             raise BufferFullError(
                 f"{budget.outstanding_records} records / {budget.outstanding_bytes} bytes outstanding "
                 f"(bounds {budget.max_records} / {budget.max_bytes})"
             )
-        future: asyncio.Future[RecordResult] = pipeline.loop.create_future()
-        budget.admit(size)
-        pipeline.add(PendingRecord(future, partition_key, explicit_hash_key, data, hash_key, size,
-                                   pipeline.loop.time()))
+        loop = pipeline.loop
+        future: asyncio.Future[RecordResult] = loop.create_future()
+        pipeline.add((partition_key, explicit_hash_key, data, hash_key, size, loop.time(), NO_LOG), future)
         return future
 
     def flush(self, stream_name: str | None = None) -> None:
@@ -405,7 +420,7 @@ class Producer:
         self._core = _ProducerCore(self.config)
         self._lock = threading.Lock()
         self._room = threading.Condition(self._lock)
-        self._handoff: list[tuple[str, PendingRecord]] = []
+        self._handoff: list[tuple[str, PendingRecord, concurrent.futures.Future[RecordResult]]] = []
         self._wake_scheduled = False
         self._room_waiters = 0
         self._closed = False
@@ -447,7 +462,7 @@ class Producer:
                 raise _too_large(stream_name, size, limit)
             self._call(core.check_size(stream_name, size))
         future: concurrent.futures.Future[RecordResult] = concurrent.futures.Future()
-        record = PendingRecord(future, partition_key, explicit_hash_key, data, hash_key, size, time.monotonic())
+        record = (partition_key, explicit_hash_key, data, hash_key, size, time.monotonic(), NO_LOG)
         budget = core.budget
         with self._lock:
             if self._closed:
@@ -455,7 +470,7 @@ class Producer:
             if not budget.has_room(size):
                 self._wait_for_room(size, timeout)
             budget.admit(size)
-            self._handoff.append((stream_name, record))
+            self._handoff.append((stream_name, record, future))
             wake = not self._wake_scheduled
             self._wake_scheduled = True
         if wake:
@@ -494,11 +509,11 @@ class Producer:
             self._wake_scheduled = False
         core = self._core
         pipelines = core.pipelines
-        for stream_name, record in handoff:
+        for stream_name, record, future in handoff:
             pipeline = pipelines.get(stream_name)
             if pipeline is None:
                 pipeline = core.pipeline(stream_name)
-            pipeline.add(record)
+            pipeline.add(record, future)
 
     def flush(self, stream_name: str | None = None) -> None:
         """Send everything buffered now, without waiting for results."""
@@ -565,7 +580,7 @@ class Producer:
     def oldest_record_age(self) -> float:
         """Seconds since the oldest outstanding record was put (0 when none is outstanding)."""
         with self._lock:
-            handed_off = self._handoff[0][1].arrival if self._handoff else None
+            handed_off = self._handoff[0][1][ARRIVAL] if self._handoff else None
         if self._closed or not self._thread.is_alive():
             return 0.0 if handed_off is None else time.monotonic() - handed_off
 

@@ -22,7 +22,7 @@ from typing import Any, Protocol
 
 import structlog
 
-from kpl.accumulator import KinesisRecord, PendingRecord
+from kpl.accumulator import HASH_KEY, KinesisRecord
 from kpl.retry import ErrorKind, classify_code
 from kpl.shard_map import ShardMap
 
@@ -133,9 +133,8 @@ class ResponseOutcome:
 
     #: (Kinesis record, shard, sequence number): every user record is where it belongs.
     delivered: list[tuple[KinesisRecord, str, str]] = field(default_factory=list)
-    #: (Kinesis record, shard, sequence number, records in range, records outside the range).
-    misrouted: list[tuple[KinesisRecord, str, str, list[PendingRecord], list[PendingRecord]]] = field(
-        default_factory=list)
+    #: (Kinesis record, shard, sequence number): some user records are outside the shard's range.
+    misrouted: list[tuple[KinesisRecord, str, str]] = field(default_factory=list)
     #: Delivered to a shard the map does not know yet: decide once the map is refreshed.
     unverified: list[tuple[KinesisRecord, str, str]] = field(default_factory=list)
     #: (Kinesis record, error code, error message, kind).
@@ -180,10 +179,8 @@ def read_response(
             outcome.unverified.append((kr, shard_id, sequence_number))
             continue
         low, high = hash_range.start, hash_range.end
-        inside = [r for r in kr.records if low <= r.hash_key <= high]
-        if len(inside) == len(kr.records):
+        if all(low <= record[HASH_KEY] <= high for record in kr.records):
             outcome.delivered.append((kr, shard_id, sequence_number))
         else:
-            outside = [r for r in kr.records if not low <= r.hash_key <= high]
-            outcome.misrouted.append((kr, shard_id, sequence_number, inside, outside))
+            outcome.misrouted.append((kr, shard_id, sequence_number))
     return outcome
