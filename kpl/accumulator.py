@@ -202,7 +202,8 @@ class Aggregator:
                 if deadline < aggregate.deadline:
                     self._reschedule(shard_id, aggregate, deadline)
                 return
-            self._seal(shard_id, aggregate)
+            if record[SIZE] + OVERHEAD <= self.max_size:  # it would fit an aggregate of its own
+                self._seal(shard_id, aggregate)
         builder = AggregateBuilder(self.max_size, self.max_count)
         if record[SIZE] + OVERHEAD > self.max_size or not builder.add(
             record[PARTITION_KEY], record[EXPLICIT_HASH_KEY], record[DATA]

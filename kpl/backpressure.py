@@ -84,8 +84,9 @@ class Budget:
             head.set_result(None)
 
     @property
-    def waiting(self) -> bool:
-        return bool(self._room_waiters)
+    def waiters(self) -> int:
+        """Callers waiting for room."""
+        return len(self._room_waiters)
 
     async def wait_for_room(self, size: int) -> None:
         """Return once a record of ``size`` bytes fits; callers are let in first come, first served.

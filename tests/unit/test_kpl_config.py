@@ -1,0 +1,119 @@
+"""ProducerConfig: KPL names and defaults, properties files, errors that name the key."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from kpl import ConfigurationError, ProducerConfig
+
+KPL_SAMPLE = """\
+# The Java KPL's own sample file (java/amazon-kinesis-producer-sample/default_config.properties), values only.
+AggregationEnabled = true
+AggregationMaxCount = 4294967295
+AggregationMaxSize = 51200
+CollectionMaxCount = 500
+CollectionMaxSize = 5242880
+ConnectTimeout = 6000
+FailIfThrottled = false
+LogLevel = info
+MaxConnections = 24
+MaxUserRecordSize = 1048576;
+MetricsGranularity = shard
+MetricsLevel = detailed
+MetricsNamespace = KinesisProducerLibrary
+MetricsUploadDelay = 60000
+MinConnections = 1
+KinesisPort = 443
+RateLimit = 150
+RecordMaxBufferedTime = 100
+RecordTtl = 30000
+RequestTimeout = 6000
+VerifyCertificate = true
+ThreadingModel = PER_REQUEST
+#ThreadPoolSize = 0
+"""
+
+
+def write(tmp_path: Path, text: str) -> Path:
+    path = tmp_path / "producer.properties"
+    path.write_text(text)
+    return path
+
+
+def test_defaults_are_the_kpl_defaults() -> None:
+    config = ProducerConfig()
+    assert (config.aggregation_enabled, config.aggregation_max_count, config.aggregation_max_size) == (
+        True, 4294967295, 51200)
+    assert (config.collection_max_count, config.collection_max_size) == (500, 5 * 1024 * 1024)
+    assert (config.record_max_buffered_time_ms, config.record_ttl_ms, config.rate_limit) == (100, 30000, 150)
+    assert (config.fail_if_throttled, config.max_connections, config.request_timeout_ms) == (False, 24, 6000)
+    assert (config.metrics_level, config.metrics_granularity, config.metrics_namespace,
+            config.metrics_upload_delay_ms) == ("detailed", "shard", "KinesisProducerLibrary", 60000)
+
+
+def test_the_kpl_sample_file_loads_unchanged(tmp_path: Path) -> None:
+    config = ProducerConfig.from_properties(write(tmp_path, KPL_SAMPLE))
+    assert config == ProducerConfig(
+        max_user_record_size=1048576,
+        ignored_settings=(("LogLevel", "info"), ("MinConnections", "1"), ("VerifyCertificate", "true"),
+                          ("ThreadingModel", "PER_REQUEST")),
+    )
+
+
+def test_properties_values_are_applied_and_overrides_win(tmp_path: Path) -> None:
+    path = write(tmp_path, "RecordTtl: 60000\nAggregationEnabled=FALSE\n  RateLimit   =   80  \n! comment\n"
+                           "MetricsLevel = summary\nOrderedPerShard = true\n")
+    config = ProducerConfig.from_properties(path, rate_limit=90)
+    assert (config.record_ttl_ms, config.aggregation_enabled, config.rate_limit) == (60000, False, 90)
+    assert config.metrics_level == "summary" and config.ordered_per_shard
+
+
+@pytest.mark.parametrize(("line", "fragment"), [
+    ("RecordTTL = 100", "RecordTTL"),                      # unknown key (case matters, as in Java)
+    ("AggregationEnabled = yes", "AggregationEnabled"),    # not a boolean
+    ("CollectionMaxCount = 501", "CollectionMaxCount"),    # over the KPL's range
+    ("RecordTtl = 99", "RecordTtl"),
+    ("RateLimit = fast", "RateLimit"),
+    ("MetricsLevel = verbose", "MetricsLevel"),
+    ("MetricsNamespace = AWS/Kinesis", "MetricsNamespace"),
+    ("Region = Europe", "Region"),
+])
+def test_bad_keys_and_values_name_the_key_and_the_line(tmp_path: Path, line: str, fragment: str) -> None:
+    path = write(tmp_path, f"# first line\n{line}\n")
+    with pytest.raises(ConfigurationError) as caught:
+        ProducerConfig.from_properties(path)
+    message = str(caught.value)
+    assert fragment in message
+    assert f"{path}:2" in message
+
+
+def test_legacy_endpoint_keys_and_urls() -> None:
+    config = ProducerConfig.from_kpl_settings({"CustomEndpoint": "kinesis.internal", "Port": "8443"})
+    assert config.kinesis_client_config().endpoint_url == "https://kinesis.internal:8443"
+    url = ProducerConfig(kinesis_endpoint="http://127.0.0.1:4566").kinesis_client_config().endpoint_url
+    assert url == "http://127.0.0.1:4566"
+    assert ProducerConfig().kinesis_client_config().endpoint_url is None
+
+
+def test_client_configs_follow_the_settings() -> None:
+    config = ProducerConfig(max_connections=7, request_timeout_ms=2500, connect_timeout_ms=800, region="eu-west-1")
+    data = config.kinesis_client_config()
+    assert (data.max_pool_connections, data.read_timeout, data.connect_timeout, data.region) == (
+        7, 2.5, 0.8, "eu-west-1")
+    assert data.max_attempts == 1, "botocore must not retry PutRecords underneath the producer"
+
+
+def test_direct_construction_is_validated_too() -> None:
+    with pytest.raises(ConfigurationError, match="collection_max_count"):
+        ProducerConfig(collection_max_count=0)
+    with pytest.raises(ConfigurationError, match="aggregation_enabled"):
+        ProducerConfig(aggregation_enabled="true")  # type: ignore[arg-type]
+    with pytest.raises(ConfigurationError, match="not a ProducerConfig setting"):
+        ProducerConfig.from_kpl_settings({}, record_ttl=5)
+
+
+def test_unreadable_file_is_a_configuration_error(tmp_path: Path) -> None:
+    with pytest.raises(ConfigurationError, match="cannot read"):
+        ProducerConfig.from_properties(tmp_path / "missing.properties")
