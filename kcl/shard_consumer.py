@@ -147,19 +147,27 @@ class ShardConsumer:
             self.state = ConsumerState.SHUTDOWN_COMPLETE
         return reason
 
-    def _check(self) -> None:
-        """Raise _Stop when the tenure is over (a request, or the lease lost or fenced)."""
-        if self._stop_reason is not None:
+    def _check(self, *, finishing_shard: bool = False) -> None:
+        """Raise _Stop when the tenure is over (a request, or the lease lost or fenced).
+
+        ``finishing_shard``: once the end of the shard has been delivered, a shutdown request waits for
+        the shard-end protocol (a few quick calls) so that the processor sees shard_ended; only a
+        lost lease interrupts it.
+        """
+        if self._stop_reason is Outcome.LEASE_LOST or (self._stop_reason is not None and not finishing_shard):
             raise _Stop
         if not self._held_leases.is_current(self.shard_id, self.token):
             self._stop_reason = Outcome.LEASE_LOST
             raise _Stop
 
-    async def _pause(self, seconds: float) -> None:
-        """Sleep, but wake at once for a stop request."""
-        with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(self._wake.wait(), seconds)
-        self._check()
+    async def _pause(self, seconds: float, *, finishing_shard: bool = False) -> None:
+        """Sleep, but wake at once for a stop request that applies."""
+        if finishing_shard:
+            await asyncio.sleep(seconds)
+        else:
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._wake.wait(), seconds)
+        self._check(finishing_shard=finishing_shard)
 
     async def _wait_for_parents(self) -> None:
         if not self._parents:
@@ -238,12 +246,13 @@ class ShardConsumer:
                 return
 
     async def _dispatch(self, records: list[Record], millis_behind_latest: int) -> None:
-        if records:
-            last = records[-1]
-            self._checkpointer.delivered(ExtendedSequenceNumber(last.sequence_number, last.sub_sequence_number))
+        last = ExtendedSequenceNumber(records[-1].sequence_number, records[-1].sub_sequence_number) if records else None
         attempt = 0
         while True:
             self._check()
+            if last is not None:
+                # Only now are these records the processor's: a checkpoint may cover them from here on.
+                self._checkpointer.delivered(last)
             started = time.monotonic()
             try:
                 await self._call("process_records", records, self._checkpointer, millis_behind_latest)
@@ -280,14 +289,14 @@ class ShardConsumer:
         self._checkpointer.at_shard_end()
         attempt = 0
         while True:
-            self._check()
+            self._check(finishing_shard=True)
             try:
                 await self._call("shard_ended", self._checkpointer)
             except Exception:
                 attempt += 1
                 self._metrics.processor_call(SHUTDOWN_TASK, self.shard_id, False)
                 self._log.exception("shard_ended failed; retrying", attempt=attempt)
-                await self._pause(self._backoff.delay(attempt))
+                await self._pause(self._backoff.delay(attempt), finishing_shard=True)
                 continue
             checkpointer = self._checkpointer
             if checkpointer.last_checkpoint.is_shard_end:
@@ -300,7 +309,7 @@ class ShardConsumer:
             self._log.error("shard_ended returned without checkpointing: the shard's children cannot start "
                             "until it does; calling it again", last_checkpoint=str(checkpointer.last_checkpoint),
                             last_delivered=str(checkpointer.last_delivered))
-            await self._pause(self._backoff.delay(attempt))
+            await self._pause(self._backoff.delay(attempt), finishing_shard=True)
         await self._coordinator.shard_completed(self.shard_id, self.token)
 
     # --- fetcher ----------------------------------------------------------------------------------
