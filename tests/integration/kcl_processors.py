@@ -41,7 +41,8 @@ class RecordingProcessor(RecordProcessor):
     """Logs every event; checkpoints every ``$KCL_TEST_CHECKPOINT_EVERY`` batches (default 1).
 
     ``$KCL_TEST_BATCH_DELAY`` (seconds) stands in for per-batch work, so that a stream is still being
-    processed when a test kills or stops a worker.
+    processed when a test kills or stops a worker.  ``$KCL_TEST_PREPARE_ON_SHUTDOWN`` makes
+    ``shutdown_requested`` leave a prepared checkpoint carrying that text as application state.
     """
 
     def __init__(self) -> None:
@@ -95,6 +96,10 @@ class RecordingProcessor(RecordProcessor):
     def shutdown_requested(self, checkpointer: Checkpointer) -> None:
         self._write([self._event("shutdown")])
         self._checkpoint(checkpointer, None)
+        state = os.environ.get("KCL_TEST_PREPARE_ON_SHUTDOWN")
+        if state:
+            checkpointer.prepare_checkpoint(state=state.encode())
+            self._write([self._event("prepared")])
 
 
 # --- producing test data --------------------------------------------------------------------------
