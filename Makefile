@@ -46,5 +46,23 @@ test: lint localstack
 unit: install
 	@$(PY) -m pytest -m unit
 
+# Benchmarks print tables; they are not part of `make test`.  BENCH_ARGS=--quick for a smoke run.
+BENCH_STAMP := $(VENV)/.bench-installed
+BENCH_ARGS ?=
+
+$(BENCH_STAMP): $(STAMP)
+	@echo "[bench] installing the Python peers the benchmarks compare against (the bench extra)"
+	@$(PY) -m pip install --disable-pip-version-check -q -e '.[dev,bench]' > $(VENV)/bench-install.log 2>&1 \
+		|| { tail -40 $(VENV)/bench-install.log; echo "[bench] failed: see $(VENV)/bench-install.log"; exit 1; }
+	@touch $(BENCH_STAMP)
+
+bench: $(BENCH_STAMP)
+	@$(PY) -m bench.sink --selftest --quick
+	@for script in bench/*_bench.py; do \
+		module=bench.$$(basename $$script .py); \
+		echo; echo "[bench] python -m $$module $(BENCH_ARGS)"; \
+		LOCALSTACK_PORT=$(LOCALSTACK_PORT) $(PY) -m $$module $(BENCH_ARGS) || exit 1; \
+	done
+
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache

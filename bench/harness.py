@@ -26,7 +26,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import contextlib
 import importlib
 import inspect
 import json
@@ -41,11 +40,14 @@ import time
 import traceback
 import urllib.error
 import urllib.request
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from types import TracebackType
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from bench.sink_model import PrefillSpec
 
 ROOT = Path(__file__).resolve().parent.parent
 RESULTS_DIR = ROOT / "bench" / "results"
@@ -68,7 +70,7 @@ class SinkProcess:
         *,
         streams: Mapping[str, int] | None = None,
         delivery_streams: Sequence[str] = ("bench",),
-        prefill: Sequence[str] = (),
+        prefill: Sequence[str | PrefillSpec] = (),
         verify: str = "none",
         fail_rate: float = 0.0,
         latency_ms: float = 0.0,
@@ -81,7 +83,7 @@ class SinkProcess:
         for name in delivery_streams:
             self.args += ["--delivery-stream", name]
         for spec in prefill:
-            self.args += ["--prefill", spec]
+            self.args += ["--prefill", spec if isinstance(spec, str) else spec.to_arg()]
         if retain:
             self.args.append("--retain")
         self.start_timeout = start_timeout
@@ -230,18 +232,29 @@ class Stopwatch:
         self.rss_start_mib = 0.0
         self._wall0 = 0.0
         self._cpu0 = 0.0
+        self._running = False
 
-    def __enter__(self) -> Stopwatch:
+    def start(self) -> Stopwatch:
         self.rss_start_mib = current_rss_mib()
         self._cpu0 = cpu_seconds()
         self._wall0 = time.perf_counter()
+        self._running = True
         return self
+
+    def stop(self) -> None:
+        """Ends the window; later calls (such as leaving the ``with`` block) change nothing."""
+        if self._running:
+            self.wall_s = time.perf_counter() - self._wall0
+            self.cpu_s = cpu_seconds() - self._cpu0
+            self._running = False
+
+    def __enter__(self) -> Stopwatch:
+        return self.start()
 
     def __exit__(
         self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
     ) -> None:
-        self.wall_s = time.perf_counter() - self._wall0
-        self.cpu_s = cpu_seconds() - self._cpu0
+        self.stop()
 
     def result(self, records: int, **extra: Any) -> Measurement:
         return Measurement(records, self.wall_s, self.cpu_s, self.rss_start_mib, extra=extra)
@@ -278,7 +291,8 @@ def run_child(spec: dict[str, Any]) -> dict[str, Any]:
         return {"ok": False, "error": f"{type(error).__name__}: {error}", "traceback": traceback.format_exc()}
 
 
-def _child_main() -> int:
+def child_main() -> int:
+    """The variant process (``python -m bench.child``): spec on stdin, report to the file it names."""
     spec = json.loads(sys.stdin.read())
     report = run_child(spec)
     Path(spec["report_path"]).write_text(json.dumps(report))
@@ -296,6 +310,8 @@ class Variant:
     note: str = ""
     timeout_s: float = 900.0
     env: dict[str, str] = field(default_factory=dict)
+    #: False keeps the record count in ``--quick`` runs (a rate-bound variant needs its full count)
+    scale_in_quick: bool = True
 
 
 @dataclass(slots=True)
@@ -367,7 +383,7 @@ def run_once(variant: Variant, sink: SinkProcess | None = None) -> Result:
         spec = {"target": variant.target, "kwargs": variant.kwargs, "report_path": str(report_path)}
         try:
             completed = subprocess.run(
-                [sys.executable, "-m", "bench.harness", "--child"], input=json.dumps(spec), cwd=ROOT, env=env,
+                [sys.executable, "-m", "bench.child"], input=json.dumps(spec), cwd=ROOT, env=env,
                 capture_output=True, text=True, timeout=variant.timeout_s, check=False,
             )
         except subprocess.TimeoutExpired:
@@ -415,7 +431,7 @@ def run_variants(variants: Sequence[Variant], *, sink: SinkProcess | None = None
         if options.only and not any(text in listed.name for text in options.only):
             continue
         variant = listed
-        if options.quick:
+        if options.quick and listed.scale_in_quick:
             variant = replace(listed, kwargs=_scaled_kwargs(listed.kwargs, options.quick_factor))
         runs = [run_once(variant, sink) for _ in range(options.repeat)]
         good = [run for run in runs if run.ok]
@@ -439,13 +455,19 @@ COLUMNS = ("variant", "records", "wall s", "records/s", "CPU s", "CPU µs/rec", 
 
 
 def _sink_summary(result: Result) -> tuple[str, list[str]]:
+    """The sink's CPU share during the run (over the measured window: an upper bound) and its warnings."""
     sink = result.sink
-    if not sink:
+    m = result.measurement
+    if not sink or m is None:
+        return "", []
+    if not sink["requests"]:
         return "", []
     notes = []
-    busy = sink["cpu_s"] / sink["wall_s"] if sink["wall_s"] > 0 else 0.0
+    busy = sink["cpu_s"] / m.wall_s if m.wall_s > 0 else 0.0
     if busy > SINK_BUSY_WARNING:
         notes.append("sink was busy: the client may have been slowed")
+    if sink["verify"] != "none" and sink["records"] and sink["user_records"] != m.records:
+        notes.append(f"sink received {sink['user_records']:,} user records, not {m.records:,}")
     if sink["misrouted_user_records"]:
         notes.append(f"{sink['misrouted_user_records']} user records in the wrong shard")
     if sink["invalid_aggregates"]:
@@ -511,17 +533,3 @@ def write_json(results: Sequence[Result], path: Path) -> None:
                        cpu_us_per_record=result.cpu_us_per_record)
         rows.append(row)
     path.write_text(json.dumps({"machine": machine_summary(), "time": time.time(), "results": rows}, indent=2))
-
-
-@contextlib.contextmanager
-def timed(label: str) -> Iterator[None]:
-    """Prints how long a set-up step took, to stderr (so tables stay clean on stdout)."""
-    start = time.perf_counter()
-    yield
-    print(f"[bench] {label}: {time.perf_counter() - start:.1f}s", file=sys.stderr, flush=True)
-
-
-if __name__ == "__main__":
-    if sys.argv[1:] == ["--child"]:
-        sys.exit(_child_main())
-    sys.exit("bench.harness is a library; run a benchmark script such as python -m bench.peers_bench")

@@ -301,6 +301,15 @@ class PrefillSpec:
         if self.record_size < 16:
             raise ValueError(f"prefill record_size must be at least 16 bytes, got {self.record_size}")
 
+    @property
+    def user_records(self) -> int:
+        return self.shards * self.records_per_shard
+
+    def to_arg(self) -> str:
+        """The ``--prefill`` text :meth:`parse` reads back."""
+        return ",".join(f"{name}={int(value) if isinstance(value, bool) else value}"
+                        for name, value in ((n, getattr(self, n)) for n in self.__dataclass_fields__))
+
     @classmethod
     def parse(cls, text: str) -> PrefillSpec:
         """From ``stream=NAME,shards=4,records_per_shard=10000,record_size=100,aggregate=1``."""

@@ -1,0 +1,118 @@
+"""The benchmark sink over HTTP as real clients see it (boto3, aiobotocore), and the harness around it.
+
+The sink runs as its own process on 127.0.0.1, as in a benchmark; these tests take a few seconds.
+"""
+
+from __future__ import annotations
+
+import base64
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+
+from bench.harness import Options, SinkProcess, Variant, format_table, run_child, run_variants
+from bench.sink_model import PrefillSpec
+from bench.workload import Workload
+from kpl import aggregation
+from kpl.aws import ClientConfig, async_client, sync_client
+
+AGGREGATED = PrefillSpec(stream="reads", shards=2, records_per_shard=700, aggregate=True, aggregation_max_size=4096)
+
+
+@pytest.fixture(scope="module")
+def sink() -> Iterator[SinkProcess]:
+    with SinkProcess(streams={"s": 4}, retain=True, prefill=[AGGREGATED]) as running:
+        yield running
+
+
+def config(sink: SinkProcess) -> ClientConfig:
+    return ClientConfig(endpoint_url=sink.url, region="us-east-1", max_attempts=1)
+
+
+def client(sink: SinkProcess, service: str) -> Any:
+    return sync_client(service, config(sink))
+
+
+def test_boto3_put_records_then_get_records_round_trip(sink: SinkProcess) -> None:
+    kinesis = client(sink, "kinesis")
+    sent = {f"user-{i}": b"event-%d" % i for i in range(50)}
+    response = kinesis.put_records(StreamName="s", Records=[{"PartitionKey": k, "Data": v} for k, v in sent.items()])
+    assert response["FailedRecordCount"] == 0
+    received: dict[str, bytes] = {}
+    for shard in kinesis.list_shards(StreamName="s")["Shards"]:
+        iterator = kinesis.get_shard_iterator(StreamName="s", ShardId=shard["ShardId"],
+                                              ShardIteratorType="TRIM_HORIZON")["ShardIterator"]
+        page = kinesis.get_records(ShardIterator=iterator, Limit=10_000)
+        assert page["MillisBehindLatest"] == 0
+        received.update({r["PartitionKey"]: r["Data"] for r in page["Records"]})
+        routed = [r["SequenceNumber"] for r in response["Records"] if r["ShardId"] == shard["ShardId"]]
+        assert [r["SequenceNumber"] for r in page["Records"]] == routed
+    assert received == sent
+
+
+def test_service_errors_reach_clients_as_their_exceptions(sink: SinkProcess) -> None:
+    kinesis = client(sink, "kinesis")
+    with pytest.raises(kinesis.exceptions.ResourceNotFoundException):
+        kinesis.put_records(StreamName="missing", Records=[{"PartitionKey": "k", "Data": b"x"}])
+    with pytest.raises(kinesis.exceptions.InvalidArgumentException):
+        kinesis.put_record(StreamName="s", PartitionKey="k", Data=b"x", ExplicitHashKey="12x")
+
+
+def test_firehose_batches_and_cloudwatch_metrics_are_accepted_and_counted(sink: SinkProcess) -> None:
+    firehose = client(sink, "firehose")
+    response = firehose.put_record_batch(DeliveryStreamName="bench", Records=[{"Data": b"line\n"}] * 3)
+    assert response["FailedPutCount"] == 0 and len(response["RequestResponses"]) == 3
+    client(sink, "cloudwatch").put_metric_data(Namespace="bench", MetricData=[{"MetricName": "m", "Value": 1.0}])
+    stats = sink.stats()
+    assert stats["delivery_streams"]["bench"]["records"] >= 3
+    assert stats["requests"]["cloudwatch.PutMetricData"] >= 1
+
+
+def test_aggregated_prefill_reads_back_through_boto3(sink: SinkProcess) -> None:
+    kinesis = client(sink, "kinesis")
+    users = 0
+    for shard in kinesis.list_shards(StreamName="reads")["Shards"]:
+        iterator = kinesis.get_shard_iterator(StreamName="reads", ShardId=shard["ShardId"],
+                                              ShardIteratorType="TRIM_HORIZON")["ShardIterator"]
+        while True:
+            page = kinesis.get_records(ShardIterator=iterator, Limit=50)
+            users += sum(len(aggregation.decode(r["Data"])) for r in page["Records"])
+            iterator = page["NextShardIterator"]
+            if not page["Records"]:
+                break
+    assert users == AGGREGATED.user_records
+
+
+async def test_aiobotocore_clients_work_too(sink: SinkProcess) -> None:
+    async with async_client("kinesis", config(sink)) as kinesis:
+        response = await kinesis.put_records(StreamName="s", Records=[{"PartitionKey": "a", "Data": b"async"}])
+        summary = await kinesis.describe_stream_summary(StreamName="s")
+    assert response["Records"][0]["ShardId"].startswith("shardId-")
+    assert summary["StreamDescriptionSummary"]["OpenShardCount"] == 4
+
+
+def test_harness_runs_variants_in_child_processes_and_reports_every_row(sink: SinkProcess) -> None:
+    workload = Workload(records=2000, record_size=50).to_dict()
+    sink.configure(verify="route", retain=False)
+    try:
+        results = run_variants([
+            Variant("agg", "bench.peers:agg_boto3_producer", {"workload": workload, "stream": "s"}),
+            Variant("broken", "bench.no_such_module:run", {}),
+        ], sink=sink, options=Options())
+    finally:
+        sink.configure(verify="none", retain=True)
+    agg, broken = results
+    assert agg.ok and agg.measurement is not None and agg.measurement.records == 2000
+    assert agg.measurement.peak_rss_mib > 0 and agg.cpu_us_per_record > 0
+    assert agg.sink["user_records"] == 2000 and agg.sink["misrouted_user_records"] == 0
+    assert not broken.ok and "ModuleNotFoundError" in broken.error
+    table = format_table(results, title="t")
+    assert "records/s" in table and "ModuleNotFoundError" in table
+
+
+def test_a_child_reports_what_its_variant_returned() -> None:
+    counted = run_child({"target": "bench.peers:baseline_workload", "kwargs": {"workload": {"records": 1500}}})
+    assert counted["ok"] and counted["records"] == 1500 and counted["peak_rss_mib"] > 0
+    wrong = run_child({"target": "base64:b64decode", "kwargs": {"s": base64.b64encode(b"x").decode()}})
+    assert not wrong["ok"] and "returned bytes" in wrong["error"]
