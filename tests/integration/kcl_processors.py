@@ -28,7 +28,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from kcl import Checkpointer, LeaseLostError, Record, RecordProcessor
+from kcl import Checkpointer, CheckpointError, LeaseLostError, Record, RecordProcessor
 from kpl.aggregation import AggregateBuilder
 from kpl.hashing import HashRange, ShardRanges, partition_key_hash
 
@@ -82,6 +82,10 @@ class RecordingProcessor(RecordProcessor):
             checkpointer.checkpoint()
         except LeaseLostError as exc:
             self._write([self._event("ckpt-lost", error=str(exc))])
+            return
+        except CheckpointError as exc:
+            # The batch is processed; a later checkpoint covers it.  Raising would re-deliver it.
+            self._write([self._event("ckpt-failed", error=str(exc))])
             return
         fields = {"q": last.sequence_number, "u": last.sub_sequence_number} if last else {}
         self._write([self._event("ckpt", **fields)])

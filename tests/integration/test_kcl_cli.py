@@ -1,0 +1,120 @@
+"""``kcl-worker``'s failures: a clear message, a non-zero exit, and nothing half-started."""
+
+from __future__ import annotations
+
+import subprocess
+import uuid
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tests.integration.kcl_processors import REPO, kcl_worker_command
+from tests.support.kinesis import create_stream
+
+PROCESSOR = "tests.integration.kcl_processors:RecordingProcessor"
+
+
+def run(*args: str, cwd: Path = REPO) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([*kcl_worker_command(), *args], capture_output=True, text=True, timeout=60, cwd=cwd,
+                          check=False)
+
+
+@pytest.fixture(scope="module")
+def stream(aws_clients: Callable[[str], Any]) -> Any:
+    kinesis = aws_clients("kinesis")
+    name = f"kt-kcl-cli-{uuid.uuid4().hex[:8]}"
+    create_stream(kinesis, name, 1)
+    yield name
+    kinesis.delete_stream(StreamName=name, EnforceConsumerDeletion=True)
+
+
+def table_names(aws_clients: Callable[[str], Any]) -> set[str]:
+    return set(aws_clients("dynamodb").list_tables()["TableNames"])
+
+
+CASES = {
+    "missing-everything": ([], 2, "missing --stream, --application, --processor"),
+    "bad-position": (["--initial-position", "EARLIEST"], 2, "invalid choice: 'EARLIEST'"),
+    "at-timestamp-without-timestamp": (["--initial-position", "AT_TIMESTAMP"], 2,
+                                       "initial position AT_TIMESTAMP needs a timestamp"),
+    "bad-timestamp": (["--timestamp", "yesterday"], 2, "--timestamp 'yesterday' is neither ISO-8601 nor epoch seconds"),
+    "processor-without-colon": (["--processor", "tests.integration.kcl_processors"], 2,
+                                "--processor must look like module:Class"),
+    "processor-module-missing": (["--processor", "no_such_module_xyz:Processor"], 2,
+                                 "cannot import processor module 'no_such_module_xyz'"),
+    "processor-class-missing": (["--processor", "tests.integration.kcl_processors:Nope"], 2,
+                                "module 'tests.integration.kcl_processors' has no attribute 'Nope'"),
+    "not-a-processor": (["--processor", "kcl:Record"], 2, "kcl:Record is not a record processor"),
+    "bad-log-level": (["--log-level", "loud"], 2, "invalid choice: 'loud'"),
+}
+
+
+def arguments(case: str, stream: str, application: str) -> list[str]:
+    extra = CASES[case][0]
+    base = [] if case == "missing-everything" else ["--stream", stream, "--application", application]
+    if case != "missing-everything" and "--processor" not in extra:
+        base += ["--processor", PROCESSOR]
+    return base + extra
+
+
+@pytest.mark.parametrize("case", list(CASES))
+def test_bad_arguments_fail_clearly_without_side_effects(
+    case: str, stream: str, aws_clients: Callable[[str], Any], capsys: pytest.CaptureFixture[str],
+) -> None:
+    # In-process (the checks run before any AWS call); the console script itself is run below.
+    from kcl.cli import main
+
+    _, code, message = CASES[case]
+    application = f"kt-kcl-cli-app-{uuid.uuid4().hex[:8]}"
+    try:
+        returned = main(arguments(case, stream, application))
+    except SystemExit as exit_:
+        returned = exit_.code  # argparse's own errors
+    stderr = capsys.readouterr().err
+    assert returned == code, stderr
+    assert message in stderr, stderr
+    assert application not in table_names(aws_clients)
+
+
+@pytest.mark.parametrize("case", ["missing-everything", "processor-module-missing"])
+def test_console_script_exits_non_zero_without_a_traceback(case: str, stream: str) -> None:
+    result = run(*arguments(case, stream, f"kt-kcl-cli-app-{uuid.uuid4().hex[:8]}"))
+    assert result.returncode == CASES[case][1]
+    assert CASES[case][2] in result.stderr
+    assert "Traceback" not in result.stderr
+
+
+def test_bad_properties_file_names_the_key(tmp_path: Path, stream: str, aws_clients: Callable[[str], Any]) -> None:
+    application = f"kt-kcl-cli-app-{uuid.uuid4().hex[:8]}"
+    config = tmp_path / "app.properties"
+    config.write_text("failoverTimeMillis = 10000\nmaxRecord = 100\n")
+    result = run("--stream", stream, "--application", application, "--processor", PROCESSOR, "--config", str(config))
+    assert result.returncode == 2
+    assert "app.properties:2: unknown setting 'maxRecord' (did you mean 'maxRecords'?)" in result.stderr
+    config.write_text("failoverTimeMillis = soon\n")
+    result = run("--stream", stream, "--application", application, "--processor", PROCESSOR, "--config", str(config))
+    assert result.returncode == 2 and "failoverTimeMillis must be an integer, got 'soon'" in result.stderr
+    assert application not in table_names(aws_clients)
+
+
+def test_missing_stream_fails_before_the_lease_table_is_created(aws_clients: Callable[[str], Any]) -> None:
+    application = f"kt-kcl-cli-app-{uuid.uuid4().hex[:8]}"
+    result = run("--stream", "kt-no-such-stream", "--application", application, "--processor", PROCESSOR)
+    assert result.returncode == 1, result.stderr
+    assert "stream 'kt-no-such-stream' does not exist" in result.stderr
+    assert "Traceback" not in result.stderr
+    assert application not in table_names(aws_clients)
+
+
+def test_status_of_an_unknown_application(aws_clients: Callable[[str], Any]) -> None:
+    result = run("status", "--application", "kt-never-ran")
+    assert result.returncode == 1
+    assert "lease table 'kt-never-ran' does not exist" in result.stderr
+    assert "kt-never-ran" not in table_names(aws_clients)
+
+
+def test_status_needs_an_application() -> None:
+    result = run("status")
+    assert result.returncode == 2 and "--application" in result.stderr
