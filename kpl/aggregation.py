@@ -187,7 +187,7 @@ class AggregateBuilder:
 #: Record-entry headers without an explicit hash key, by (partition-key index << 24 | data length):
 #: (encoded header, header + data length).  Aggregates of similar records repeat the same few.
 _PLAIN_HEADERS: dict[int, tuple[bytes, int]] = {}
-_PLAIN_HEADERS_LIMIT = 1 << 16
+_PLAIN_HEADERS_LIMIT = 1 << 14
 
 
 def _plain_header(key: int, pk_index: int, data_length: int) -> tuple[bytes, int]:

@@ -56,7 +56,7 @@ _getrandbits = random.getrandbits
 #: MD5 hash keys of recently seen partition keys.  Applications reuse keys (a user id, a device id),
 #: and MD5 is the largest single cost of accepting a record; the cache is dropped when it fills up.
 _HASH_KEYS: dict[str, int] = {}
-_HASH_KEYS_LIMIT = 1 << 16
+_HASH_KEYS_LIMIT = 1 << 14
 
 
 def validate_record(
