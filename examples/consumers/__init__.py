@@ -1,0 +1,1 @@
+"""Real-time analytics consumers for ``kcl-worker`` (page-view counts, busy-user anomalies)."""
