@@ -44,7 +44,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from types import TracebackType
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, NoReturn
 
 if TYPE_CHECKING:
     from bench.sink_model import PrefillSpec
@@ -119,16 +119,15 @@ class SinkProcess:
 
     def _await_ready(self, process: subprocess.Popen[str]) -> str:
         """The URL from the sink's ``READY`` line, read on a thread so a silent sink cannot hang us."""
-        assert process.stdout is not None
+        stdout = process.stdout
+        assert stdout is not None
         lines: list[str] = []
-        reader = threading.Thread(target=lambda: lines.append(process.stdout.readline() if process.stdout else ""),
-                                  daemon=True)
+        reader = threading.Thread(target=lambda: lines.append(stdout.readline()), daemon=True)
         reader.start()
         reader.join(self.start_timeout)
-        line = lines[0] if lines else ""
-        if not line.startswith("READY "):
-            self.stop_with_error(f"the sink did not start within {self.start_timeout:.0f}s")
-        url = line.split()[1]
+        if not lines or not lines[0].startswith("READY "):
+            self._fail(f"the sink did not start within {self.start_timeout:.0f}s")
+        url = lines[0].split()[1]
         deadline = time.monotonic() + self.start_timeout
         while True:
             try:
@@ -136,10 +135,10 @@ class SinkProcess:
                 return url
             except (urllib.error.URLError, ConnectionError) as error:
                 if time.monotonic() > deadline:
-                    self.stop_with_error(f"the sink at {url} does not answer: {error}")
+                    self._fail(f"the sink at {url} does not answer: {error}")
                 time.sleep(0.05)
 
-    def stop_with_error(self, message: str) -> None:
+    def _fail(self, message: str) -> NoReturn:
         self._stderr.seek(0)
         output = self._stderr.read()[-4000:]
         self.stop()

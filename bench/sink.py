@@ -153,12 +153,13 @@ class SinkServer:
             return self._error(SinkError("UnknownOperationException", f"the sink does not implement {service} {name}"))
         try:
             body = json.loads(await request.read() or b"{}")
+        except ValueError as error:
+            return self._error(SinkError("SerializationException", f"request body is not JSON: {error}"))
+        try:
             result = operation(body)
         except SinkError as error:
             return self._error(error)
-        except (ValueError, KeyError, TypeError) as error:
-            return self._error(SinkError("SerializationException", f"{type(error).__name__}: {error}"))
-        except Exception as error:  # a sink bug: answer like the service would, and say so loudly
+        except Exception as error:  # a request the sink did not foresee, or a sink bug: say so loudly
             traceback.print_exc(file=sys.stderr)
             return self._error(SinkError("InternalFailure", f"sink error: {error!r}", status=500))
         return self._json_response(result if isinstance(result, str) else json.dumps(result))

@@ -58,6 +58,8 @@ class FirehoseService:
         return delivery
 
     def create_delivery_stream(self, body: dict[str, Any]) -> dict[str, Any]:
+        if not body.get("DeliveryStreamName"):
+            raise SinkError("ValidationException", "DeliveryStreamName is required")
         return {"DeliveryStreamARN": self.create(body["DeliveryStreamName"]).arn}
 
     def delete_delivery_stream(self, body: dict[str, Any]) -> dict[str, Any]:

@@ -98,6 +98,8 @@ class KinesisService:
             if (body.get("StreamModeDetails") or {}).get("StreamMode") != "ON_DEMAND":
                 raise SinkError("ValidationException", "ShardCount is required for a PROVISIONED stream")
             count = 4
+        if not body.get("StreamName"):
+            raise SinkError("ValidationException", "StreamName is required")
         self.create_stream(body["StreamName"], int(count),
                            int(body.get("MaxRecordSizeInKiB", DEFAULT_MAX_RECORD_SIZE_KIB)))
         return {}
@@ -223,7 +225,7 @@ class KinesisService:
                 counters.user_records += users
             if retain:
                 shard.appended.append(StoredRecord(render_tail(data, partition_key), size, users, now))
-            parts.append(f'{{"SequenceNumber":"{shard.sequence_base + position}","ShardId":"{shard.shard_id}"}}')
+            parts.append(f'{{"SequenceNumber":"{shard.sequence_prefix}{position:030d}","ShardId":"{shard.shard_id}"}}')
         counters.records += len(entries) - failed
         counters.failed += failed
         counters.bytes += accepted_bytes
@@ -339,22 +341,8 @@ class KinesisService:
         if not 1 <= limit <= MAX_GET_RECORDS_LIMIT:
             raise SinkError("InvalidArgumentException", f"Limit must be within [1, {MAX_GET_RECORDS_LIMIT}]")
         end = shard.readable_end
-        stop = min(end, position + limit)
-        parts: list[str] = []
-        size = 0
-        users = 0
-        next_position = position
-        while next_position < stop:
-            record = shard.stored(next_position)
-            if parts and size + record.data_bytes > MAX_GET_RECORDS_BYTES:
-                break
-            parts.append(
-                f'{{"SequenceNumber":"{shard.sequence_base + next_position}",'
-                f'"ApproximateArrivalTimestamp":{shard.arrival(next_position):.3f},{record.tail}'
-            )
-            size += record.data_bytes
-            users += record.user_records
-            next_position += 1
+        parts, _size, users = shard.render(position, min(end, position + limit), MAX_GET_RECORDS_BYTES)
+        next_position = position + len(parts)
         shard.counters.served_records += len(parts)
         shard.counters.served_user_records += users
         behind = 0

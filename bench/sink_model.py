@@ -18,8 +18,9 @@ import base64
 import binascii
 import bisect
 import json
+import math
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Literal
 
 from kpl import aggregation
@@ -31,8 +32,6 @@ SHARD_SEQUENCE_STRIDE = 10**30
 DEFAULT_MAX_RECORD_SIZE_KIB = 1024
 #: Partition keys whose shard a stream remembers, so routing a known key skips MD5 and the bisection.
 ROUTING_CACHE_SIZE = 100_000
-#: Pre-filled records are stamped as having arrived this far apart, oldest first, ending now.
-PREFILL_ARRIVAL_SPACING_S = 0.001
 
 VerifyMode = Literal["none", "count", "route"]
 VERIFY_MODES: tuple[VerifyMode, ...] = ("none", "count", "route")
@@ -79,12 +78,23 @@ class StoredRecord:
 
 @dataclass(slots=True)
 class PrefilledRecords:
-    """``count`` records served by cycling through ``templates``; the last one may be a shorter remainder."""
+    """``count`` records served by cycling through ``templates``; the last one may be a shorter remainder.
+
+    Record ``p`` arrived at ``first_arrival_ms + p`` milliseconds (one millisecond apart, ending at the
+    time of the prefill), which gives GetRecords real MillisBehindLatest values and AT_TIMESTAMP a meaning.
+    """
 
     templates: list[StoredRecord]
     count: int
     remainder: StoredRecord | None
-    first_arrival: float
+    first_arrival_ms: int
+    #: A template standing for all of them when they share size and user-record count, else None.
+    uniform: StoredRecord | None = field(init=False)
+
+    def __post_init__(self) -> None:
+        first = self.templates[0]
+        same = all(t.data_bytes == first.data_bytes and t.user_records == first.user_records for t in self.templates)
+        self.uniform = first if same else None
 
     def record(self, position: int) -> StoredRecord:
         if self.remainder is not None and position == self.count - 1:
@@ -92,11 +102,10 @@ class PrefilledRecords:
         return self.templates[position % len(self.templates)]
 
     def arrival(self, position: int) -> float:
-        return self.first_arrival + position * PREFILL_ARRIVAL_SPACING_S
+        return (self.first_arrival_ms + position) / 1000
 
     def first_position_at_or_after(self, timestamp: float) -> int:
-        offset = (timestamp - self.first_arrival) / PREFILL_ARRIVAL_SPACING_S
-        return min(self.count, max(0, int(offset) + (0 if offset == int(offset) else 1)))
+        return min(self.count, max(0, math.ceil(timestamp * 1000) - self.first_arrival_ms))
 
     @property
     def user_records(self) -> int:
@@ -126,13 +135,15 @@ class Shard:
     """One shard: its hash range, the next position (sequence number), and what it can serve."""
 
     __slots__ = ("appended", "counters", "hash_range", "index", "next_position", "prefilled", "sequence_base",
-                 "shard_id")
+                 "sequence_prefix", "shard_id")
 
     def __init__(self, index: int, hash_range: HashRange) -> None:
         self.index = index
         self.shard_id = shard_id_of(index)
         self.hash_range = hash_range
         self.sequence_base = SEQUENCE_BASE + index * SHARD_SEQUENCE_STRIDE
+        #: The digits above the position: a sequence number is this prefix and the position in 30 digits.
+        self.sequence_prefix = str(self.sequence_base // SHARD_SEQUENCE_STRIDE)
         self.next_position = 0
         self.prefilled: PrefilledRecords | None = None
         #: Records put while the sink retains puts, readable after the pre-filled ones.
@@ -140,7 +151,7 @@ class Shard:
         self.counters = ShardCounters()
 
     def sequence_number(self, position: int) -> str:
-        return str(self.sequence_base + position)
+        return f"{self.sequence_prefix}{position:030d}"
 
     def position_of(self, sequence_number: str) -> int:
         try:
@@ -165,19 +176,58 @@ class Shard:
     def readable_end(self) -> int:
         return self.prefilled_count + len(self.appended)
 
-    def stored(self, position: int) -> StoredRecord:
-        prefilled = self.prefilled_count
-        if position < prefilled:
-            assert self.prefilled is not None
-            return self.prefilled.record(position)
-        return self.appended[position - prefilled]
-
     def arrival(self, position: int) -> float:
         prefilled = self.prefilled_count
         if position < prefilled:
             assert self.prefilled is not None
             return self.prefilled.arrival(position)
         return self.appended[position - prefilled].arrival
+
+    def render(self, position: int, stop: int, max_bytes: int) -> tuple[list[str], int, int]:
+        """GetRecords entries for ``[position, stop)`` within ``max_bytes`` of data (at least one record).
+
+        Returns the rendered entries, their data bytes and the user records they hold.  This is the read
+        hot path: arrival times are written as integer milliseconds with an ``e-3`` exponent (valid JSON,
+        no float formatting), and a run of same-sized pre-filled records is rendered in one comprehension.
+        """
+        base = self.sequence_base
+        prefilled = self.prefilled
+        if prefilled is not None and position < prefilled.count:
+            end = min(stop, prefilled.count)
+            uniform = prefilled.uniform
+            if uniform is not None and (end - position) * uniform.data_bytes <= max_bytes and (
+                    prefilled.remainder is None or end < prefilled.count):
+                templates, width, first_ms = prefilled.templates, len(prefilled.templates), prefilled.first_arrival_ms
+                parts = [f'{{"SequenceNumber":"{base + p}","ApproximateArrivalTimestamp":{first_ms + p}e-3,'
+                         f'{templates[p % width].tail}' for p in range(position, end)]
+                if end == stop or end < prefilled.count:
+                    return parts, len(parts) * uniform.data_bytes, len(parts) * uniform.user_records
+                rest, rest_size, rest_users = self._render_each(end, stop, max_bytes - len(parts) * uniform.data_bytes)
+                return (parts + rest, len(parts) * uniform.data_bytes + rest_size,
+                        len(parts) * uniform.user_records + rest_users)
+        return self._render_each(position, stop, max_bytes)
+
+    def _render_each(self, position: int, stop: int, max_bytes: int) -> tuple[list[str], int, int]:
+        parts: list[str] = []
+        size = users = 0
+        base = self.sequence_base
+        for current in range(position, stop):
+            record = self.stored(current)
+            if parts and size + record.data_bytes > max_bytes:
+                break
+            arrival_ms = round(self.arrival(current) * 1000)
+            parts.append(f'{{"SequenceNumber":"{base + current}","ApproximateArrivalTimestamp":{arrival_ms}e-3,'
+                         f'{record.tail}')
+            size += record.data_bytes
+            users += record.user_records
+        return parts, size, users
+
+    def stored(self, position: int) -> StoredRecord:
+        prefilled = self.prefilled_count
+        if position < prefilled:
+            assert self.prefilled is not None
+            return self.prefilled.record(position)
+        return self.appended[position - prefilled]
 
     def first_position_at_or_after(self, timestamp: float) -> int:
         if self.prefilled is not None:
@@ -365,7 +415,7 @@ def build_prefill(spec: PrefillSpec, shard: Shard, keys: list[str], now: float) 
             data = _payload(shard.index, n, spec.record_size)
             templates.append(StoredRecord(render_tail(data, keys[n % len(keys)]), len(data), 1, 0.0))
         count = spec.records_per_shard
-        return PrefilledRecords(templates, count, None, now - count * PREFILL_ARRIVAL_SPACING_S)
+        return PrefilledRecords(templates, count, None, int(now * 1000) - count)
 
     def build_aggregate(first_number: int, limit: int) -> tuple[StoredRecord, int]:
         builder = aggregation.AggregateBuilder(max_size=spec.aggregation_max_size)
@@ -391,7 +441,7 @@ def build_prefill(spec: PrefillSpec, shard: Shard, keys: list[str], now: float) 
         templates.append(build_aggregate(n * per_aggregate, per_aggregate)[0])
     remainder = build_aggregate(full_aggregates * per_aggregate, rest)[0] if rest else None
     count = full_aggregates + (1 if rest else 0)
-    return PrefilledRecords(templates, count, remainder, now - count * PREFILL_ARRIVAL_SPACING_S)
+    return PrefilledRecords(templates, count, remainder, int(now * 1000) - count)
 
 
 @dataclass(slots=True)

@@ -231,3 +231,15 @@ def test_prefill_spec_round_trips_through_its_command_line_form() -> None:
     assert PrefillSpec.parse(spec.to_arg()) == spec
     with pytest.raises(ValueError, match="shards"):
         PrefillSpec.parse("stream=r,shardz=3")
+
+
+def test_records_put_after_a_prefill_are_read_after_it_when_retained() -> None:
+    service = KinesisService(SinkSettings(retain=True))
+    service.prefill(PrefillSpec(stream="s", shards=1, records_per_shard=5, record_size=20))
+    put(service, [entry(f"k{i}", b"new-%d" % i) for i in range(3)])
+    records, _ = read_all(service, "s", "shardId-000000000000", limit=4)
+    assert [base64.b64decode(r["Data"]) for r in records[5:]] == [b"new-0", b"new-1", b"new-2"]
+    numbers = [int(r["SequenceNumber"]) for r in records]
+    assert len(records) == 8 and numbers == sorted(numbers)
+    arrivals = [r["ApproximateArrivalTimestamp"] for r in records]
+    assert arrivals == sorted(arrivals)
