@@ -58,11 +58,12 @@ $(BENCH_STAMP): $(STAMP)
 
 bench: $(BENCH_STAMP)
 	@$(PY) -m bench.sink --selftest --quick
-	@for script in bench/*_bench.py; do \
+	@failed=""; for script in bench/*_bench.py; do \
 		module=bench.$$(basename $$script .py); \
 		echo; echo "[bench] python -m $$module $(BENCH_ARGS)"; \
-		LOCALSTACK_PORT=$(LOCALSTACK_PORT) $(PY) -m $$module $(BENCH_ARGS) || exit 1; \
-	done
+		LOCALSTACK_PORT=$(LOCALSTACK_PORT) $(PY) -m $$module $(BENCH_ARGS) || failed="$$failed $$module"; \
+	done; \
+	if [ -n "$$failed" ]; then echo "[bench] failed:$$failed"; exit 1; fi
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache
