@@ -360,14 +360,19 @@ def parse_options(description: str, argv: Sequence[str] | None = None) -> Option
                    verbose=args.verbose)
 
 
-def _scaled_kwargs(kwargs: dict[str, Any], factor: float) -> dict[str, Any]:
+def quick_kwargs(kwargs: dict[str, Any], factor: float) -> dict[str, Any]:
+    """``kwargs`` for a ``--quick`` run: record counts scaled by ``factor``, to no fewer than 1000."""
+
+    def scale(records: int) -> int:
+        return min(records, max(1000, int(records * factor)))
+
     scaled = dict(kwargs)
     workload = scaled.get("workload")
     if isinstance(workload, dict) and "records" in workload:
-        scaled["workload"] = {**workload, "records": max(1000, int(workload["records"] * factor))}
+        scaled["workload"] = {**workload, "records": scale(workload["records"])}
     for key in ("records", "expected_records"):
         if isinstance(scaled.get(key), int):
-            scaled[key] = max(1000, int(scaled[key] * factor))
+            scaled[key] = scale(scaled[key])
     return scaled
 
 
@@ -431,7 +436,7 @@ def run_variants(variants: Sequence[Variant], *, sink: SinkProcess | None = None
             continue
         variant = listed
         if options.quick and listed.scale_in_quick:
-            variant = replace(listed, kwargs=_scaled_kwargs(listed.kwargs, options.quick_factor))
+            variant = replace(listed, kwargs=quick_kwargs(listed.kwargs, options.quick_factor))
         runs = [run_once(variant, sink) for _ in range(options.repeat)]
         good = [run for run in runs if run.ok]
         if good:
