@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Callable, Sequence
+from operator import itemgetter
 from typing import Any, Final
 
 from kpl.aggregation import OVERHEAD, AggregateBuilder
@@ -44,6 +45,7 @@ ARRIVAL: Final = 5
 LOG: Final = 6
 
 NO_LOG: AttemptLog = ()
+_record_size = itemgetter(SIZE)
 
 
 def with_log(record: PendingRecord, log: AttemptLog) -> PendingRecord:
@@ -160,13 +162,13 @@ def regroup(
 
 
 class _OpenAggregate:
-    __slots__ = ("builder", "deadline", "futures", "records", "timer", "user_bytes")
+    __slots__ = ("builder", "deadline", "futures", "records", "timer")
 
     def __init__(self, builder: AggregateBuilder, deadline: float) -> None:
         self.builder = builder
         self.records: list[PendingRecord] = []
         self.futures: list[Any] = []
-        self.user_bytes = 0
+        #: The first record's: records arrive in time order, so it is the earliest.
         self.deadline = deadline
         self.timer: asyncio.TimerHandle | None = None
 
@@ -192,15 +194,16 @@ class Aggregator:
         self._open: dict[str | None, _OpenAggregate] = {}
 
     def add(self, record: PendingRecord, future: Any, shard_id: str | None, deadline: float) -> None:
-        """Add a record predicted for ``shard_id`` that must leave the aggregator by ``deadline``."""
+        """Add a new record predicted for ``shard_id`` that must leave the aggregator by ``deadline``.
+
+        New records arrive in time order, so an open aggregate's deadline (its first record's) is
+        never later than the one of a record joining it.  (Retried records do not come this way.)
+        """
         aggregate = self._open.get(shard_id)
         if aggregate is not None:
             if aggregate.builder.add(record[PARTITION_KEY], record[EXPLICIT_HASH_KEY], record[DATA]):
                 aggregate.records.append(record)
                 aggregate.futures.append(future)
-                aggregate.user_bytes += record[SIZE]
-                if deadline < aggregate.deadline:
-                    self._reschedule(shard_id, aggregate, deadline)
                 return
             if record[SIZE] + OVERHEAD <= self.max_size:  # it would fit an aggregate of its own
                 self._seal(shard_id, aggregate)
@@ -215,15 +218,8 @@ class Aggregator:
         aggregate = _OpenAggregate(builder, deadline)
         aggregate.records.append(record)
         aggregate.futures.append(future)
-        aggregate.user_bytes = record[SIZE]
         aggregate.timer = self._loop.call_at(deadline, self._deadline_reached, shard_id, aggregate)
         self._open[shard_id] = aggregate
-
-    def _reschedule(self, shard_id: str | None, aggregate: _OpenAggregate, deadline: float) -> None:
-        aggregate.deadline = deadline
-        if aggregate.timer is not None:
-            aggregate.timer.cancel()
-        aggregate.timer = self._loop.call_at(deadline, self._deadline_reached, shard_id, aggregate)
 
     def _deadline_reached(self, shard_id: str | None, aggregate: _OpenAggregate) -> None:
         if self._open.get(shard_id) is aggregate:
@@ -233,8 +229,9 @@ class Aggregator:
         del self._open[shard_id]
         if aggregate.timer is not None:
             aggregate.timer.cancel()
-        self._on_sealed(seal(aggregate.records, aggregate.futures, aggregate.builder, shard_id, self.generation,
-                             aggregate.deadline, self.ttl, aggregate.user_bytes))
+        records = aggregate.records
+        self._on_sealed(seal(records, aggregate.futures, aggregate.builder, shard_id, self.generation,
+                             aggregate.deadline, self.ttl, sum(map(_record_size, records))))
 
     def flush(self) -> None:
         """Seal every open aggregate now."""

@@ -117,9 +117,10 @@ class AggregateBuilder:
             return self._add_with_hash_key(partition_key, explicit_hash_key, data)
         pk_index = self._pk_index.get(partition_key)
         if pk_index is None:
-            raw = partition_key.encode()
             pk_index = len(self._pk_table)
-            table_entry = _TAG_PK_TABLE + encode_varint(len(raw)) + raw
+            table_entry = _PK_ENTRIES.get(partition_key)
+            if table_entry is None:
+                table_entry = _pk_entry(partition_key)
             added = len(table_entry)
         else:
             table_entry = None
@@ -182,6 +183,20 @@ class AggregateBuilder:
         """The aggregated record: magic, protobuf body and MD5 of the body."""
         body = b"".join(self._pk_table) + b"".join(self._ehk_table) + b"".join(self._parts)
         return MAGIC + body + md5(body).digest()
+
+
+#: Encoded partition-key table entries by key: applications reuse partition keys across aggregates.
+_PK_ENTRIES: dict[str, bytes] = {}
+_PK_ENTRIES_LIMIT = 1 << 14
+
+
+def _pk_entry(partition_key: str) -> bytes:
+    raw = partition_key.encode()
+    entry = _TAG_PK_TABLE + encode_varint(len(raw)) + raw
+    if len(_PK_ENTRIES) >= _PK_ENTRIES_LIMIT:
+        _PK_ENTRIES.clear()
+    _PK_ENTRIES[partition_key] = entry
+    return entry
 
 
 #: Record-entry headers without an explicit hash key, by (partition-key index << 24 | data length):

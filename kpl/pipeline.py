@@ -21,6 +21,7 @@ import concurrent.futures
 from collections import deque
 from collections.abc import Iterable
 from dataclasses import dataclass
+from operator import itemgetter
 from typing import Any
 
 import structlog
@@ -64,6 +65,7 @@ from kpl.shard_map import DEFAULT_MAX_RECORD_SIZE, ShardMap, ShardMapRefresher, 
 log = structlog.get_logger(__name__)
 
 _INVALID_STATE = (asyncio.InvalidStateError, concurrent.futures.InvalidStateError)
+_arrival = itemgetter(ARRIVAL)
 _RESOURCE_NOT_FOUND = "ResourceNotFoundException"
 
 
@@ -482,7 +484,7 @@ class StreamPipeline:
             if len(kr.log) == 1:
                 buffered = [start - r[ARRIVAL] for r in (kr.records[0], kr.records[-1])]
                 metrics.buffering(stream, kr.shard_id, count=n,
-                                  total_ms=(n * start - sum(r[ARRIVAL] for r in kr.records)) * 1000.0,
+                                  total_ms=(n * start - sum(map(_arrival, kr.records))) * 1000.0,
                                   min_ms=min(buffered) * 1000.0, max_ms=max(buffered) * 1000.0)
         for kr, code, _, _ in outcome.failed:
             counts = per_shard.setdefault(kr.shard_id, [0, 0, 0, 0, 1 << 62, 0])

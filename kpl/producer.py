@@ -41,7 +41,7 @@ from kpl.metrics import ProducerMetrics
 from kpl.pipeline import Shared, StreamPipeline
 from kpl.records import PRODUCER_CLOSED, RecordResult
 from kpl.retry import Backoff
-from kpl.sender import Sender
+from kpl.sender import Sender, install_put_records_encoder
 from kpl.shard_map import DEFAULT_MAX_RECORD_SIZE
 
 log = structlog.get_logger(__name__)
@@ -148,6 +148,7 @@ class _ProducerCore:
                 async_client("kinesis", config.kinesis_client_config()))
             control_client = await self._stack.enter_async_context(
                 async_client("kinesis", config.control_client_config()))
+            install_put_records_encoder(data_client)
             self._sender = Sender(data_client, max_in_flight=config.max_connections,
                                   request_timeout=config.request_timeout_ms / 1000.0)
             self._shared = Shared(loop, config, control_client, self._sender, self.budget, self.metrics,
@@ -296,6 +297,10 @@ class AsyncProducer:
         base = config if config is not None else ProducerConfig()
         self.config = base.with_(**settings) if settings else base
         self._core = _ProducerCore(self.config)
+        self._pipelines = self._core.pipelines
+        self._budget = self._core.budget
+        #: Records larger than this need a look at the stream's own limit.
+        self._checked_size = min(DEFAULT_MAX_RECORD_SIZE, self.config.max_user_record_size or ABSOLUTE_MAX_RECORD_SIZE)
 
     async def start(self) -> None:
         """Create the AWS clients and background tasks (``async with`` does this)."""
@@ -320,13 +325,14 @@ class AsyncProducer:
         core = self._core
         data, partition_key, explicit_hash_key, hash_key, size = validate_record(
             data, partition_key, explicit_hash_key)
-        pipeline = core.pipelines.get(stream_name) or core.pipeline(stream_name)
-        if size > DEFAULT_MAX_RECORD_SIZE or (core.config.max_user_record_size is not None
-                                              and size > core.config.max_user_record_size):
-            await core.check_size(stream_name, size)
-        if core.closing:
+        pipeline = self._pipelines.get(stream_name)
+        if pipeline is None or core.closing:
             core.check_open()
-        budget = core.budget
+            pipeline = core.pipeline(stream_name)
+        if size > self._checked_size:
+            await core.check_size(stream_name, size)
+            core.check_open()
+        budget = self._budget
         if not budget.try_admit(size):
             await budget.wait_for_room(size)
             core.check_open()
@@ -349,15 +355,15 @@ class AsyncProducer:
         core = self._core
         data, partition_key, explicit_hash_key, hash_key, size = validate_record(
             data, partition_key, explicit_hash_key)
-        pipeline = core.pipelines.get(stream_name) or core.pipeline(stream_name)
-        if core.closing:
+        pipeline = self._pipelines.get(stream_name)
+        if pipeline is None or core.closing:
             core.check_open()
-        if size > DEFAULT_MAX_RECORD_SIZE or (core.config.max_user_record_size is not None
-                                              and size > core.config.max_user_record_size):
+            pipeline = core.pipeline(stream_name)
+        if size > self._checked_size:
             limit, _ = core.size_limit(stream_name)
             if size > limit:
                 raise _too_large(stream_name, size, limit)
-        budget = core.budget
+        budget = self._budget
         if not budget.try_admit(size):
             raise BufferFullError(
                 f"{budget.outstanding_records} records / {budget.outstanding_bytes} bytes outstanding "

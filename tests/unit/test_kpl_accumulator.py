@@ -130,14 +130,15 @@ def test_a_record_larger_than_an_aggregate_bypasses_aggregation() -> None:
     assert [kr.futures for kr in sealed] == [["b"], ["a"]]
 
 
-def test_an_earlier_deadline_brings_the_aggregate_forward() -> None:
+def test_the_first_record_sets_the_aggregate_deadline() -> None:
     loop, sealed = FakeLoop(), []
     agg = aggregator(loop, sealed)
-    agg.add(record("new", b"1", arrival=0.0), "new", "s", deadline=0.1)
-    agg.add(record("retried", b"2", arrival=-5.0), "retried", "s", deadline=0.02)
-    loop.advance(0.03)
+    agg.add(record("first", b"1", arrival=0.0), "first", "s", deadline=0.1)
+    loop.advance(0.05)
+    agg.add(record("second", b"2", arrival=0.05), "second", "s", deadline=0.15)
+    loop.advance(0.051)
     (kr,) = sealed
-    assert kr.futures == ["new", "retried"]
+    assert kr.futures == ["first", "second"] and kr.user_bytes == 2 * (5 + 1) + 1
 
 
 def test_take_returns_open_records_without_sealing() -> None:

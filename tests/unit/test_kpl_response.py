@@ -86,3 +86,29 @@ def test_unpredicted_records_are_not_checked(split_map: ShardMap) -> None:
 def test_a_response_of_the_wrong_length_is_refused(split_map: ShardMap) -> None:
     with pytest.raises(ValueError, match="2 entries"):
         read_response([kinesis_record("shard-1", HALF)] * 2, {"Records": [ok("shard-1")]}, split_map, 1.0, 2.0)
+
+
+def test_put_records_body_matches_what_botocore_writes() -> None:
+    import json
+
+    import botocore.session
+    from botocore.serialize import create_serializer
+
+    from kpl.sender import _set_entries_aside, _splice_entries
+
+    model = botocore.session.get_session().get_service_model("kinesis").operation_model("PutRecords")
+    serializer = create_serializer("json")
+    entries = [
+        {"Data": b"\x00\xff binary", "PartitionKey": "a", "ExplicitHashKey": "123"},
+        {"Data": b"", "PartitionKey": 'quote " backslash \\ and ключ', "ExplicitHashKey": str(2**128 - 1)},
+        {"Data": b"x" * 1000, "PartitionKey": "no-hash-key"},
+    ]
+    params = {"Records": entries, "StreamName": "s"}
+    expected = serializer.serialize_to_request(dict(params), model)["body"]
+    context: dict[str, Any] = {}
+    params_copy = dict(params)
+    _set_entries_aside(params_copy, context)
+    request = serializer.serialize_to_request(params_copy, model)
+    _splice_entries(request, context)
+    assert json.loads(request["body"]) == json.loads(expected)
+    assert context == {}
