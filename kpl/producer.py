@@ -73,7 +73,10 @@ def validate_record(
             raise TypeError(f"data must be bytes-like (bytes, bytearray or memoryview), not {type(data).__name__}")
         data = bytes(data)  # a private copy: the caller may reuse its buffer
     if partition_key is None:
-        partition_key = f"{_getrandbits(128):032x}"
+        random_key = f"{_getrandbits(128):032x}"  # used once: not worth a place in the cache
+        if explicit_hash_key is None:
+            return data, random_key, None, int.from_bytes(md5(random_key.encode()).digest(), "big"), 32 + len(data)
+        partition_key = random_key
     elif type(partition_key) is not str:
         if not isinstance(partition_key, str):
             raise TypeError(f"partition_key must be str, not {type(partition_key).__name__}")

@@ -117,3 +117,33 @@ def test_we_read_what_aws_kinesis_agg_writes(records: list[tuple[str, bytes]]) -
         aggregator.add_user_record(partition_key.encode(), data)
     _, _, blob = aggregator.clear_and_get().get_contents()
     assert [(r.partition_key, r.data) for r in decode(blob)] == records
+
+
+@given(st.lists(sub_records, min_size=1, max_size=60))
+def test_encoding_does_not_depend_on_the_encoder_caches(records: list[SubRecord]) -> None:
+    from kpl import aggregation
+
+    warm = encode(records)
+    aggregation._PK_ENTRIES.clear()
+    aggregation._PLAIN_HEADERS.clear()
+    assert encode(records) == warm
+    assert decode(warm) == records
+
+
+@settings(max_examples=100)
+@given(st.lists(sub_records, min_size=1, max_size=80), st.integers(min_value=64, max_value=4096))
+def test_shard_grouping_keeps_every_record_in_order_within_the_limit(records: list[SubRecord], max_size: int) -> None:
+    from kpl.accumulator import regroup
+
+    pending = [(r.partition_key, r.explicit_hash_key, r.data, 0, len(r.partition_key.encode()) + len(r.data), 0.0, ())
+               for r in records]
+    krs = regroup(pending, list(range(len(pending))), "shard", 1, aggregate=True, max_size=max_size,
+                  max_count=2**32, deadline=0.0, ttl=30.0)
+    assert [future for kr in krs for future in kr.futures] == list(range(len(records)))
+    for kr in krs:
+        data = kr.entry["Data"]
+        if len(kr.records) > 1:
+            assert len(data) <= max_size
+            assert decode(data) == [SubRecord(*r[:3]) for r in kr.records]
+        else:
+            assert data == kr.records[0][2], "a record alone travels raw"
