@@ -19,7 +19,7 @@ async def test_per_shard_order_survives_injected_failures(
     ranges = shard_ranges(kinesis, stream)
     records = [(f"user-{i % 41}", b"%08d" % i) for i in range(3000)]
     config = kpl.ProducerConfig(ordered_per_shard=True, record_max_buffered_time_ms=50, metrics_level="none",
-                                aggregation_max_size=8192)
+                                aggregation_max_size=2048)
     fault_injection.set(KINESIS_ERROR_PROBABILITY=0.3)
     async with kpl.AsyncProducer(config) as producer:
         futures = [await producer.put_record(stream, data, key) for key, data in records]
