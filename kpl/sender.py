@@ -135,6 +135,9 @@ class Sender:
 
     def _finished(self, task: asyncio.Task[None]) -> None:
         self._tasks.discard(task)
+        if not task.cancelled() and task.exception() is not None:
+            # A bug in handling a response: the batch's records may never be resolved.  Say so loudly.
+            log.error("PutRecords outcome handling failed", exc_info=task.exception())
         backlog = self._backlog
         while backlog and len(self._tasks) < self.max_in_flight:
             handler, batch = backlog.popleft()
