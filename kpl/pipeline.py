@@ -18,8 +18,9 @@ from __future__ import annotations
 
 import asyncio
 import concurrent.futures
+import time
 from collections import deque
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from operator import itemgetter
 from typing import Any
@@ -105,6 +106,9 @@ class StreamPipeline:
             "StreamName": stream_name}
         self._shared = shared
         self.loop = loop = shared.loop
+        #: The loop's clock, as a direct call when it is the standard one (time.monotonic).
+        self.clock: Callable[[], float] = (
+            time.monotonic if type(loop).time is asyncio.BaseEventLoop.time else loop.time)
         config = shared.config
         self._ordered = config.ordered_per_shard
         self._rate_limit = float(config.rate_limit)
@@ -249,13 +253,21 @@ class StreamPipeline:
         if not self._waiting:
             return
         limit = self.record_size_limit()
-        (fitting, fitting_futures), (too_large, too_large_futures) = split(
-            *self._take_waiting(), lambda record: record[SIZE] <= limit)
-        self._fail(too_large, too_large_futures, (), "ValidationException",
+        too_large: tuple[list[PendingRecord], list[Any]] = ([], [])
+        aggregate, add, max_buffered = self._aggregate, self._aggregator.add, self._max_buffered
+        for record, future in zip(*self._take_waiting(), strict=True):
+            if record[SIZE] > limit:
+                too_large[0].append(record)
+                too_large[1].append(future)
+                continue
+            shard_id = ranges.shard_for(record[HASH_KEY])
+            if shard_id is not None and aggregate:
+                add(record, future, shard_id, record[ARRIVAL] + max_buffered)
+            else:
+                self._route(record, future, shard_id)
+        self._fail(*too_large, (), "ValidationException",
                    f"record is larger than the stream's maximum record size of {limit} bytes",
                    retryable=False, shard_id=None)
-        for record, future in zip(fitting, fitting_futures, strict=True):
-            self._route(record, future, self.map.shard_for(record[HASH_KEY]))
 
     # --- the way in ---------------------------------------------------------------------------------
 

@@ -340,9 +340,8 @@ class AsyncProducer:
             await budget.wait_for_room(size)
             core.check_open()
             budget.admit(size)
-        loop = pipeline.loop
-        future: asyncio.Future[RecordResult] = loop.create_future()
-        pipeline.add((partition_key, explicit_hash_key, data, hash_key, size, loop.time(), NO_LOG), future)
+        future: asyncio.Future[RecordResult] = pipeline.loop.create_future()
+        pipeline.add((partition_key, explicit_hash_key, data, hash_key, size, pipeline.clock(), NO_LOG), future)
         return future
 
     def put_record_nowait(
@@ -372,9 +371,8 @@ class AsyncProducer:
                 f"{budget.outstanding_records} records / {budget.outstanding_bytes} bytes outstanding "
                 f"(bounds {budget.max_records} / {budget.max_bytes})"
             )
-        loop = pipeline.loop
-        future: asyncio.Future[RecordResult] = loop.create_future()
-        pipeline.add((partition_key, explicit_hash_key, data, hash_key, size, loop.time(), NO_LOG), future)
+        future: asyncio.Future[RecordResult] = pipeline.loop.create_future()
+        pipeline.add((partition_key, explicit_hash_key, data, hash_key, size, pipeline.clock(), NO_LOG), future)
         return future
 
     def flush(self, stream_name: str | None = None) -> None:
