@@ -8,8 +8,8 @@
   aggregate is dropped: after a split the KPL may have sent the same aggregate to both children, and
   only the child owning every key must deliver it.  Drops are counted and logged (once per batch).
 
-The hot path hashes each partition-key table entry once per aggregate rather than once per record,
-and creates nothing per record beyond the :class:`Record` itself.
+The hot path hashes a partition key once per shard consumer, not once per record (partition keys repeat:
+users, devices), in a bounded cache, and creates nothing per record beyond the :class:`Record` itself.
 """
 
 from __future__ import annotations
@@ -30,7 +30,11 @@ log = structlog.get_logger(__name__)
 class Deaggregator:
     """Deaggregates one shard's records; ``hash_range`` None disables the range filter (and says so)."""
 
-    __slots__ = ("dropped_aggregates", "dropped_records", "hash_range", "invalid_aggregates", "shard_id")
+    __slots__ = ("_key_in_range", "dropped_aggregates", "dropped_records", "hash_range", "invalid_aggregates",
+                 "shard_id")
+
+    #: Partition keys whose range check is remembered; the cache starts over when it is full.
+    KEY_CACHE_SIZE = 65_536
 
     def __init__(self, shard_id: str, hash_range: HashRange | None) -> None:
         self.shard_id = shard_id
@@ -38,6 +42,7 @@ class Deaggregator:
         self.dropped_aggregates = 0
         self.dropped_records = 0
         self.invalid_aggregates = 0
+        self._key_in_range: dict[str, bool] = {}
         if hash_range is None:
             log.warning("shard hash range unknown: aggregates are not filtered by hash key", shard=shard_id)
 
@@ -73,7 +78,7 @@ class Deaggregator:
         hash_range = self.hash_range
         assert hash_range is not None
         start, end = hash_range.start, hash_range.end
-        checked: set[str] = set()
+        known = self._key_in_range
         for partition_key, explicit_hash_key, _ in sub_records:
             if explicit_hash_key is not None:
                 try:
@@ -82,10 +87,14 @@ class Deaggregator:
                     return False
                 if not start <= key <= end:
                     return False
-            elif partition_key not in checked:
-                checked.add(partition_key)
-                if not start <= partition_key_hash(partition_key) <= end:
-                    return False
+                continue
+            inside = known.get(partition_key)
+            if inside is None:
+                if len(known) >= self.KEY_CACHE_SIZE:
+                    known.clear()
+                inside = known[partition_key] = start <= partition_key_hash(partition_key) <= end
+            if not inside:
+                return False
         return True
 
 

@@ -152,6 +152,8 @@ class Worker:
         for held in coordinator.held.all():
             await coordinator.relinquish(held.shard_id, held.token)
         coordinator.stop_renewing()
+        if self._table is not None:
+            log.info("lease table requests", worker=self.worker_id, requests=dict(sorted(self._table.requests.items())))
         if self._publisher is not None:
             await self._publisher.close()
         if self._exits is not None:
