@@ -220,12 +220,14 @@ class ProducerConfig:
         )
 
     def cloudwatch_client_config(self) -> ClientConfig:
+        """PutMetricData: two attempts at most, so a dead network holds up the final upload only briefly."""
         return ClientConfig(
             region=self.region or None,
             endpoint_url=_endpoint_url(self.cloudwatch_endpoint, self.cloudwatch_port),
             connect_timeout=self.connect_timeout_ms / 1000.0,
-            read_timeout=max(self.request_timeout_ms / 1000.0, 10.0),
+            read_timeout=self.request_timeout_ms / 1000.0,
             max_pool_connections=2,
+            max_attempts=2,
         )
 
 

@@ -139,8 +139,9 @@ class ProducerMetrics:
         self._emit(ERRORS_BY_CODE, _COUNT, (count, count, 1, 1), stream, shard, extra=(("ErrorCode", code),))
         self._emit(ALL_ERRORS, _COUNT, (count, count, 1, 1), stream, shard)
 
-    def retries(self, stream: str, shard: str | None, records: int, retries: int) -> None:
-        self._emit(RETRIES_PER_RECORD, _COUNT, (records, records * retries, retries, retries), stream, shard)
+    def retries(self, stream: str, shard: str | None, *, count: int, total: int, minimum: int, maximum: int) -> None:
+        """Retries of delivered user records (attempts beyond the first)."""
+        self._emit(RETRIES_PER_RECORD, _COUNT, (count, total, minimum, maximum), stream, shard)
 
     def expired(self, stream: str, count: int) -> None:
         self._emit(USER_RECORD_EXPIRED, _COUNT, (count, count, 1, 1), stream)

@@ -67,6 +67,7 @@ log = structlog.get_logger(__name__)
 
 _INVALID_STATE = (asyncio.InvalidStateError, concurrent.futures.InvalidStateError)
 _arrival = itemgetter(ARRIVAL)
+_size = itemgetter(SIZE)
 _RESOURCE_NOT_FOUND = "ResourceNotFoundException"
 
 
@@ -475,36 +476,32 @@ class StreamPipeline:
                 self._drain(state)
 
     def _report_request(self, batch: list[KinesisRecord], outcome: ResponseOutcome, start: float, end: float) -> None:
+        """The KPL's per-request metrics, summarised per shard (never one metric call per record)."""
         metrics = self._shared.metrics
         if not metrics.enabled:
             return
         stream = self.stream_name
-        users = sum(len(kr.records) for kr in batch)
-        metrics.request(stream, (end - start) * 1000.0, len(batch), users)
-        per_shard: dict[str | None, list[int]] = {}
-        put = [entry[0] for entry in outcome.delivered]
-        put += [entry[0] for entry in outcome.misrouted]
-        put += [entry[0] for entry in outcome.unverified]
-        for kr in put:
-            counts = per_shard.setdefault(kr.shard_id, [0, 0, 0, 0, 1 << 62, 0])
-            n = len(kr.records)
-            counts[0] += 1
-            counts[2] += kr.size
-            counts[3] += n
-            counts[4] = min(counts[4], n)
-            counts[5] = max(counts[5], n)
-            if len(kr.log) == 1:
-                buffered = [start - r[ARRIVAL] for r in (kr.records[0], kr.records[-1])]
-                metrics.buffering(stream, kr.shard_id, count=n,
-                                  total_ms=(n * start - sum(map(_arrival, kr.records))) * 1000.0,
-                                  min_ms=min(buffered) * 1000.0, max_ms=max(buffered) * 1000.0)
+        metrics.request(stream, (end - start) * 1000.0, len(batch), sum(len(kr.records) for kr in batch))
+        reports: dict[str | None, _ShardReport] = {}
+        for kr, _, _ in outcome.delivered:
+            report = reports.get(kr.shard_id) or reports.setdefault(kr.shard_id, _ShardReport())
+            report.put(kr, start)
+            report.delivered(kr)
+        for kr, _, _ in (*outcome.misrouted, *outcome.unverified):  # users reported once verified
+            report = reports.get(kr.shard_id) or reports.setdefault(kr.shard_id, _ShardReport())
+            report.put(kr, start)
         for kr, code, _, _ in outcome.failed:
-            counts = per_shard.setdefault(kr.shard_id, [0, 0, 0, 0, 1 << 62, 0])
-            counts[1] += 1
-            metrics.errors(stream, kr.shard_id, code, 1)
-        for shard_id, (ok, failed, size, user_total, fewest, most) in per_shard.items():
-            metrics.kinesis_records(stream, shard_id, succeeded=ok, failed=failed, data_bytes=size,
-                                    user_per_record=(user_total, fewest, most))
+            report = reports.get(kr.shard_id) or reports.setdefault(kr.shard_id, _ShardReport())
+            report.kinesis_failed += 1
+            report.errors[code] = report.errors.get(code, 0) + 1
+        for shard_id, report in reports.items():
+            report.emit(metrics, stream, shard_id)
+
+    def _report_delivered(self, kr: KinesisRecord, records: list[PendingRecord], shard_id: str | None) -> None:
+        """User-record metrics for records delivered outside the per-request summary (after a check)."""
+        metrics = self._shared.metrics
+        if metrics.enabled:
+            metrics.user_records(self.stream_name, shard_id, len(records), 0, sum(map(_size, records)))
 
     # --- resolving --------------------------------------------------------------------------------------
 
@@ -530,11 +527,6 @@ class StreamPipeline:
             except _INVALID_STATE:  # the caller cancelled its future
                 pass
         self._shared.budget.release(len(records), size)
-        metrics = self._shared.metrics
-        if metrics.enabled:
-            metrics.user_records(self.stream_name, shard_id, len(records), 0, size)
-            if len(kr.log) > 1:
-                metrics.retries(self.stream_name, shard_id, len(records), len(kr.log) - 1)
 
     def _fail_kinesis_record(self, kr: KinesisRecord, code: str, message: str, *, retryable: bool) -> None:
         self._fail(kr.records, kr.futures, tuple(kr.log), code, message, retryable=retryable, shard_id=kr.shard_id)
@@ -672,6 +664,7 @@ class StreamPipeline:
             inside, outside = split(kr.records, kr.futures, lambda record: low <= record[HASH_KEY] <= high)
         if inside[0]:
             self._deliver(kr, inside[0], inside[1], shard_id, sequence_number)
+            self._report_delivered(kr, inside[0], shard_id)
         if not outside[0]:
             return
         start, end, _, _ = kr.log[-1]
@@ -786,6 +779,70 @@ class StreamPipeline:
             self._describe_task.cancel()
         if not self._limits_known.done():
             self._limits_known.cancel()
+
+
+class _ShardReport:
+    """What one response said about one shard, summed up for the metrics."""
+
+    __slots__ = ("buffered", "errors", "kinesis_bytes", "kinesis_failed", "kinesis_put", "retries", "user_bytes",
+                 "user_put", "users_per_record")
+
+    def __init__(self) -> None:
+        self.kinesis_put = 0
+        self.kinesis_failed = 0
+        self.kinesis_bytes = 0
+        #: count, total, fewest, most user records per Kinesis record put.
+        self.users_per_record = [0, 0, 1 << 62, 0]
+        self.user_put = 0
+        self.user_bytes = 0
+        #: count, total, min, max: seconds from arrival to first send.
+        self.buffered: list[float] = [0, 0.0, float("inf"), 0.0]
+        #: count, total, min, max retries of the records delivered.
+        self.retries = [0, 0, 1 << 62, 0]
+        self.errors: dict[str, int] = {}
+
+    def put(self, kr: KinesisRecord, start: float) -> None:
+        users = len(kr.records)
+        self.kinesis_put += 1
+        self.kinesis_bytes += kr.size
+        counts = self.users_per_record
+        counts[0] += 1
+        counts[1] += users
+        counts[2] = min(counts[2], users)
+        counts[3] = max(counts[3], users)
+        if len(kr.log) == 1:  # first attempt: how long its records waited
+            buffered = self.buffered
+            buffered[0] += users
+            buffered[1] += users * start - sum(map(_arrival, kr.records))
+            buffered[2] = min(buffered[2], start - kr.records[-1][ARRIVAL])
+            buffered[3] = max(buffered[3], start - kr.oldest_arrival)
+
+    def delivered(self, kr: KinesisRecord) -> None:
+        users = len(kr.records)
+        self.user_put += users
+        self.user_bytes += kr.user_bytes
+        retries = len(kr.log) - 1
+        counts = self.retries
+        counts[0] += users
+        counts[1] += users * retries
+        counts[2] = min(counts[2], retries)
+        counts[3] = max(counts[3], retries)
+
+    def emit(self, metrics: ProducerMetrics, stream: str, shard_id: str | None) -> None:
+        fewest = self.users_per_record[2] if self.kinesis_put else 0
+        metrics.kinesis_records(stream, shard_id, succeeded=self.kinesis_put, failed=self.kinesis_failed,
+                                data_bytes=self.kinesis_bytes,
+                                user_per_record=(self.users_per_record[1], fewest, self.users_per_record[3]))
+        if self.user_put:
+            metrics.user_records(stream, shard_id, self.user_put, 0, self.user_bytes)
+            count, total, least, most = self.retries
+            metrics.retries(stream, shard_id, count=count, total=total, minimum=least, maximum=most)
+        waited, seconds, shortest, longest = self.buffered
+        if waited:
+            metrics.buffering(stream, shard_id, count=int(waited), total_ms=seconds * 1000.0,
+                              min_ms=shortest * 1000.0, max_ms=longest * 1000.0)
+        for code, failures in self.errors.items():
+            metrics.errors(stream, shard_id, code, failures)
 
 
 def _by_shard(krs: Iterable[KinesisRecord]) -> dict[str | None, list[KinesisRecord]]:

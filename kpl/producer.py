@@ -41,7 +41,7 @@ from kpl.metrics import ProducerMetrics
 from kpl.pipeline import Shared, StreamPipeline
 from kpl.records import PRODUCER_CLOSED, RecordResult
 from kpl.retry import Backoff
-from kpl.sender import Sender, install_put_records_encoder
+from kpl.sender import Sender, install_put_records_codec
 from kpl.shard_map import DEFAULT_MAX_RECORD_SIZE
 
 log = structlog.get_logger(__name__)
@@ -138,6 +138,7 @@ class _ProducerCore:
         self._stack = contextlib.AsyncExitStack()
         self._publisher: CloudWatchPublisher | None = None
         self._housekeeping: asyncio.Task[None] | None = None
+        self._shut_down = asyncio.Event()
 
     async def start(self) -> None:
         if self.started:
@@ -151,7 +152,7 @@ class _ProducerCore:
                 async_client("kinesis", config.kinesis_client_config()))
             control_client = await self._stack.enter_async_context(
                 async_client("kinesis", config.control_client_config()))
-            install_put_records_encoder(data_client)
+            install_put_records_codec(data_client)
             self._sender = Sender(data_client, max_in_flight=config.max_connections,
                                   request_timeout=config.request_timeout_ms / 1000.0)
             self._shared = Shared(loop, config, control_client, self._sender, self.budget, self.metrics,
@@ -242,7 +243,9 @@ class _ProducerCore:
 
     async def close(self, timeout: float | None = None) -> None:
         """Stop accepting records, deliver what is outstanding (up to ``timeout``), release everything."""
-        if self.closed or self.closing:
+        if self.closing:
+            if self.started:
+                await self._shut_down.wait()  # a close already under way
             return
         self.closing = True
         if not self.started:
@@ -255,8 +258,12 @@ class _ProducerCore:
                     await self.budget.wait_idle()
             except TimeoutError:
                 await self._abort(f"the producer closed with the record still outstanding after {timeout:g} s")
+            except asyncio.CancelledError:
+                await self._abort("close() was cancelled with the record still outstanding")
+                raise
         finally:
             await self._shutdown()
+            self._shut_down.set()
 
     async def _abort(self, message: str) -> None:
         assert self._sender is not None
@@ -279,7 +286,12 @@ class _ProducerCore:
         for pipeline in self.pipelines.values():
             await pipeline.close()
         if self._publisher is not None:
-            await self._publisher.close()
+            try:
+                # The final upload must not hold up close() on a dead network.
+                async with asyncio.timeout(2 * self.config.request_timeout_ms / 1000.0):
+                    await self._publisher.close()
+            except TimeoutError:
+                log.warning("final CloudWatch metrics upload did not finish in time; dropped")
         await self._stack.aclose()
         self.closed = True
 
