@@ -57,7 +57,6 @@ from kpl.records import (
     RecordError,
     RecordResult,
     UserRecord,
-    attempts_from_log,
 )
 from kpl.retry import Backoff, ErrorKind, classify, error_code, error_message
 from kpl.sender import ResponseOutcome, Sender, read_response
@@ -515,12 +514,10 @@ class StreamPipeline:
         for record, future in zip(records, futures):  # noqa: B905  (equal lengths by construction; hot path)
             size += record[SIZE]
             if record[LOG]:  # regrouped on a retry: it has attempts of its own
-                result = RecordResult(True, shard_id, sequence_number,
-                                      attempts_from_log(record[ARRIVAL], record[LOG] + kr_log))
+                result = RecordResult(True, shard_id, sequence_number, record[LOG] + kr_log, record[ARRIVAL])
             else:
                 if shared is None:
-                    shared = RecordResult(True, shard_id, sequence_number,
-                                          attempts_from_log(record[ARRIVAL], kr_log))
+                    shared = RecordResult(True, shard_id, sequence_number, kr_log, record[ARRIVAL])
                 result = shared
             try:  # noqa: SIM105  (contextlib.suppress costs a context manager per record)
                 future.set_result(result)
@@ -543,7 +540,7 @@ class StreamPipeline:
         for record, future in zip(records, futures, strict=True):
             size += record[SIZE]
             result = RecordResult(
-                False, None, None, attempts_from_log(record[ARRIVAL], record[LOG] + kr_log), error,
+                False, None, None, record[LOG] + kr_log, record[ARRIVAL], error,
                 UserRecord(stream, record[PARTITION_KEY], record[EXPLICIT_HASH_KEY], record[DATA]), retryable,
             )
             try:  # noqa: SIM105

@@ -71,12 +71,11 @@ def attempts_from_log(since: float, log: AttemptLog) -> tuple[Attempt, ...]:
     return tuple(attempts)
 
 
-@dataclass(frozen=True, slots=True)
 class RecordResult:
     """The outcome of one ``put_record``: where it landed, or why it did not, and every attempt.
 
     User records that travelled in the same Kinesis record and were delivered together share one
-    (immutable) result object: their shard, sequence number and attempts are the same, and one
+    (read-only) result object: their shard, sequence number and attempts are the same, and one
     object per Kinesis record instead of one per user record halves what the garbage collector
     has to track in a busy producer.  The first attempt's ``delay`` is then measured from when that
     Kinesis record started collecting (the arrival of its first user record).
@@ -86,16 +85,64 @@ class RecordResult:
     access, invalid input).  A failed result carries the ``record`` as it was put.
     """
 
-    success: bool
-    shard_id: str | None
-    sequence_number: str | None
-    attempts: tuple[Attempt, ...]
-    error: RecordError | None = None
-    record: UserRecord | None = None
-    retryable: bool = False
+    __slots__ = ("_attempts", "_error", "_log", "_record", "_retryable", "_sequence_number", "_shard_id", "_since",
+                 "_success")
+
+    # Positional on purpose: built once per Kinesis record on the hot path.
+    def __init__(  # noqa: PLR0917
+        self, success: bool, shard_id: str | None, sequence_number: str | None, log: AttemptLog, since: float,
+        error: RecordError | None = None, record: UserRecord | None = None, retryable: bool = False,
+    ) -> None:
+        self._success = success
+        self._shard_id = shard_id
+        self._sequence_number = sequence_number
+        self._log = log
+        self._since = since
+        self._error = error
+        self._record = record
+        self._retryable = retryable
+        self._attempts: tuple[Attempt, ...] | None = None
+
+    @property
+    def success(self) -> bool:
+        return self._success
+
+    @property
+    def shard_id(self) -> str | None:
+        return self._shard_id
+
+    @property
+    def sequence_number(self) -> str | None:
+        return self._sequence_number
+
+    @property
+    def attempts(self) -> tuple[Attempt, ...]:
+        """Every PutRecords attempt, oldest first (built when first read)."""
+        if self._attempts is None:
+            self._attempts = attempts_from_log(self._since, self._log)
+        return self._attempts
+
+    @property
+    def error(self) -> RecordError | None:
+        return self._error
+
+    @property
+    def record(self) -> UserRecord | None:
+        return self._record
+
+    @property
+    def retryable(self) -> bool:
+        return self._retryable
 
     def raise_for_error(self) -> RecordResult:
         """Raise :class:`RecordFailedError` when the record failed; return the result otherwise."""
-        if not self.success:
+        if not self._success:
             raise RecordFailedError(self)
         return self
+
+    def __repr__(self) -> str:
+        if self._success:
+            return (f"RecordResult(success=True, shard_id={self._shard_id!r}, "
+                    f"sequence_number={self._sequence_number!r}, attempts={len(self._log)})")
+        return (f"RecordResult(success=False, error={self._error!r}, retryable={self._retryable}, "
+                f"attempts={len(self._log)}, record={self._record!r})")

@@ -76,9 +76,11 @@ def test_attempts_measure_delay_from_arrival_then_from_the_previous_attempt() ->
 
 def test_a_failed_result_raises_on_request() -> None:
     record = UserRecord("s", "k", None, b"d")
-    failed = RecordResult(False, None, None, (), RecordError("Expired", "too late"), record, retryable=True)
+    failed = RecordResult(False, None, None, ((1.0, 2.0, "RequestTimeout", "slow"),), 0.5,
+                          RecordError("Expired", "too late"), record, retryable=True)
+    assert failed.attempts == (Attempt(0.5, 1.0, "RequestTimeout", "slow"),)
     with pytest.raises(RecordFailedError) as caught:
         failed.raise_for_error()
     assert caught.value.result is failed and "Expired: too late" in str(caught.value)
-    succeeded = RecordResult(True, "shard-1", "42", ())
+    succeeded = RecordResult(True, "shard-1", "42", (), 0.0)
     assert succeeded.raise_for_error() is succeeded
