@@ -128,11 +128,6 @@ class Sender:
         self.request_timeout = request_timeout
         self._backlog: deque[tuple[BatchHandler, list[KinesisRecord]]] = deque()
         self._tasks: set[asyncio.Task[None]] = set()
-        self.requests_sent = 0
-
-    @property
-    def in_flight(self) -> int:
-        return len(self._tasks)
 
     def submit(self, handler: BatchHandler, batch: list[KinesisRecord]) -> None:
         if len(self._tasks) < self.max_in_flight:
@@ -158,7 +153,6 @@ class Sender:
     async def _send(self, handler: BatchHandler, batch: list[KinesisRecord]) -> None:
         loop = asyncio.get_running_loop()
         start = loop.time()
-        self.requests_sent += 1
         try:
             async with asyncio.timeout(self.request_timeout):
                 response = await self._client.put_records(Records=[kr.entry for kr in batch], **handler.request_target)
@@ -169,12 +163,6 @@ class Sender:
             handler.on_request_error(batch, exc, start, loop.time())
         else:
             handler.on_response(batch, response, start, loop.time())
-
-    def backlog_size(self) -> int:
-        return sum(len(batch) for _, batch in self._backlog)
-
-    def backlog_records(self) -> list[KinesisRecord]:
-        return [kr for _, batch in self._backlog for kr in batch]
 
     def expire_backlog(self, now: float) -> None:
         """Hand Kinesis records waiting for a connection past their expiry back to their pipelines."""
