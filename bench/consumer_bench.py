@@ -354,7 +354,7 @@ class Coordination:
         try:
             self.start("A", stream)
             self.start("B", stream)
-            self.wait(lambda: sorted(Counter(self.owners(stream).values()).items()) == [("A", 2), ("B", 2)],
+            self.wait(lambda: Counter(self.owners(stream).values()) == Counter({"A": 2, "B": 2}),
                       6 * self.cycle + 60, "2 + 2 leases")
             victims = [shard for shard, owner in self.owners(stream).items() if owner == "A"]
             killed = time.monotonic()

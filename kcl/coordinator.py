@@ -72,6 +72,7 @@ class LeaseCoordinator:
         self._loop: asyncio.AbstractEventLoop | None = None
         self._tasks: list[asyncio.Task[None]] = []
         self._sync_now = asyncio.Event()
+        self._stop_rounds = asyncio.Event()
         self._shard_end = asyncio.Event()
         self._next_balance = 0.0
         self._rng = random.Random()
@@ -91,14 +92,21 @@ class LeaseCoordinator:
             interval = self.config.completed_lease_cleanup_interval_millis / 1000
             self._tasks.append(asyncio.create_task(self._every(interval, self.clean_up), name="kcl-lease-cleanup"))
 
-    async def stop_taking(self) -> None:
-        """Stop acquiring leases (first step of a graceful shutdown); held leases keep being renewed."""
+    async def stop_taking(self, timeout: float = 10.0) -> None:
+        """Stop acquiring leases (first step of a graceful shutdown); held leases keep being renewed.
+
+        A round in progress finishes (a take already sent must end up in ``held`` so that it is
+        released); only a round stuck past ``timeout`` is cancelled.
+        """
         self._stopping = True
-        for task in self._tasks:
-            task.cancel()
-        for task in self._tasks:
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
+        self._stop_rounds.set()
+        self._sync_now.set()
+        if self._tasks:
+            _, stuck = await asyncio.wait(self._tasks, timeout=timeout)
+            for task in stuck:
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
         self._tasks = []
 
     def stop_renewing(self) -> None:
@@ -118,14 +126,15 @@ class LeaseCoordinator:
         self.listener.handoff_requested(shard_id)
 
     async def _every(self, interval: float, action: Callable[[], Awaitable[Any]]) -> None:
-        while True:
+        while not self._stopping:
             started = time.monotonic()
             try:
                 await action()
             except Exception as exc:
                 log.warning("lease coordination step failed; retrying next interval", step=action.__name__,
                             error=describe_failure(exc))
-            await asyncio.sleep(max(0.0, interval - (time.monotonic() - started)))
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._stop_rounds.wait(), max(0.0, interval - (time.monotonic() - started)))
 
     # --- taking and balancing ---------------------------------------------------------------------
 
@@ -305,6 +314,8 @@ class LeaseCoordinator:
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._sync_now.wait(), interval)
             self._sync_now.clear()
+            if self._stopping:
+                return
             with contextlib.suppress(Exception):  # logged by sync_shards; the next round retries
                 await self.sync_shards()
 

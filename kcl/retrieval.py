@@ -249,6 +249,10 @@ class FanOutFetcher(_Fetcher):
                 raise
             except Exception as exc:
                 attempt += 1
+                if error_code(exc) == "ResourceInUseException":
+                    # A shard accepts one subscription per consumer every five seconds: wait and retry.
+                    await asyncio.sleep(self._backoff.delay(attempt) + 1.0)
+                    continue
                 await self._retry_or_raise(exc, attempt, "SubscribeToShard")
             finally:
                 if stream is not None:
