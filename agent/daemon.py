@@ -212,6 +212,9 @@ def _producer_config(config: AgentConfig, flow: FlowConfig) -> ProducerConfig:
         kinesis_endpoint=client.endpoint_url or "",
         region=client.region or "",
         metrics_level="none",
+        # The Java agent's buffer limits are its PutRecords limits; they bound the producer's requests too.
+        collection_max_count=flow.max_buffer_size_records,
+        collection_max_size=max(52_224, flow.max_buffer_size_bytes),
         # The flow's byte budget already bounds what is outstanding; the producer's own bounds must
         # not be the tighter ones, or the flow would wait on them instead.
         max_outstanding_bytes=max(64 << 20, 2 * flow.publish_queue_capacity_bytes),
@@ -223,4 +226,6 @@ def _producer_config(config: AgentConfig, flow: FlowConfig) -> ProducerConfig:
         producer = producer.with_(connect_timeout_ms=int(client.connect_timeout * 1000))
     if "socketTimeoutMillis" in config.explicit:
         producer = producer.with_(request_timeout_ms=int(client.read_timeout * 1000))
+    if "maxConnections" in config.explicit:
+        producer = producer.with_(max_connections=min(256, client.max_pool_connections))
     return producer

@@ -45,6 +45,8 @@ from agent.tracking import (
 log = structlog.get_logger(__name__)
 
 READ_BLOCK_BYTES = 1 << 20
+#: Reads shrink to what is left of the budget, but not below this.
+MIN_READ_BYTES = 64 << 10
 #: Partition-key bytes counted per record toward maxBufferSizeBytes (RANDOM keys are up to ~20
 #: characters, DETERMINISTIC ones are 32 hex digits); Firehose records carry none.
 PARTITION_KEY_ALLOWANCE = {"RANDOM": 24, "DETERMINISTIC": 32}
@@ -215,13 +217,14 @@ class Flow:
                     continue
             fd = tracked.fd
             assert fd is not None
+            size = max(MIN_READ_BYTES, min(READ_BLOCK_BYTES, self.budget.max_bytes - self.budget.bytes))
             try:
-                data = await asyncio.to_thread(os.pread, fd, READ_BLOCK_BYTES, tracked.read_offset)
+                data = await asyncio.to_thread(os.pread, fd, size, tracked.read_offset)
             except OSError as exc:
                 self._warn_unreadable(tracked.path, exc.strerror or str(exc))
                 tracked.close()
                 continue
-            tracked.hot = len(data) == READ_BLOCK_BYTES
+            tracked.hot = len(data) == size
             if not data:
                 continue
             progressed = True

@@ -1,0 +1,85 @@
+"""Every line written under continuous writing and rotation reaches the stream, exactly as written.
+
+One test per rotation style, each writing a few thousand lines per second through three rotations into
+a two-shard stream with KPL aggregation on (kinesis-mock is slow with many small records).
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tests.integration.test_agent_support import AgentProcess, LogWriter, agent_config, wait_for_lines
+from tests.support.waiting import wait_for
+
+RATE = 3000
+TOTAL = 15_000
+
+
+@pytest.mark.parametrize(("style", "pattern"), [
+    ("rename", "app.log*"),
+    ("copytruncate", "app.log*"),
+    ("create", "app-*.log"),
+])
+def test_rotation_loses_nothing(style: str, pattern: str, tmp_path: Path, make_stream: Callable[..., str],
+                                kinesis: Any) -> None:
+    stream = make_stream(shards=2)
+    logs = tmp_path / "logs"
+    logs.mkdir()
+    writer = LogWriter(logs, rate=RATE, total=TOTAL, style=style, rotate_every=TOTAL // 4, tag=style)
+    (logs / ("app-0000.log" if style == "create" else "app.log")).touch()
+    agent = AgentProcess(tmp_path, agent_config(tmp_path, {
+        "filePattern": str(logs / pattern), "kinesisStream": stream, "aggregationEnabled": "true",
+    }, **{"cloudwatch.emitMetrics": "true", "cloudwatch.metricsBufferTimeMillis": "1000"}))
+    try:
+        agent.start()
+        agent.wait_for_event(lambda e: e.get("event", "").startswith("tracking file"), 60, "agent tracking the log")
+        writer.start()
+        wait_for(writer.finished.is_set, 120, message="writer finished")
+        writer.check()
+        assert writer.rotations == 3
+        got = wait_for_lines(kinesis, stream, writer.written, timeout=120, agent=agent, logs=logs)
+        assert agent.stop() == 0
+    finally:
+        agent.ensure_stopped()
+    assert got == Counter(writer.written), "duplicates or unexpected records in a clean run"
+    events = [event.get("event", "") for event in agent.events()]
+    if style == "rename":
+        assert any(event.startswith("file renamed") for event in events)
+    if style == "copytruncate":
+        assert any(event.startswith("file was truncated after being copied") for event in events)
+    assert "checkpoints saved; agent stopped" in events
+
+
+def test_agent_metrics_reach_cloudwatch(tmp_path: Path, make_stream: Callable[..., str], kinesis: Any,
+                                        aws_clients: Callable[[str], Any]) -> None:
+    """The Java agent's namespace, metric names and Destination dimension."""
+    stream = make_stream(shards=1)
+    logs = tmp_path / "logs"
+    logs.mkdir()
+    lines = [f"metric line {n}\n".encode() for n in range(200)]
+    (logs / "app.log").write_bytes(b"".join(lines))
+    agent = AgentProcess(tmp_path, agent_config(tmp_path, {"filePattern": str(logs / "app.log"),
+                                                           "kinesisStream": stream},
+                                                **{"cloudwatch.emitMetrics": "true",
+                                                   "cloudwatch.metricsBufferTimeMillis": "1000"}))
+    cloudwatch = aws_clients("cloudwatch")
+    destination = [{"Name": "Destination", "Value": f"KinesisStream:{stream}"}]
+    try:
+        agent.start()
+        wait_for_lines(kinesis, stream, lines, timeout=60, agent=agent, logs=logs)
+
+        def published() -> set[str]:
+            names = {metric["MetricName"] for metric in cloudwatch.list_metrics(
+                Namespace="AWSKinesisAgent", Dimensions=destination)["Metrics"]}
+            wanted = {"BytesSent", "RecordSendAttempts", "RecordSendErrors", "ServiceErrors", "RecordsSent"}
+            return names if wanted <= names else set()
+
+        wait_for(published, 60, interval=0.5, message="agent metrics in CloudWatch")
+        assert agent.stop() == 0
+    finally:
+        agent.ensure_stopped()
