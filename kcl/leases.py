@@ -65,16 +65,8 @@ class Lease:
     checkpoint_owner: str | None = None
 
     @property
-    def shard_id(self) -> str:
-        return self.lease_key
-
-    @property
     def is_shard_end(self) -> bool:
         return self.checkpoint.is_shard_end
-
-    @property
-    def handoff_pending(self) -> bool:
-        return self.checkpoint_owner is not None
 
     def with_(self, **changes: Any) -> Lease:
         return replace(self, **changes)
@@ -380,10 +372,6 @@ class LeaseTable:
         except ConditionFailed:
             return False
         return True
-
-    def delete(self, lease_key: str) -> None:
-        """Unconditional delete (tests and tools)."""
-        self._retrying("DeleteItem", self.model(lease_key).delete, attempts=3)
 
     # --- plumbing ---------------------------------------------------------------------------------
 

@@ -225,8 +225,12 @@ class ShardConsumer:
                                 attempt=fetch_failures)
                 await self._pause(self._backoff.delay(fetch_failures))
                 last = self._checkpointer.last_delivered
-                restart = position if last.is_sentinel else StartingPosition("AFTER_SEQUENCE_NUMBER",
-                                                                             last.sequence_number)
+                restart = position
+                if not last.is_sentinel:
+                    # AT, not AFTER: the last record delivered may sit inside an aggregate whose remaining
+                    # sub-records are still due; everything up to it is skipped again.
+                    restart = StartingPosition("AT_SEQUENCE_NUMBER", last.sequence_number)
+                    skip_through = last.sort_key()
                 queue = BatchQueue(queue.max_batches, queue.max_bytes)
                 self._start_fetcher(restart, queue)
                 continue

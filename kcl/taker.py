@@ -56,10 +56,6 @@ class ExpiryTracker:
             return False
         return now - observation.last_change > self.failover
 
-    def last_change(self, lease_key: str) -> float | None:
-        observation = self._seen.get(lease_key)
-        return None if observation is None else observation.last_change
-
 
 @dataclass(frozen=True)
 class TakePlan:

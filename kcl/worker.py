@@ -78,6 +78,11 @@ class Worker:
         """Shards whose leases this worker holds now."""
         return self._coordinator.held.shard_ids() if self._coordinator else set()
 
+    @property
+    def shard_states(self) -> dict[str, str]:
+        """Each shard consumer's state (``processing``, ``waiting on parents``, ...), for introspection."""
+        return {shard_id: consumer.state.value for shard_id, (consumer, _) in self._consumers.items()}
+
     # --- running ----------------------------------------------------------------------------------
 
     async def start(self) -> None:

@@ -23,16 +23,17 @@ import sys
 import threading
 import time
 from collections import defaultdict
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from kcl import Checkpointer, CheckpointError, LeaseLostError, Record, RecordProcessor
 from kpl.aggregation import AggregateBuilder
 from kpl.hashing import HashRange, ShardRanges, partition_key_hash
 
 REPO = Path(__file__).resolve().parents[2]
+T = TypeVar("T")
 
 # --- inside the worker processes ------------------------------------------------------------------
 
@@ -290,6 +291,17 @@ def start_worker(
             cwd=REPO, env=environment, stdout=log_file, stderr=subprocess.STDOUT,
         )
     return WorkerProcess(worker_id, process, log_path)
+
+
+def watched(condition: Callable[[], T], *workers: WorkerProcess) -> Callable[[], T]:
+    """``condition``, failing at once (with the log) if one of ``workers`` has exited meanwhile."""
+    def check() -> T:
+        for worker in workers:
+            if not worker.alive:
+                raise AssertionError(f"worker {worker.worker_id} exited with {worker.process.returncode}:\n"
+                                     f"{worker.log_text()[-3000:]}")
+        return condition()
+    return check
 
 
 # --- reading what the workers did -----------------------------------------------------------------

@@ -17,7 +17,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-from tests.integration.kcl_processors import FAST_TIMINGS, start_worker, write_properties
+from tests.integration.kcl_processors import FAST_TIMINGS, start_worker, watched, write_properties
 from tests.support.kinesis import create_stream
 from tests.support.waiting import wait_for
 
@@ -93,9 +93,10 @@ def test_page_counts_and_anomalies(tmp_path: Path, aws_clients: Callable[[str], 
         workers.append(start_worker(tmp_path / "logs", "anomalies", *common, "--application", f"{stream}-anomalies",
                                     processor="examples.consumers.anomalies:AnomalyProcessor",
                                     env={"ANOMALIES_OUTPUT": str(anomalies_out)}))
-        wait_for(lambda: len({line["window_start"] for line in read_json_lines(counts_out)}) >= 3, 90,
-                 interval=0.3, message="three closed page-count windows")
-        wait_for(lambda: len(read_json_lines(anomalies_out)) >= 2, 90, interval=0.3, message="two anomalies")
+        wait_for(watched(lambda: len({line["window_start"] for line in read_json_lines(counts_out)}) >= 3,
+                         *workers), 90, interval=0.3, message="three closed page-count windows")
+        wait_for(watched(lambda: len(read_json_lines(anomalies_out)) >= 2, *workers), 90, interval=0.3,
+                 message="two anomalies")
         for worker in workers:
             assert worker.terminate(timeout=60) == 0, worker.log_text()[-3000:]
     finally:

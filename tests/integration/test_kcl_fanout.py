@@ -20,6 +20,7 @@ from tests.integration.kcl_processors import (
     order_violations,
     read_events,
     start_worker,
+    watched,
     write_properties,
 )
 from tests.support.kinesis import create_stream
@@ -49,8 +50,8 @@ def test_fan_out_delivers_every_record_at_least_once_in_key_order(
         assert workers[0].terminate(timeout=60) == 0, workers[0].log_text()[-3000:]
         wait_for(lambda: producer.done, 120, interval=0.5, message="production finished")
         producer.stop()
-        wait_for(lambda: not missing_records(read_events(out), producer.produced), 120, interval=1.0,
-                 message="every record delivered")
+        wait_for(watched(lambda: not missing_records(read_events(out), producer.produced), workers[1]), 120,
+                 interval=1.0, message="every record delivered")
 
         events = read_events(out)
         assert producer.total == 100 * len(KEYS)

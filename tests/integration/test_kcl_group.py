@@ -38,6 +38,7 @@ from tests.integration.kcl_processors import (
     read_events,
     start_worker,
     tenures,
+    watched,
     write_properties,
 )
 from tests.support.kinesis import create_stream
@@ -118,14 +119,14 @@ def group(tmp_path_factory: pytest.TempPathFactory, aws_clients: Callable[[str],
         run.producer.start()
 
         # 1. Three workers settle.
-        wait_for(lambda: balanced_among(dynamodb, stream, {"A", "B", "C"}), 90, interval=0.2,
-                 message="A, B and C balanced")
+        wait_for(watched(lambda: balanced_among(dynamodb, stream, {"A", "B", "C"}), *run.workers.values()), 90,
+                 interval=0.2, message="A, B and C balanced")
 
         # 2. D joins.
         run.marks["d_started_wall"] = time.time()
         run.workers["D"] = start_worker(out, "D", "--config", str(properties), env=env)
-        wait_for(lambda: balanced_among(dynamodb, stream, {"A", "B", "C", "D"}), 90, interval=0.1,
-                 message="A, B, C and D balanced")
+        wait_for(watched(lambda: balanced_among(dynamodb, stream, {"A", "B", "C", "D"}), *run.workers.values()),
+                 90, interval=0.1, message="A, B, C and D balanced")
         run.marks["balanced_wall"] = time.time()
         run.marks["d_first_cycle_wall"] = wait_for(lambda: worker_start_mark(run.workers["D"]), 30,
                                                    message="D's start in its log")
@@ -152,8 +153,8 @@ def group(tmp_path_factory: pytest.TempPathFactory, aws_clients: Callable[[str],
         # 5. Everything produced is delivered.
         wait_for(lambda: run.producer.done, 180, interval=0.5, message="production finished")
         run.producer.stop()
-        wait_for(lambda: not missing_records(read_events(out), run.producer.produced), 120, interval=1.0,
-                 message="every record delivered")
+        wait_for(watched(lambda: not missing_records(read_events(out), run.producer.produced),
+                         run.workers["C"], run.workers["D"]), 120, interval=1.0, message="every record delivered")
         status = subprocess.run([*kcl_worker_command(), "status", "--application", stream], capture_output=True,
                                 text=True, timeout=60, check=True)
         run.status_table = status.stdout

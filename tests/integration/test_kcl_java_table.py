@@ -27,6 +27,7 @@ from tests.integration.kcl_processors import (
     kcl_worker_command,
     read_events,
     start_worker,
+    watched,
     write_properties,
 )
 from tests.support.kinesis import create_stream, list_shards, wait_for_active
@@ -134,7 +135,8 @@ def java(tmp_path_factory: pytest.TempPathFactory, aws_clients: Callable[[str], 
         def delivered() -> set[str]:
             return {e["d"] for e in read_events(out) if e["e"] == "rec"}
 
-        wait_for(lambda: run.expected <= delivered(), 90, interval=0.3, message="records after the checkpoints")
+        wait_for(watched(lambda: run.expected <= delivered(), worker), 90, interval=0.3,
+                 message="records after the checkpoints")
         wait_for(lambda: S1 not in {i["leaseKey"]["S"] for i in dynamodb.scan(TableName=stream)["Items"]}, 60,
                  interval=0.3, message="finished parent's lease cleaned up")
         assert worker.terminate(timeout=60) == 0, worker.log_text()[-3000:]

@@ -25,6 +25,7 @@ from tests.integration.kcl_processors import (
     order_violations,
     read_events,
     start_worker,
+    watched,
     write_properties,
 )
 from tests.support.kinesis import create_stream, list_shards, wait_for_active
@@ -71,7 +72,7 @@ def reshard(tmp_path_factory: pytest.TempPathFactory, aws_clients: Callable[[str
             run.workers.append(start_worker(out, name, "--stream", stream, "--application", stream,
                                             "--config", str(properties)))
         run.producer.start()
-        wait_for(lambda: delivered(out) >= 400, 90, interval=0.3, message="records flowing")
+        wait_for(watched(lambda: delivered(out) >= 400, *run.workers), 90, interval=0.3, message="records flowing")
 
         shard0 = next(s for s in list_shards(kinesis, stream) if s["ShardId"] == "shardId-000000000000")
         low, high = int(shard0["HashKeyRange"]["StartingHashKey"]), int(shard0["HashKeyRange"]["EndingHashKey"])
@@ -88,8 +89,8 @@ def reshard(tmp_path_factory: pytest.TempPathFactory, aws_clients: Callable[[str
 
         wait_for(lambda: run.producer.done, 180, interval=0.5, message="production finished")
         run.producer.stop()
-        wait_for(lambda: not missing_records(read_events(out), run.producer.produced), 120, interval=1.0,
-                 message="every record delivered")
+        wait_for(watched(lambda: not missing_records(read_events(out), run.producer.produced), *run.workers),
+                 120, interval=1.0, message="every record delivered")
         finished = {"shardId-000000000000", "shardId-000000000001", "shardId-000000000003"}
         wait_for(lambda: not finished & set(lease_items(dynamodb, stream)), 60, interval=0.5,
                  message="finished parents' leases cleaned up")

@@ -67,6 +67,7 @@ async def test_async_processor_retries_a_failing_batch_and_reports_metrics(aws_c
         assert delivered.count("poison") == 1  # the batch was retried until it succeeded, then never again
         assert [json.loads(d)["n"] for d in delivered if d != "poison"] == list(range(10))
         assert worker.held_shards == {"shardId-000000000000"}
+        assert worker.shard_states == {"shardId-000000000000": "processing"}
 
         def processed() -> float:
             return sum(entry["sum"] for entry in worker.registry.snapshot().get("RecordsProcessed", []))
