@@ -67,6 +67,7 @@ class GroupRun:
     leases_at: dict[str, dict[str, Any]] = field(default_factory=dict)
     status_table: str = ""
     status_json: list[dict[str, Any]] = field(default_factory=list)
+    table: dict[str, Any] = field(default_factory=dict)
     exit_codes: dict[str, int] = field(default_factory=dict)
     events: list[dict[str, Any]] = field(default_factory=list)
 
@@ -157,6 +158,7 @@ def group(tmp_path_factory: pytest.TempPathFactory, aws_clients: Callable[[str],
                          run.workers["C"], run.workers["D"]), 120, interval=1.0, message="every record delivered")
         status = subprocess.run([*kcl_worker_command(), "status", "--application", stream], capture_output=True,
                                 text=True, timeout=60, check=True)
+        run.table = dynamodb.describe_table(TableName=stream)["Table"]
         run.status_table = status.stdout
         status_json = subprocess.run([*kcl_worker_command(), "status", "--application", stream, "--json"],
                                      capture_output=True, text=True, timeout=60, check=True)
@@ -289,3 +291,9 @@ def test_status_prints_the_lease_table(group: GroupRun) -> None:
         assert row["lease_counter"] > 0
         assert row["parents"] == []
         assert row["state"] == "processing"
+
+
+def test_lease_table_created_on_demand_with_the_kcl_key_schema(group: GroupRun) -> None:
+    assert group.table["KeySchema"] == [{"AttributeName": "leaseKey", "KeyType": "HASH"}]
+    assert group.table["AttributeDefinitions"] == [{"AttributeName": "leaseKey", "AttributeType": "S"}]
+    assert group.table["BillingModeSummary"]["BillingMode"] == "PAY_PER_REQUEST"

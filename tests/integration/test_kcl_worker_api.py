@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import time
 import uuid
 from collections import Counter
 from collections.abc import Callable
@@ -137,3 +138,47 @@ async def test_worker_refuses_a_missing_stream_without_creating_a_table(aws_clie
     else:
         raise AssertionError("a missing stream was not reported")
     assert application not in aws_clients("dynamodb").list_tables()["TableNames"]
+
+
+async def test_a_processor_blocking_the_event_loop_does_not_cost_the_lease(aws_clients: Callable[[str], Any]) -> None:
+    """Renewal runs on its own thread: a coroutine processor that blocks the loop for longer than the
+    failover time (a bug, but a common one) keeps its lease."""
+    stream = Stream(aws_clients)
+    dynamodb = stream.dynamodb
+    counters: list[int] = []
+    lost: list[str] = []
+    delivered: list[bytes] = []
+    block = FAST.failover_time * 1.5
+
+    def lease_counter() -> int:
+        item = dynamodb.get_item(TableName=stream.name, Key={"leaseKey": {"S": "shardId-000000000000"}},
+                                 ConsistentRead=True)["Item"]
+        return int(item["leaseCounter"]["N"])
+
+    class Blocking(kcl.RecordProcessor):
+        async def process_records(self, records: list[kcl.Record], checkpointer: kcl.Checkpointer,
+                                  millis_behind_latest: int) -> None:
+            if b"block" in [record.data for record in records]:
+                counters.append(lease_counter())
+                time.sleep(block)  # noqa: ASYNC251 - deliberately blocks the event loop
+                counters.append(lease_counter())
+            delivered.extend(record.data for record in records)
+            await checkpointer.acheckpoint()
+
+        def lease_lost(self) -> None:
+            lost.append("lost")
+
+    worker = kcl.Worker(stream.name, stream.name, Blocking, FAST)
+    await worker.start()
+    try:
+        stream.put([("k", b"block")], aggregate=False)
+        await async_wait_for(lambda: b"block" in delivered, 60, interval=0.1, message="blocking batch done")
+        stream.put([("k", b"later")], aggregate=False)
+        await async_wait_for(lambda: b"later" in delivered, 60, interval=0.1, message="processing continued")
+        assert not lost
+        assert worker.held_shards == {"shardId-000000000000"}
+    finally:
+        await worker.stop()
+        stream.close(stream.name)
+    renewals_during_block = counters[1] - counters[0]
+    assert renewals_during_block >= int(block / FAST.renewal_interval) - 1, counters
