@@ -12,6 +12,7 @@ providers, thread-pool sizes, ...) is accepted and reported back so the caller c
 
 from __future__ import annotations
 
+import difflib
 import enum
 import os
 import re
@@ -431,7 +432,5 @@ def _stream_name_from_arn(arn: str) -> str:
 
 
 def _suggestion(key: str, settable: Mapping[str, object]) -> str:
-    import difflib
-
     close = difflib.get_close_matches(key, [*settable, *_TARGET_KEYS], n=1)
     return f" (did you mean {close[0]!r}?)" if close else ""

@@ -24,8 +24,8 @@ import structlog
 from kcl.config import MetricsLevel, RetrievalMode, WorkerConfig
 from kcl.coordinator import LeaseCoordinator
 from kcl.deaggregation import Deaggregator
-from kcl.errors import ConfigurationError, KclError, StreamNotFoundError
-from kcl.leases import LeaseTable, TableSettings
+from kcl.errors import ConfigurationError, KclError, LeaseTableError, StreamNotFoundError
+from kcl.leases import LeaseTable, TableSettings, describe_failure
 from kcl.metrics import KclMetrics
 from kcl.processor import RecordProcessor
 from kcl.renewer import HeldLease
@@ -102,7 +102,13 @@ class Worker:
                 endpoint_url=config.dynamo_db_endpoint, read_timeout=max(2.0, min(10.0, config.failover_time / 2)),
             ))
             exits.callback(self._table.close)
-            await self._table.call(self._table.ensure_exists)
+            try:
+                await self._table.call(self._table.ensure_exists)
+            except LeaseTableError:
+                raise
+            except Exception as exc:
+                raise LeaseTableError(f"cannot open or create lease table {self._table.name}: "
+                                      f"{describe_failure(exc)}") from exc
             if config.retrieval_mode is RetrievalMode.FANOUT:
                 self._consumer_arn = config.consumer_arn or await register_stream_consumer(
                     self._kinesis, stream_arn, config.consumer_name or self.application_name)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import subprocess
 import uuid
 from collections.abc import Callable
@@ -118,3 +119,14 @@ def test_status_of_an_unknown_application(aws_clients: Callable[[str], Any]) -> 
 def test_status_needs_an_application() -> None:
     result = run("status")
     assert result.returncode == 2 and "--application" in result.stderr
+
+
+def test_unreachable_dynamodb_is_a_clear_error(stream: str) -> None:
+    result = subprocess.run(
+        [*kcl_worker_command(), "--stream", stream, "--application", "kt-kcl-cli-noddb", "--processor", PROCESSOR],
+        capture_output=True, text=True, timeout=120, cwd=REPO, check=False,
+        env={**os.environ, "AWS_ENDPOINT_URL_DYNAMODB": "http://127.0.0.1:9"},  # nothing listens on port 9
+    )
+    assert result.returncode == 1, result.stderr[-2000:]
+    assert "cannot open or create lease table kt-kcl-cli-noddb" in result.stderr
+    assert "Traceback" not in result.stderr
