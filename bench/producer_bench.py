@@ -18,7 +18,6 @@ The closing note prints the numbers the issue's targets are about.
 from __future__ import annotations
 
 import asyncio
-import gc
 import sys
 from collections import deque
 from typing import Any
@@ -49,7 +48,7 @@ def _config(aggregation: bool) -> Any:
 
 
 async def kpl_async_producer(workload: dict[str, Any], stream: str = "bench", aggregation: bool = True,
-                             nowait: bool = False, freeze_gc: bool = False) -> Measurement:
+                             nowait: bool = False) -> Measurement:
     """kpl.AsyncProducer: ``put_record`` (awaited) or ``put_record_nowait`` per record, every result read."""
     import kpl
     from kpl.logs import configure_logging
@@ -60,8 +59,6 @@ async def kpl_async_producer(workload: dict[str, Any], stream: str = "bench", ag
     limit = config.max_outstanding_records
     succeeded = failed = 0
     pending: deque[asyncio.Future[kpl.RecordResult]] = deque()
-    if freeze_gc:
-        gc.freeze()
     with Stopwatch() as watch:
         async with kpl.AsyncProducer(config) as producer:
             put = producer.put_record_nowait
@@ -127,9 +124,6 @@ def kpl_variants(workload: Workload, stream: str = "bench") -> list[Variant]:
                 note="await put_record; every result read"),
         Variant("kpl AsyncProducer, aggregation, nowait", here + "kpl_async_producer",
                 {"workload": full, "stream": stream, "nowait": True}, note="put_record_nowait; every result read"),
-        Variant("kpl AsyncProducer, aggregation, gc.freeze()", here + "kpl_async_producer",
-                {"workload": full, "stream": stream, "freeze_gc": True},
-                note="as above, after gc.freeze() (docs/kpl.md)"),
         Variant("kpl Producer (sync), aggregation", here + "kpl_sync_producer", {"workload": full, "stream": stream},
                 note="concurrent.futures per record"),
         Variant("kpl AsyncProducer, no aggregation", here + "kpl_async_producer",
