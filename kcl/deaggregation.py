@@ -21,7 +21,7 @@ from typing import Any
 import structlog
 
 from kcl.processor import Record
-from kpl.aggregation import AggregationFormatError, decode, is_aggregated
+from kpl.aggregation import AggregationFormatError, ParsedAggregate, is_aggregated, parse
 from kpl.hashing import HashRange, parse_explicit_hash_key, partition_key_hash
 
 log = structlog.get_logger(__name__)
@@ -55,51 +55,76 @@ class Deaggregator:
             data = raw["Data"]
             sequence_number = raw["SequenceNumber"]
             arrival = raw.get("ApproximateArrivalTimestamp")
-            if not is_aggregated(data):
-                append(Record(data, raw["PartitionKey"], sequence_number, 0, arrival, None, False))
-                continue
-            try:
-                sub_records = decode(data)
-            except AggregationFormatError:
-                self.invalid_aggregates += 1
-                append(Record(data, raw["PartitionKey"], sequence_number, 0, arrival, None, False))
-                continue
-            if self.hash_range is not None and not self._all_in_range(sub_records):
-                self.dropped_aggregates += 1
-                self.dropped_records += len(sub_records)
-                continue
-            out.extend(_records_of(sub_records, sequence_number, arrival))
+            if is_aggregated(data):
+                try:
+                    users = self._sub_records(parse(data), sequence_number, arrival)
+                except (AggregationFormatError, IndexError):
+                    self.invalid_aggregates += 1
+                else:
+                    if users is not None:
+                        out.extend(users)
+                    continue
+            append(Record(data, raw["PartitionKey"], sequence_number, 0, arrival, None, False))
         if self.dropped_aggregates != dropped_before:
             log.warning("dropped aggregated records whose sub-records lie outside the shard's hash range",
                         shard=self.shard_id, aggregates=self.dropped_aggregates - dropped_before)
         return out
 
-    def _all_in_range(self, sub_records: list[Any]) -> bool:
+    def _sub_records(self, aggregate: ParsedAggregate, sequence_number: str,
+                     arrival: datetime | None) -> list[Record] | None:
+        """The aggregate's user records, or None when the hash-range rule drops it."""
+        keys, explicit_keys, messages = aggregate
+        if explicit_keys:
+            return self._sub_records_with_explicit_keys(aggregate, sequence_number, arrival)
+        if self.hash_range is not None and not self._keys_in_range(keys, messages):
+            self._drop(len(messages))
+            return None
+        return [Record(message.data, keys[message.partition_key_index], sequence_number, index, arrival, None, True)
+                for index, message in enumerate(messages)]
+
+    def _sub_records_with_explicit_keys(self, aggregate: ParsedAggregate, sequence_number: str,
+                                        arrival: datetime | None) -> list[Record] | None:
+        keys, explicit_keys, messages = aggregate
+        records = []
+        for index, message in enumerate(messages):
+            partition_key = keys[message.partition_key_index]
+            explicit = (explicit_keys[message.explicit_hash_key_index]
+                        if message.HasField("explicit_hash_key_index") else None)
+            records.append(Record(message.data, partition_key, sequence_number, index, arrival, explicit, True))
+        if self.hash_range is not None and not all(self._in_range(r.partition_key, r.explicit_hash_key)
+                                                   for r in records):
+            self._drop(len(records))
+            return None
+        return records
+
+    def _keys_in_range(self, keys: list[str], messages: Any) -> bool:
+        """Whether every partition key the sub-records use hashes into the shard.
+
+        Checked per table entry first (the KPL writes only keys it uses); only when an entry is out of
+        range are the records consulted, since an unused entry must not drop the aggregate.
+        """
+        outside = [index for index, key in enumerate(keys) if not self._in_range(key, None)]
+        if not outside:
+            return True
+        used = {message.partition_key_index for message in messages}
+        return not used.intersection(outside)
+
+    def _in_range(self, partition_key: str, explicit_hash_key: str | None) -> bool:
         hash_range = self.hash_range
         assert hash_range is not None
-        start, end = hash_range.start, hash_range.end
-        known = self._key_in_range
-        for partition_key, explicit_hash_key, _ in sub_records:
-            if explicit_hash_key is not None:
-                try:
-                    key = parse_explicit_hash_key(explicit_hash_key)
-                except ValueError:
-                    return False
-                if not start <= key <= end:
-                    return False
-                continue
-            inside = known.get(partition_key)
-            if inside is None:
-                if len(known) >= self.KEY_CACHE_SIZE:
-                    known.clear()
-                inside = known[partition_key] = start <= partition_key_hash(partition_key) <= end
-            if not inside:
+        if explicit_hash_key is not None:
+            try:
+                return parse_explicit_hash_key(explicit_hash_key) in hash_range
+            except ValueError:
                 return False
-        return True
+        known = self._key_in_range
+        inside = known.get(partition_key)
+        if inside is None:
+            if len(known) >= self.KEY_CACHE_SIZE:
+                known.clear()
+            inside = known[partition_key] = partition_key_hash(partition_key) in hash_range
+        return inside
 
-
-def _records_of(sub_records: list[Any], sequence_number: str, arrival: datetime | None) -> list[Record]:
-    return [
-        Record(data, partition_key, sequence_number, index, arrival, explicit_hash_key, True)
-        for index, (partition_key, explicit_hash_key, data) in enumerate(sub_records)
-    ]
+    def _drop(self, records: int) -> None:
+        self.dropped_aggregates += 1
+        self.dropped_records += records

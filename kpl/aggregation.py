@@ -267,12 +267,19 @@ def is_aggregated(data: bytes) -> bool:
     return len(data) > OVERHEAD and data[:4] == MAGIC
 
 
-def decode(data: bytes) -> list[SubRecord]:
-    """The user records of an aggregate.  Raises AggregationFormatError when it is not a valid one.
+class ParsedAggregate(NamedTuple):
+    """An aggregate's tables and its Record messages (``partition_key_index``, ``data``, and
+    ``explicit_hash_key_index`` where ``HasField`` says so), for consumers that build their own record
+    objects without a SubRecord in between.  Table indexes are not checked: an index past its table
+    raises IndexError when used, and means the aggregate is invalid."""
 
-    Callers that must treat invalid aggregates as plain records (the KCL rule) check ``is_aggregated``
-    and catch the error.
-    """
+    partition_keys: list[str]
+    explicit_hash_keys: list[str]
+    records: Any
+
+
+def parse(data: bytes) -> ParsedAggregate:
+    """Check the magic and the MD5 trailer and parse the body; AggregationFormatError when invalid."""
     if not is_aggregated(data):
         raise AggregationFormatError("data does not start with the KPL aggregation magic")
     body = data[4:-DIGEST_SIZE]
@@ -283,19 +290,27 @@ def decode(data: bytes) -> list[SubRecord]:
         message.ParseFromString(body)
     except Exception as exc:  # upb raises google.protobuf.message.DecodeError
         raise AggregationFormatError(f"aggregated record body is not a valid protobuf: {exc}") from exc
-    pk_table = list(message.partition_key_table)
-    ehk_table = list(message.explicit_hash_key_table)
+    return ParsedAggregate(list(message.partition_key_table), list(message.explicit_hash_key_table), message.records)
+
+
+def decode(data: bytes) -> list[SubRecord]:
+    """The user records of an aggregate.  Raises AggregationFormatError when it is not a valid one.
+
+    Callers that must treat invalid aggregates as plain records (the KCL rule) check ``is_aggregated``
+    and catch the error.
+    """
+    pk_table, ehk_table, records = parse(data)
     make = SubRecord._make
     try:
         if not ehk_table:
-            return [make((pk_table[r.partition_key_index], None, r.data)) for r in message.records]
+            return [make((pk_table[r.partition_key_index], None, r.data)) for r in records]
         return [
             make((
                 pk_table[r.partition_key_index],
                 ehk_table[r.explicit_hash_key_index] if r.HasField("explicit_hash_key_index") else None,
                 r.data,
             ))
-            for r in message.records
+            for r in records
         ]
     except IndexError as exc:
         raise AggregationFormatError("aggregated record refers to a missing table entry") from exc
