@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Mapping
-from dataclasses import dataclass, fields, replace
+from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any
 
@@ -125,6 +125,11 @@ class ProducerConfig:
     #: Not KPL settings: the backpressure bounds.  ``put_record`` waits while either is reached.
     max_outstanding_records: int = 100_000
     max_outstanding_bytes: int = 64 * MIB
+    #: Not a KPL setting: where the producer's clients get credentials (explicit keys, an assumed
+    #: role) when standard AWS configuration is not what the application wants.  Its timeouts, pool
+    #: size and retries are replaced per client; its region applies unless ``region`` is set, its
+    #: endpoint to the Kinesis clients unless ``kinesis_endpoint`` is set.
+    client_config: ClientConfig = field(default_factory=ClientConfig)
     #: KPL keys accepted from a properties file but without effect here, as (key, value) pairs.
     ignored_settings: tuple[tuple[str, str], ...] = ()
 
@@ -195,11 +200,17 @@ class ProducerConfig:
     def record_ttl(self) -> float:
         return self.record_ttl_ms / 1000.0
 
+    def _client(self, endpoint_url: str | None, **settings: Any) -> ClientConfig:
+        base = self.client_config
+        return base.with_(region=self.region or base.region, endpoint_url=endpoint_url, **settings)
+
+    def _kinesis_endpoint_url(self) -> str | None:
+        return _endpoint_url(self.kinesis_endpoint, self.kinesis_port) or self.client_config.endpoint_url
+
     def kinesis_client_config(self) -> ClientConfig:
         """PutRecords client: botocore's retries off (the producer retries), pool = MaxConnections."""
-        return ClientConfig(
-            region=self.region or None,
-            endpoint_url=_endpoint_url(self.kinesis_endpoint, self.kinesis_port),
+        return self._client(
+            self._kinesis_endpoint_url(),
             connect_timeout=self.connect_timeout_ms / 1000.0,
             read_timeout=self.request_timeout_ms / 1000.0,
             max_pool_connections=self.max_connections,
@@ -211,19 +222,20 @@ class ProducerConfig:
 
     def control_client_config(self) -> ClientConfig:
         """ListShards / DescribeStreamSummary: few calls, botocore's standard retries are welcome."""
-        return ClientConfig(
-            region=self.region or None,
-            endpoint_url=_endpoint_url(self.kinesis_endpoint, self.kinesis_port),
+        return self._client(
+            self._kinesis_endpoint_url(),
             connect_timeout=self.connect_timeout_ms / 1000.0,
             read_timeout=self.request_timeout_ms / 1000.0,
             max_pool_connections=2,
+            max_attempts=3,
+            parameter_validation=True,
         )
 
     def cloudwatch_client_config(self) -> ClientConfig:
         """PutMetricData: two attempts at most, so a dead network holds up the final upload only briefly."""
-        return ClientConfig(
-            region=self.region or None,
-            endpoint_url=_endpoint_url(self.cloudwatch_endpoint, self.cloudwatch_port),
+        return self._client(
+            _endpoint_url(self.cloudwatch_endpoint, self.cloudwatch_port),
+            parameter_validation=True,
             connect_timeout=self.connect_timeout_ms / 1000.0,
             read_timeout=self.request_timeout_ms / 1000.0,
             max_pool_connections=2,

@@ -117,3 +117,21 @@ def test_direct_construction_is_validated_too() -> None:
 def test_unreadable_file_is_a_configuration_error(tmp_path: Path) -> None:
     with pytest.raises(ConfigurationError, match="cannot read"):
         ProducerConfig.from_properties(tmp_path / "missing.properties")
+
+
+def test_client_config_base_carries_credentials_to_every_client() -> None:
+    from kpl.aws import ClientConfig, StaticCredentials
+
+    base = ClientConfig(credentials=StaticCredentials("AKID", "secret"), assume_role_arn="arn:aws:iam::1:role/r",
+                        region="eu-west-1", endpoint_url="https://kinesis.example:8443")
+    config = ProducerConfig(client_config=base)
+    data, control, cloudwatch = (config.kinesis_client_config(), config.control_client_config(),
+                                 config.cloudwatch_client_config())
+    for client in (data, control, cloudwatch):
+        assert client.credentials == base.credentials
+        assert client.assume_role_arn == base.assume_role_arn
+        assert client.region == "eu-west-1"
+    assert data.endpoint_url == control.endpoint_url == "https://kinesis.example:8443"
+    assert cloudwatch.endpoint_url is None, "a Kinesis endpoint must not leak into the CloudWatch client"
+    assert data.max_attempts == 1 and control.max_attempts == 3
+    assert ProducerConfig(client_config=base, region="us-west-2").kinesis_client_config().region == "us-west-2"
