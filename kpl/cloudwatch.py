@@ -201,6 +201,9 @@ class CloudWatchPublisher:
         self._task: asyncio.Task[None] | None = None
         self._client: Any = None
         self._client_cm: Any = None
+        #: Held for the whole of an upload, so that close() never cancels one halfway (its drained data
+        #: would be lost with it).
+        self._uploading = asyncio.Lock()
 
     async def start(self) -> None:
         if self._task is None:
@@ -215,6 +218,10 @@ class CloudWatchPublisher:
 
     async def publish(self) -> None:
         """Upload what is pending now."""
+        async with self._uploading:
+            await self._upload()
+
+    async def _upload(self) -> None:
         if self._client is None:
             return
         pending = self.registry.drain()
@@ -235,7 +242,8 @@ class CloudWatchPublisher:
     async def close(self) -> None:
         """Stop the periodic task and make a final upload."""
         if self._task is not None:
-            self._task.cancel()
+            async with self._uploading:  # an upload in progress finishes first
+                self._task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await self._task
             self._task = None
