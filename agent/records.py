@@ -125,7 +125,7 @@ class LineCutter:
         elif lines and not lines[-1]:
             lines.pop()
         limit = self.keep_limit
-        if any(len(line) > limit for line in lines):
+        if lines and max(map(len, lines)) > limit:
             lengths = [len(line) for line in lines]
             lines = [line[:limit] if len(line) > limit else line for line in lines]
             return lines, lengths
