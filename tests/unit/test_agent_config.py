@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import json
+import os
 import re
+import subprocess
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -251,3 +254,18 @@ def test_check_config_exits_78_with_the_error(tmp_path: Path, capsys: pytest.Cap
     path = config_with_flow(tmp_path, partitionKeyOption="NONE")
     assert main(["-c", str(path), "--check-config"]) == 78
     assert "flows[0].partitionKeyOption" in capsys.readouterr().err
+
+
+def test_unusable_checkpoint_directory_exits_73_with_the_fix(tmp_path: Path) -> None:
+    blocker = tmp_path / "not-a-directory"
+    blocker.write_text("")
+    path = write(tmp_path, json.dumps({
+        "checkpointFile": str(blocker / "checkpoints"), "cloudwatch.emitMetrics": False,
+        "flows": [{"filePattern": str(tmp_path / "a.log"), "deliveryStream": "d"}],
+    }))
+    command = str(Path(sys.executable).parent / "kinesis-agent")
+    result = subprocess.run([command, "-c", str(path)], capture_output=True, text=True, timeout=60, check=False,
+                            env={**os.environ, "AWS_EC2_METADATA_DISABLED": "true"})
+    assert result.returncode == 73, result.stderr
+    assert f"cannot create the checkpoint directory {blocker}" in result.stderr
+    assert "set checkpointFile" in result.stderr
