@@ -30,10 +30,10 @@ log = structlog.get_logger(__name__)
 class Deaggregator:
     """Deaggregates one shard's records; ``hash_range`` None disables the range filter (and says so)."""
 
-    __slots__ = ("_key_in_range", "dropped_aggregates", "dropped_records", "hash_range", "invalid_aggregates",
+    __slots__ = ("_keys_inside", "dropped_aggregates", "dropped_records", "hash_range", "invalid_aggregates",
                  "shard_id")
 
-    #: Partition keys whose range check is remembered; the cache starts over when it is full.
+    #: Partition keys remembered as inside the shard's range; the set starts over when it is full.
     KEY_CACHE_SIZE = 65_536
 
     def __init__(self, shard_id: str, hash_range: HashRange | None) -> None:
@@ -42,7 +42,7 @@ class Deaggregator:
         self.dropped_aggregates = 0
         self.dropped_records = 0
         self.invalid_aggregates = 0
-        self._key_in_range: dict[str, bool] = {}
+        self._keys_inside: set[str] = set()
         if hash_range is None:
             log.warning("shard hash range unknown: aggregates are not filtered by hash key", shard=shard_id)
 
@@ -100,14 +100,26 @@ class Deaggregator:
     def _keys_in_range(self, keys: list[str], messages: Any) -> bool:
         """Whether every partition key the sub-records use hashes into the shard.
 
-        Checked per table entry first (the KPL writes only keys it uses); only when an entry is out of
-        range are the records consulted, since an unused entry must not drop the aggregate.
+        Checked per table entry, against the keys already known to be inside (a set difference, in C);
+        only new keys are hashed.  Only when an entry is out of range are the records consulted, since
+        an unused entry (the KPL writes none) must not drop the aggregate.
         """
-        outside = [index for index, key in enumerate(keys) if not self._in_range(key, None)]
+        inside = self._keys_inside
+        new = set(keys).difference(inside)
+        if not new:
+            return True
+        if len(inside) + len(new) > self.KEY_CACHE_SIZE:
+            inside.clear()
+        outside = set()
+        for key in new:
+            if self._in_range(key, None):
+                inside.add(key)
+            else:
+                outside.add(key)
         if not outside:
             return True
         used = {message.partition_key_index for message in messages}
-        return not used.intersection(outside)
+        return not any(keys[index] in outside for index in used)
 
     def _in_range(self, partition_key: str, explicit_hash_key: str | None) -> bool:
         hash_range = self.hash_range
@@ -117,13 +129,7 @@ class Deaggregator:
                 return parse_explicit_hash_key(explicit_hash_key) in hash_range
             except ValueError:
                 return False
-        known = self._key_in_range
-        inside = known.get(partition_key)
-        if inside is None:
-            if len(known) >= self.KEY_CACHE_SIZE:
-                known.clear()
-            inside = known[partition_key] = partition_key_hash(partition_key) in hash_range
-        return inside
+        return partition_key_hash(partition_key) in hash_range
 
     def _drop(self, records: int) -> None:
         self.dropped_aggregates += 1

@@ -18,6 +18,7 @@ import contextlib
 import enum
 import functools
 import inspect
+import operator
 import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
@@ -39,6 +40,8 @@ if TYPE_CHECKING:
     from kcl.coordinator import LeaseCoordinator
 
 log = structlog.get_logger(__name__)
+
+_data = operator.attrgetter("data")
 
 
 class ConsumerState(enum.Enum):
@@ -271,7 +274,7 @@ class ShardConsumer:
                     return
                 await self._pause(self._backoff.delay(attempt))
                 continue
-            self._metrics.batch_processed(self.shard_id, len(records), sum(len(r.data) for r in records),
+            self._metrics.batch_processed(self.shard_id, len(records), sum(map(len, map(_data, records))),
                                           millis_behind_latest, time.monotonic() - started)
             return
 
