@@ -61,13 +61,3 @@ class OrderedFinalizer:
             self.checkpoint = pending.popleft().end
             moved = True
         return moved
-
-    @property
-    def in_flight(self) -> int:
-        """Ranges registered and not yet covered by the checkpoint."""
-        return len(self._pending)
-
-    @property
-    def lag_bytes(self) -> int:
-        """Bytes registered but not yet checkpointed."""
-        return self.registered_end - self.checkpoint

@@ -138,8 +138,6 @@ class ByteBudget:
         self.max_batches = max_batches
         self.bytes = 0
         self.batches = 0
-        self._room = asyncio.Event()
-        self._room.set()
         self._empty = asyncio.Event()
         self._empty.set()
 
@@ -151,19 +149,12 @@ class ByteBudget:
         self.bytes += nbytes
         self.batches += 1
         self._empty.clear()
-        if self.exhausted:
-            self._room.clear()
 
     def release(self, nbytes: int) -> None:
         self.bytes -= nbytes
         self.batches -= 1
-        if not self.exhausted:
-            self._room.set()
         if self.batches == 0:
             self._empty.set()
-
-    async def wait_for_room(self) -> None:
-        await self._room.wait()
 
     async def wait_until_empty(self) -> None:
         """Return once every charged batch has been released (acknowledged)."""

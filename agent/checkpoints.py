@@ -140,16 +140,6 @@ class CheckpointStore:
         ).fetchall()
         return [CheckpointRow(*row) for row in rows]
 
-    def touch(self, flow: str, paths: list[str]) -> None:
-        """Renew ``lastUpdated`` of rows whose files still exist, so the TTL removes only forgotten files."""
-        def run() -> None:
-            db = self._db()
-            db.execute("begin")
-            db.executemany(f"update FILE_CHECKPOINTS set lastUpdated = {_NOW} where flow = ? and path = ?",
-                           [(flow, path) for path in paths])
-            db.execute("commit")
-        self._executor.submit(run).result()
-
     def delete_expired(self) -> int:
         """Delete rows not updated for ``ttl_days`` (the Java agent's checkpointTimeToLiveDays)."""
         def run() -> int:
@@ -248,15 +238,3 @@ class CheckpointStore:
                 self._connection = None
                 self._executor.submit(connection.close).result()
             self._executor.shutdown(wait=True)
-
-    # --- inspection ---------------------------------------------------------------------------------
-
-    def dump(self) -> list[CheckpointRow]:
-        """Every row, newest first (for tests and operators)."""
-        def run() -> list[CheckpointRow]:
-            rows = self._db().execute(
-                "select flow, path, fileId, lastModifiedTime, size, offset, fingerprint from FILE_CHECKPOINTS "
-                "order by lastUpdated desc"
-            ).fetchall()
-            return [CheckpointRow(*row) for row in rows]
-        return self._executor.submit(run).result()

@@ -15,6 +15,8 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
+import operator
 import signal
 import socket
 import time
@@ -170,24 +172,21 @@ class Agent:
             log.info("deleted expired checkpoints", count=removed, ttl_days=self.config.checkpoint_ttl_days)
 
     async def _report_progress(self) -> None:
+        """The periodic progress line: every flow's figures added up, plus the send rate."""
         last_sent = 0
         last_time = time.monotonic()
         while True:
             await asyncio.sleep(self.config.status_period)
             now = time.monotonic()
             sent = sum(metrics.totals.records_sent for metrics in self.send_metrics.values())
-            progress = [flow.progress() for flow in self.flows]
-            log.info(
-                "progress",
-                files_tracked=sum(p.files_tracked for p in progress),
-                bytes_behind=sum(p.bytes_behind for p in progress),
-                records_parsed=sum(p.records_parsed for p in progress),
-                records_sent=sent,
-                records_per_second=round((sent - last_sent) / max(now - last_time, 1e-9), 1),
-                checkpoint_lag_bytes=sum(p.checkpoint_lag_bytes for p in progress),
-                oldest_unacknowledged_seconds=round(max((p.oldest_unacknowledged_seconds for p in progress),
-                                                        default=0.0), 1),
-            )
+            figures: dict[str, float] = {}
+            for progress in (flow.progress() for flow in self.flows):
+                for name, value in dataclasses.asdict(progress).items():
+                    combine = max if name == "oldest_unacknowledged_seconds" else operator.add
+                    figures[name] = combine(figures[name], value) if name in figures else value
+            figures["oldest_unacknowledged_seconds"] = round(figures.get("oldest_unacknowledged_seconds", 0.0), 1)
+            log.info("progress", records_sent=sent,
+                     records_per_second=round((sent - last_sent) / max(now - last_time, 1e-9), 1), **figures)
             last_sent, last_time = sent, now
 
 

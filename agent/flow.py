@@ -75,8 +75,12 @@ class FlowProgress:
     oldest_unacknowledged_seconds: float
     records_parsed: int
     bytes_consumed: int
-    batches_in_flight: int
-    queued_bytes: int
+    records_skipped: int
+    conversion_errors: int
+    records_truncated: int
+    records_dropped_too_long: int
+    batches_unacknowledged: int
+    unacknowledged_bytes: int
 
 
 class Flow:
@@ -181,8 +185,12 @@ class Flow:
             oldest_unacknowledged_seconds=now - oldest,
             records_parsed=self.stats.records_parsed,
             bytes_consumed=self.stats.bytes_consumed,
-            batches_in_flight=self.budget.batches,
-            queued_bytes=self.budget.bytes,
+            records_skipped=self.stats.records_skipped,
+            conversion_errors=self.stats.conversion_errors,
+            records_truncated=self.stats.records_truncated,
+            records_dropped_too_long=self.stats.records_dropped_too_long,
+            batches_unacknowledged=self.budget.batches,
+            unacknowledged_bytes=self.budget.bytes,
         )
 
     # --- reading ------------------------------------------------------------------------------------
@@ -330,7 +338,9 @@ class Flow:
         first_run = not rows
         from_java = bool(rows) and all(row.fingerprint is None for row in rows)
         newest_millis = max((row.last_modified_millis for row in rows), default=0)
-        kept_paths: set[str] = set()
+        if not result.seen and not os.access(self.pattern.base_directory, os.R_OK | os.X_OK):
+            log.warning("the directory of the file pattern does not exist or cannot be read; files will be picked "
+                        "up once it can", flow=self.id, directory=self.pattern.base_directory)
         for key, seen in result.seen.items():
             if seen.prefix is None:
                 continue
@@ -355,10 +365,7 @@ class Flow:
                 offset = 0
                 log.info("new file since the last run: reading it from the start", flow=self.id, path=seen.path)
             self._track(seen, offset)
-            kept_paths.add(seen.path)
-        for row in rows:
-            if row.path not in kept_paths:
-                self.store.remove(self.id, row.path)
+        # Rows of files not found are kept (a directory may not be mounted yet); the TTL removes them.
         for tracked in self.files.values():
             self.store.put(tracked.checkpoint_row(self.id))
 
@@ -529,7 +536,14 @@ class Flow:
             task.add_done_callback(self._deliveries.discard)
 
     async def _deliver(self, batch: Batch) -> None:
-        await self.sink.deliver(batch)
+        while True:
+            try:
+                await self.sink.deliver(batch)
+                break
+            except Exception as exc:  # a failure the sink did not expect: the batch is kept, never dropped
+                log.error("sending a batch failed unexpectedly; retrying it", flow=self.id, path=batch.source.path,
+                          records=len(batch.records), error=repr(exc), exc_info=exc)
+                await asyncio.sleep(self.config.retry_max_backoff)
         self._acknowledge(batch, charged=True)
 
     def _acknowledge(self, batch: Batch, *, charged: bool) -> None:

@@ -102,10 +102,6 @@ class FilePattern:
         #: The deepest directory that names no glob: where an operator should look first.
         self.base_directory = "/" + "/".join(literal)
 
-    def matches_name(self, name: str) -> bool:
-        last = self.parts[-1]
-        return last == name if isinstance(last, str) else last.fullmatch(name) is not None
-
     def list_matching(self) -> list[Match]:
         """Regular files (symlinks followed) the pattern names now, skipping compressed ones."""
         found: dict[str, Match] = {}

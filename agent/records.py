@@ -19,7 +19,7 @@ is updated once per block, never per line.
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import NamedTuple
 
 from agent.converters import ConverterChain
@@ -49,10 +49,6 @@ class Cut(NamedTuple):
 
     records: list[bytes]
     lengths: list[int] | None
-
-    @property
-    def covered(self) -> int:
-        return sum(self.lengths) if self.lengths is not None else sum(map(len, self.records))
 
 
 EMPTY_CUT = Cut([], None)
@@ -196,24 +192,6 @@ class LineCutter:
             self._record_covered = 0
         exact = all(len(record) == length for record, length in zip(records, lengths, strict=True))
         return Cut(records, None if exact else lengths)
-
-    def has_multiline_pending(self) -> bool:
-        return self._record_covered > 0
-
-
-@dataclass(slots=True)
-class Shaped:
-    """Records ready to send, with the file bytes they cover (dropped records cover bytes too)."""
-
-    records: list[bytes]
-    #: Covered length of each raw record, aligned with ``keep``; None when records[i] covers len(records[i]).
-    lengths: list[int] | None
-    #: For each raw record, whether it is sent (None: all are).
-    keep: list[bool] | None
-    #: The footer line ended the file: raw records after index ``footer`` (inclusive) were not used.
-    footer: int | None = None
-    raw_count: int = 0
-    raw_covered: list[int] = field(default_factory=list)
 
 
 class RecordShaper:
