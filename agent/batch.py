@@ -13,6 +13,7 @@ is away (the Java agent bounds its queue in buffers of up to 5 MiB and leaves it
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import time
 from typing import Any
 
@@ -140,6 +141,8 @@ class ByteBudget:
         self.batches = 0
         self._empty = asyncio.Event()
         self._empty.set()
+        self._room = asyncio.Event()
+        self._room.set()
 
     @property
     def exhausted(self) -> bool:
@@ -149,12 +152,21 @@ class ByteBudget:
         self.bytes += nbytes
         self.batches += 1
         self._empty.clear()
+        if self.exhausted:
+            self._room.clear()
 
     def release(self, nbytes: int) -> None:
         self.bytes -= nbytes
         self.batches -= 1
+        if not self.exhausted:
+            self._room.set()
         if self.batches == 0:
             self._empty.set()
+
+    async def wait_for_room(self, timeout: float) -> None:
+        """Return once the budget has room again, or after ``timeout`` seconds."""
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self._room.wait(), timeout)
 
     async def wait_until_empty(self) -> None:
         """Return once every charged batch has been released (acknowledged)."""

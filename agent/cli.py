@@ -19,8 +19,9 @@ import structlog
 
 from agent.config import DEFAULT_CONFIG_FILE, load_config
 from agent.daemon import EXIT_CHECKPOINTS, EXIT_CONFIG, Agent
-from agent.errors import AgentConfigurationError, CheckpointStoreError
+from agent.errors import CheckpointStoreError
 from kpl import __version__
+from kpl.errors import ConfigurationError
 from kpl.logs import configure_logging
 
 
@@ -47,7 +48,7 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         config = load_config(args.configuration)
-    except AgentConfigurationError as exc:
+    except ConfigurationError as exc:
         print(f"kinesis-agent: configuration error: {exc}", file=sys.stderr)
         return EXIT_CONFIG
     if args.check_config:
@@ -70,6 +71,10 @@ def main(argv: list[str] | None = None) -> int:
         log.error("cannot start: checkpoint database unusable", detail=str(exc))
         print(f"kinesis-agent: {exc}", file=sys.stderr)
         return EXIT_CHECKPOINTS
+    except ConfigurationError as exc:  # found at start-up: no region, no source credentials for a role...
+        log.error("cannot start: configuration error", detail=str(exc))
+        print(f"kinesis-agent: configuration error: {exc}", file=sys.stderr)
+        return EXIT_CONFIG
     finally:
         if log_stream is not None:
             log_stream.close()

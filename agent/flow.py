@@ -208,8 +208,11 @@ class Flow:
             if not self.budget.exhausted:
                 progressed = await self._read_round()
             self._run_timers(time.monotonic())
-            if not progressed:
-                await asyncio.sleep(max(0.0, min(poll, next_scan - time.monotonic())))
+            pause = max(0.0, min(poll, next_scan - time.monotonic()))
+            if self.budget.exhausted:
+                await self.budget.wait_for_room(pause)
+            elif not progressed:
+                await asyncio.sleep(pause)
 
     async def _read_round(self) -> bool:
         progressed = False

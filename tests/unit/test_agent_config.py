@@ -269,3 +269,16 @@ def test_unusable_checkpoint_directory_exits_73_with_the_fix(tmp_path: Path) -> 
     assert result.returncode == 73, result.stderr
     assert f"cannot create the checkpoint directory {blocker}" in result.stderr
     assert "set checkpointFile" in result.stderr
+
+
+def test_missing_region_exits_78(tmp_path: Path) -> None:
+    path = write(tmp_path, json.dumps({
+        "checkpointFile": str(tmp_path / "checkpoints"), "cloudwatch.emitMetrics": False,
+        "flows": [{"filePattern": str(tmp_path / "a.log"), "kinesisStream": "s"}],
+    }))
+    environment = {key: value for key, value in os.environ.items() if key not in ("AWS_REGION", "AWS_DEFAULT_REGION")}
+    command = str(Path(sys.executable).parent / "kinesis-agent")
+    result = subprocess.run([command, "-c", str(path)], capture_output=True, text=True, timeout=60, check=False,
+                            env={**environment, "AWS_CONFIG_FILE": os.devnull, "AWS_EC2_METADATA_DISABLED": "true"})
+    assert result.returncode == 78, result.stderr
+    assert "no AWS region configured" in result.stderr
