@@ -239,18 +239,18 @@ def records_of(client: Any, stream: str) -> list[bytes]:
 
 
 def wait_for_lines(client: Any, stream: str, expected: list[bytes], *, timeout: float,
-                   agent: AgentProcess | None = None, logs: Path | None = None) -> Counter[bytes]:
+                   agent: AgentProcess | None = None, logs: Path | list[Path] | None = None) -> Counter[bytes]:
     """Wait until every expected line is in the stream; the multiset of what the stream holds.
 
     Reading a whole stream is expensive for kinesis-mock and would slow the agent under test, so when
-    ``logs`` is given the wait is on the agent's checkpoints (every file in ``logs`` acknowledged to its
-    end) and the stream is read only then.
+    ``logs`` (a directory, or a list of files) is given the wait is on the agent's checkpoints (every
+    file acknowledged to its end) and the stream is read only then.
     """
     wanted = set(expected)
     deadline = time.monotonic() + timeout
     if agent is not None and logs is not None:
         wait_for(lambda: all_checkpointed(agent, logs), timeout, interval=0.5,
-                 message=f"every file in {logs} checkpointed to its end")
+                 message=f"{logs} checkpointed to the end")
 
     def complete() -> Counter[bytes]:
         if agent is not None:
@@ -269,11 +269,11 @@ def wait_for_lines(client: Any, stream: str, expected: list[bytes], *, timeout: 
                              f"{missing[:5]!r}{log}") from None
 
 
-def all_checkpointed(agent: AgentProcess, logs: Path) -> bool:
-    """Every file in ``logs`` has a checkpoint row at its current size (everything acknowledged)."""
+def all_checkpointed(agent: AgentProcess, logs: Path | list[Path]) -> bool:
+    """Every file (in ``logs``, a directory or a list) has a checkpoint row at its current size."""
     agent.assert_running()
     offsets = {path: offset for path, _, offset, _ in checkpoint_rows(agent.checkpoint_path)}
-    files = [path for path in logs.iterdir() if path.is_file()]
+    files = [path for path in logs.iterdir() if path.is_file()] if isinstance(logs, Path) else logs
     return bool(files) and all(offsets.get(str(path)) == path.stat().st_size for path in files)
 
 
