@@ -38,6 +38,7 @@ from agent.tracking import (
     find_copy,
     last_line_boundary,
     open_file,
+    read_block,
     restore_offset,
     scan,
 )
@@ -230,10 +231,13 @@ class Flow:
             assert fd is not None
             size = max(MIN_READ_BYTES, min(READ_BLOCK_BYTES, self.budget.max_bytes - self.budget.bytes))
             try:
-                data = await asyncio.to_thread(os.pread, fd, size, tracked.read_offset)
+                data = await asyncio.to_thread(read_block, fd, size, tracked.read_offset, tracked.prefix)
             except OSError as exc:
                 self._warn_unreadable(tracked.path, exc.strerror or str(exc))
                 tracked.close()
+                continue
+            if data is None:  # replaced since the last scan: the next scan sorts out what it became
+                tracked.hot = False
                 continue
             tracked.hot = len(data) == size
             if not data:

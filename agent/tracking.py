@@ -147,6 +147,19 @@ def scan(pattern: FilePattern, previous: dict[FileKey, Seen], open_fds: dict[Fil
     return Scan(seen, open_states, unreadable, time.monotonic() - started)
 
 
+def read_block(fd: int, size: int, offset: int, prefix: bytes) -> bytes | None:
+    """Up to ``size`` bytes at ``offset``; None when the file no longer starts with ``prefix``.
+
+    Checking the first bytes after reading closes the window in which a file truncated and rewritten
+    since the last scan would be read at its old offset, in the middle of its new content.  (When a
+    copytruncate raced the read instead, the discarded bytes are read again from the copy.)
+    """
+    data = os.pread(fd, size, offset)
+    if data and prefix and os.pread(fd, len(prefix), 0) != prefix:
+        return None
+    return data
+
+
 def find_copy(directory: str, prefix: bytes, min_size: int, exclude: Iterable[FileKey]) -> Seen | None:
     """A file in ``directory`` that starts with ``prefix`` and holds at least ``min_size`` bytes: the copy
     copytruncate made before truncating (blocking: runs in a thread)."""

@@ -6,6 +6,8 @@ a two-shard stream with KPL aggregation on (kinesis-mock is slow with many small
 
 from __future__ import annotations
 
+import os
+import signal
 from collections import Counter
 from collections.abc import Callable
 from pathlib import Path
@@ -83,3 +85,32 @@ def test_agent_metrics_reach_cloudwatch(tmp_path: Path, make_stream: Callable[..
         assert agent.stop() == 0
     finally:
         agent.ensure_stopped()
+
+
+def test_truncated_and_rewritten_between_polls_is_read_again(tmp_path: Path, make_stream: Callable[..., str],
+                                                             kinesis: Any) -> None:
+    """Same inode, larger than before, new first bytes: only the fingerprint can tell it is a new file."""
+    stream = make_stream(shards=1)
+    logs = tmp_path / "logs"
+    logs.mkdir()
+    first = [f"first generation {n:04d}\n".encode() for n in range(100)]
+    second = [f"second generation, longer lines {n:04d}\n".encode() for n in range(300)]
+    (logs / "app.log").write_bytes(b"".join(first))
+    agent = AgentProcess(tmp_path, agent_config(tmp_path, {"filePattern": str(logs / "app.log"),
+                                                           "kinesisStream": stream}))
+    try:
+        agent.start()
+        wait_for_lines(kinesis, stream, first, timeout=60, agent=agent, logs=logs)
+        os.kill(agent.pid, signal.SIGSTOP)  # nothing is polled while the file is replaced
+        try:
+            with (logs / "app.log").open("r+b") as log:
+                log.truncate(0)
+                log.write(b"".join(second))
+        finally:
+            os.kill(agent.pid, signal.SIGCONT)
+        got = wait_for_lines(kinesis, stream, first + second, timeout=60, agent=agent, logs=logs)
+        assert agent.stop() == 0
+    finally:
+        agent.ensure_stopped()
+    assert got == Counter(first + second)
+    assert any(event.get("event", "").startswith("file was truncated") for event in agent.events())
