@@ -467,6 +467,11 @@ def load_config(path: str | os.PathLike[str]) -> AgentConfig:
         key: ("***" if _GLOBALS_BY_KEY[key].secret and value is not None else value)
         for key, value in values.items()
     }
+    def endpoint(key: str) -> str | None:
+        # The Java agent's examples write host names ("kinesis.us-west-2.amazonaws.com") as well as URLs.
+        value: str | None = values[key]
+        return value if not value or "://" in value else f"https://{value}"
+
     return AgentConfig(
         source=source,
         checkpoint_file=Path(values["checkpointFile"]),
@@ -480,9 +485,9 @@ def load_config(path: str | os.PathLike[str]) -> AgentConfig:
         shutdown_timeout=values["shutdownTimeoutMillis"] / 1000,
         max_sending_threads=values["maxSendingThreads"],
         status_period=float(values["log.statusReportingPeriodSeconds"]),
-        kinesis_client=base_client.with_(endpoint_url=values["kinesis.endpoint"], region=values["kinesis.region"]),
-        firehose_client=base_client.with_(endpoint_url=values["firehose.endpoint"], region=values["kinesis.region"]),
-        cloudwatch_client=base_client.with_(endpoint_url=values["cloudwatch.endpoint"]),
+        kinesis_client=base_client.with_(endpoint_url=endpoint("kinesis.endpoint"), region=values["kinesis.region"]),
+        firehose_client=base_client.with_(endpoint_url=endpoint("firehose.endpoint"), region=values["kinesis.region"]),
+        cloudwatch_client=base_client.with_(endpoint_url=endpoint("cloudwatch.endpoint")),
         flows=tuple(flow_configs),
         ineffective=tuple(ineffective),
         explicit=frozenset(document),

@@ -91,6 +91,12 @@ def test_java_style_configuration_parses(tmp_path: Path) -> None:
     assert firehose.destination_kind == "firehose"
 
 
+def test_endpoints_given_as_host_names_become_https_urls(tmp_path: Path) -> None:
+    path = write(tmp_path, json.dumps({"firehose.endpoint": "firehose.eu-west-1.amazonaws.com",
+                                       "flows": [{"filePattern": "/a", "deliveryStream": "d"}]}))
+    assert load_config(path).firehose_client.endpoint_url == "https://firehose.eu-west-1.amazonaws.com"
+
+
 def test_java_defaults(tmp_path: Path) -> None:
     config = load_config(config_with_flow(tmp_path))
     assert str(config.checkpoint_file) == "/var/lib/aws-kinesis-agent/checkpoints"
