@@ -129,6 +129,9 @@ def scan(pattern: FilePattern, previous: dict[FileKey, Seen], open_fds: dict[Fil
                 unreadable.append((match.path, "permission denied"))
                 continue
             prefix = _read_prefix(match.path, key)
+            if prefix is None:
+                # Replaced between listing and opening, or not openable: looked at again next time.
+                continue
         seen[key] = Seen(match.path, key, info.st_size, info.st_mtime_ns, prefix)
     open_states: dict[FileKey, OpenState] = {}
     for key, fd in open_fds.items():
