@@ -20,13 +20,12 @@ import operator
 import signal
 import socket
 import time
-from typing import Any
 
 import structlog
 
 from agent.checkpoints import CheckpointStore
 from agent.config import AgentConfig, FlowConfig
-from agent.converters import fetch_ec2_metadata
+from agent.converters import AddEc2Metadata, fetch_ec2_metadata
 from agent.flow import Flow, Sink
 from agent.metrics import SendMetrics
 from agent.sinks import FirehoseSink, KinesisSink
@@ -106,16 +105,18 @@ class Agent:
                 )
                 await self._publisher.start()
             self.store.start()
+            # EC2 metadata is fetched before the first record is converted, then refreshed every TTL.
+            refreshers = [converter for flow in self.flows if flow.config.converters is not None
+                          for converter in flow.config.converters.refreshers()]
+            await asyncio.gather(*(converter.refresh() for converter in refreshers))
+            for converter in refreshers:
+                self._background.append(asyncio.create_task(_refresh_forever(converter)))
             for flow in self.flows:
                 flow.start()
                 log.info("flow started", flow=flow.id, converters=flow.config.converters.names
                          if flow.config.converters else [], aggregation=flow.config.aggregation_enabled)
             self._background.append(asyncio.create_task(self._after_restore(), name="checkpoint-expiry"))
             self._background.append(asyncio.create_task(self._report_progress(), name="progress"))
-            for flow in self.flows:
-                if flow.config.converters is not None:
-                    for converter in flow.config.converters.refreshers():
-                        self._background.append(asyncio.create_task(_refresh_forever(converter)))
             self.started.set()
             exit_code = await self._wait_for_stop()
         finally:
@@ -190,10 +191,10 @@ class Agent:
             last_sent, last_time = sent, now
 
 
-async def _refresh_forever(converter: Any) -> None:
+async def _refresh_forever(converter: AddEc2Metadata) -> None:
     while True:
-        await converter.refresh()
         await asyncio.sleep(converter.ttl)
+        await converter.refresh()
 
 
 def _instance_tag() -> str:
