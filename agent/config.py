@@ -444,13 +444,6 @@ def load_config(path: str | os.PathLike[str]) -> AgentConfig:
             )
         seen[flow_config.id] = f"{flow_source}: {where.rstrip('.')}"
 
-    if any(flow.destination_kind == "kinesis" for flow in flow_configs):
-        for key in ("awsAccessKeyId", "assumeRoleARN"):
-            if values[key]:
-                raise reader.error(key, "explicit credentials are not supported yet for kinesisStream flows (the "
-                                   "producer takes credentials from the standard AWS chain): set AWS_ACCESS_KEY_ID/"
-                                   "AWS_SECRET_ACCESS_KEY in the agent's environment, or a profile with role_arn "
-                                   "(AWS_PROFILE), instead")
     base_client = ClientConfig(
         connect_timeout=values["connectionTimeoutMillis"] / 1000,
         read_timeout=values["socketTimeoutMillis"] / 1000,

@@ -209,8 +209,8 @@ def _producer_config(config: AgentConfig, flow: FlowConfig) -> ProducerConfig:
     client = config.kinesis_client
     producer = ProducerConfig(
         aggregation_enabled=flow.aggregation_enabled,
-        kinesis_endpoint=client.endpoint_url or "",
-        region=client.region or "",
+        # Credentials (awsAccessKeyId, assumeRoleARN), region and kinesis.endpoint from agent.json.
+        client_config=client,
         metrics_level="none",
         # The Java agent's buffer limits are its PutRecords limits; they bound the producer's requests too.
         collection_max_count=flow.max_buffer_size_records,

@@ -288,3 +288,23 @@ def test_missing_region_exits_78(tmp_path: Path) -> None:
                             env={**environment, "AWS_CONFIG_FILE": os.devnull, "AWS_EC2_METADATA_DISABLED": "true"})
     assert result.returncode == 78, result.stderr
     assert "no AWS region configured" in result.stderr
+
+
+def test_kinesis_flows_ship_with_the_configured_credentials_and_role(tmp_path: Path) -> None:
+    from agent.daemon import _producer_config
+
+    path = write(tmp_path, json.dumps({
+        "awsAccessKeyId": "AKIAEXAMPLE", "awsSecretAccessKey": "very-secret",
+        "assumeRoleARN": "arn:aws:iam::123456789012:role/shipper", "assumeRoleExternalId": "ext",
+        "kinesis.endpoint": "kinesis.eu-west-1.amazonaws.com", "kinesis.region": "eu-west-1",
+        "flows": [{"filePattern": "/tmp/a.log", "kinesisStream": "s"}],
+    }))
+    config = load_config(path)
+    clients = _producer_config(config, config.flows[0])
+    for client in (clients.kinesis_client_config(), clients.control_client_config()):
+        assert client.credentials is not None and client.credentials.access_key_id == "AKIAEXAMPLE"
+        assert client.assume_role_arn == "arn:aws:iam::123456789012:role/shipper"
+        assert client.assume_role_external_id == "ext"
+        assert client.region == "eu-west-1"
+        assert client.endpoint_url == "https://kinesis.eu-west-1.amazonaws.com"
+    assert clients.cloudwatch_client_config().assume_role_arn == "arn:aws:iam::123456789012:role/shipper"
