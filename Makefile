@@ -11,10 +11,6 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 LOCALSTACK_PORT ?= 4566
 
-# The demo and examples reach LocalStack through standard AWS configuration only.
-LOCALSTACK_ENV := AWS_ENDPOINT_URL=http://127.0.0.1:$(LOCALSTACK_PORT) AWS_DEFAULT_REGION=us-east-1 \
-	AWS_ACCESS_KEY_ID=test AWS_SECRET_ACCESS_KEY=test AWS_EC2_METADATA_DISABLED=true
-
 .PHONY: install localstack localstack-stop demo test unit lint bench clean
 
 $(STAMP): pyproject.toml
@@ -33,8 +29,9 @@ localstack: install
 localstack-stop:
 	@$(PYTHON) localstack/ctl.py stop --port $(LOCALSTACK_PORT)
 
+# The demo reaches LocalStack through standard AWS configuration only (see examples/with-localstack).
 demo: localstack
-	@$(LOCALSTACK_ENV) $(PY) examples/roundtrip.py
+	@LOCALSTACK_PORT=$(LOCALSTACK_PORT) examples/with-localstack python -m examples.demo.pipeline
 
 lint: install
 	@$(VENV)/bin/ruff check kpl kcl agent tests examples bench localstack

@@ -1,15 +1,14 @@
 """Clickstream page views into a Kinesis stream with the KPL-compatible producer (sync API).
 
-    make localstack && AWS_ENDPOINT_URL=http://127.0.0.1:4566 AWS_DEFAULT_REGION=us-east-1 \\
-        AWS_ACCESS_KEY_ID=test AWS_SECRET_ACCESS_KEY=test \\
-        .venv/bin/python examples/clickstream_producer.py --stream clickstream --create --count 1000
+    examples/with-localstack python -m examples.clickstream_producer --stream clickstream --create --count 1000
 
 Each event is the page view of the classic boto3 example ({"timestamp", "user_id", "event":
 "page_view", "page"} as JSON, partition key user_id), but instead of one PutRecord call per event
 (and a sleep to stay under the shard's limit) the producer aggregates events per shard, batches them
 into PutRecords, rate-limits per shard and retries, and reports a result for every event.
 
-Against AWS, drop AWS_ENDPOINT_URL and the test credentials; nothing in here knows about LocalStack.
+Against AWS, run it without ``examples/with-localstack``; nothing in here knows about LocalStack.
+``examples/clickstream_producer_async.py`` is the same program on the asyncio producer.
 """
 
 from __future__ import annotations

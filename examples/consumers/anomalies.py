@@ -1,6 +1,6 @@
 """Users with more than 100 events in 5 minutes (the seed's second Kinesis Analytics query).
 
-    kcl-worker --stream page-views --application anomalies \
+    examples/with-localstack kcl-worker --stream page-views --application anomalies \
         --processor examples.consumers.anomalies:AnomalyProcessor --initial-position TRIM_HORIZON
 
 Counts events per user in 5-minute tumbling windows and writes one JSON line per user above the

@@ -1,6 +1,6 @@
 """Page views per page per 1-minute tumbling window (the seed's first Kinesis Analytics query).
 
-    kcl-worker --stream page-views --application page-counts \
+    examples/with-localstack kcl-worker --stream page-views --application page-counts \
         --processor examples.consumers.page_counts:PageCountProcessor --initial-position TRIM_HORIZON
 
 Writes one JSON line per (window, page) to the file named by ``PAGE_COUNTS_OUTPUT`` (stdout when

@@ -1,0 +1,65 @@
+"""Clickstream page views into a Kinesis stream with the KPL-compatible producer (asyncio API).
+
+    examples/with-localstack python -m examples.clickstream_producer_async --stream clickstream --create --count 1000
+
+The asyncio twin of ``clickstream_producer.py``: ``await producer.put_record(...)`` returns a future per
+event without waiting for the send; it only waits when the producer's outstanding-records bound is
+reached (backpressure), so memory stays bounded however fast events arrive.  Results are consumed as
+they complete, while later events are still being put.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import sys
+import time
+from collections import Counter
+
+import kpl
+from examples.clickstream_producer import create_stream, page_view
+from kpl.logs import configure_logging
+
+
+async def produce(stream: str, count: int, users: int) -> Counter[str]:
+    outcomes: Counter[str] = Counter()
+
+    def tally(future: asyncio.Future[kpl.RecordResult]) -> None:
+        result = future.result()  # a RecordResult: delivery failures are results, not exceptions
+        outcomes["delivered" if result.success else f"failed with {result.error.code if result.error else '?'}"] += 1
+        if len(result.attempts) > 1:
+            outcomes["retried"] += 1
+
+    async with kpl.AsyncProducer(metrics_level="none") as producer:
+        for index in range(count):
+            user_id, data = page_view(index, users)
+            future = await producer.put_record(stream, data, partition_key=user_id)
+            future.add_done_callback(tally)
+        await producer.flush_all()
+    return outcomes
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--stream", required=True, help="the Kinesis stream to write to")
+    parser.add_argument("--count", type=int, default=1000, help="page views to send")
+    parser.add_argument("--users", type=int, default=100, help="distinct users (partition keys)")
+    parser.add_argument("--create", action="store_true", help="create the stream if it does not exist")
+    parser.add_argument("--shards", type=int, default=2, help="shards of a stream created with --create")
+    args = parser.parse_args(argv)
+    configure_logging("warning")
+    if args.create:
+        create_stream(args.stream, args.shards)
+    started = time.monotonic()
+    outcomes = asyncio.run(produce(args.stream, args.count, args.users))
+    elapsed = time.monotonic() - started
+    print(f"stream {args.stream}: {outcomes['delivered']} of {args.count} page views delivered in {elapsed:.1f} s, "
+          f"{outcomes['retried']} needed more than one attempt")
+    for outcome, count in sorted(outcomes.items()):
+        if outcome.startswith("failed"):
+            print(f"  {outcome}: {count}")
+    return 0 if outcomes["delivered"] == args.count else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
