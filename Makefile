@@ -31,7 +31,7 @@ localstack-stop:
 
 # The demo reaches LocalStack through standard AWS configuration only (see examples/with-localstack).
 demo: localstack
-	@LOCALSTACK_PORT=$(LOCALSTACK_PORT) examples/with-localstack python -m examples.demo.pipeline
+	@LOCALSTACK_PORT=$(LOCALSTACK_PORT) examples/with-localstack python -m examples.demo.pipeline $(DEMO_ARGS)
 
 lint: install
 	@$(VENV)/bin/ruff check kpl kcl agent tests examples bench localstack
