@@ -44,19 +44,25 @@ def create_stream(name: str, shards: int) -> None:
     kinesis.get_waiter("stream_exists").wait(StreamName=name, WaiterConfig={"Delay": 1, "MaxAttempts": 120})
 
 
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+def parse_arguments(description: str, argv: list[str] | None, *, properties: bool) -> argparse.Namespace:
+    """The options both clickstream examples take; creates the stream when asked to."""
+    parser = argparse.ArgumentParser(description=description)
     parser.add_argument("--stream", required=True, help="the Kinesis stream to write to")
     parser.add_argument("--count", type=int, default=1000, help="page views to send")
     parser.add_argument("--users", type=int, default=100, help="distinct users (partition keys)")
     parser.add_argument("--create", action="store_true", help="create the stream if it does not exist")
     parser.add_argument("--shards", type=int, default=2, help="shards of a stream created with --create")
-    parser.add_argument("--properties", help="a Java KPL .properties file to configure the producer")
+    if properties:
+        parser.add_argument("--properties", help="a Java KPL .properties file to configure the producer")
     args = parser.parse_args(argv)
     configure_logging("warning")
-
     if args.create:
         create_stream(args.stream, args.shards)
+    return args
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_arguments(__doc__.splitlines()[0], argv, properties=True)
     config = (kpl.ProducerConfig.from_properties(args.properties) if args.properties
               else kpl.ProducerConfig(metrics_level="none"))
 

@@ -10,15 +10,13 @@ they complete, while later events are still being put.
 
 from __future__ import annotations
 
-import argparse
 import asyncio
 import sys
 import time
 from collections import Counter
 
 import kpl
-from examples.clickstream_producer import create_stream, page_view
-from kpl.logs import configure_logging
+from examples.clickstream_producer import page_view, parse_arguments
 
 
 async def produce(stream: str, count: int, users: int) -> Counter[str]:
@@ -40,16 +38,7 @@ async def produce(stream: str, count: int, users: int) -> Counter[str]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--stream", required=True, help="the Kinesis stream to write to")
-    parser.add_argument("--count", type=int, default=1000, help="page views to send")
-    parser.add_argument("--users", type=int, default=100, help="distinct users (partition keys)")
-    parser.add_argument("--create", action="store_true", help="create the stream if it does not exist")
-    parser.add_argument("--shards", type=int, default=2, help="shards of a stream created with --create")
-    args = parser.parse_args(argv)
-    configure_logging("warning")
-    if args.create:
-        create_stream(args.stream, args.shards)
+    args = parse_arguments(__doc__.splitlines()[0], argv, properties=False)
     started = time.monotonic()
     outcomes = asyncio.run(produce(args.stream, args.count, args.users))
     elapsed = time.monotonic() - started
