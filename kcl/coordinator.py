@@ -33,9 +33,12 @@ from kcl.renewer import HeldLease, HeldLeases, LeaseRenewer
 from kcl.shard_sync import ShardInfo, child_lease, finished_parents, leases_to_create
 from kcl.taker import ExpiryTracker, plan
 from kpl.hashing import HashRange
-from kpl.retry import Backoff, error_code
+from kpl.retry import Backoff, ErrorKind, classify, error_code
 
 log = structlog.get_logger(__name__)
+
+#: The KCL's maxInitializationAttempts.
+MAX_INITIALIZATION_ATTEMPTS = 20
 
 
 class LeaseListener(Protocol):
@@ -82,7 +85,7 @@ class LeaseCoordinator:
 
     async def start(self) -> None:
         self._loop = asyncio.get_running_loop()
-        await self.sync_shards()
+        await self._initial_sync()
         self._renewer.start()
         self._tasks = [
             asyncio.create_task(self._every(self.config.scan_interval, self.take_leases), name="kcl-lease-taker"),
@@ -91,6 +94,22 @@ class LeaseCoordinator:
         if self.config.cleanup_leases_upon_shard_completion:
             interval = self.config.completed_lease_cleanup_interval_millis / 1000
             self._tasks.append(asyncio.create_task(self._every(interval, self.clean_up), name="kcl-lease-cleanup"))
+
+    async def _initial_sync(self) -> None:
+        """The first shard sync, retried as the KCL retries its initialisation.
+
+        Throttling or a brief outage of DynamoDB or Kinesis must not stop a worker from starting;
+        errors that repeat on every attempt (a missing stream, denied access) end the start at once.
+        """
+        backoff = Backoff(initial=0.5, maximum=5.0)
+        for attempt in range(1, MAX_INITIALIZATION_ATTEMPTS + 1):
+            try:
+                await self.sync_shards()
+                return
+            except Exception as exc:
+                if attempt == MAX_INITIALIZATION_ATTEMPTS or classify(exc) is ErrorKind.FATAL:
+                    raise
+                await asyncio.sleep(backoff.delay(attempt))
 
     async def stop_taking(self, timeout: float = 10.0) -> None:
         """Stop acquiring leases (first step of a graceful shutdown); held leases keep being renewed.
