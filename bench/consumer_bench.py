@@ -381,8 +381,10 @@ class Coordination:
                 self.start(name, stream)
 
             def balanced() -> dict[str, int] | None:
-                counts = Counter(self.owners(stream).values())
-                return dict(counts) if sorted(counts.values()) == [8, 8, 8, 8] and None not in counts else None
+                owners = self.owners(stream)
+                counts = Counter(owner for owner in owners.values() if owner is not None)
+                unowned = len(owners) - sum(counts.values())
+                return dict(counts) if sorted(counts.values()) == [8, 8, 8, 8] and not unowned else None
 
             final = self.wait(balanced, 10 * self.cycle + 60, "8/8/8/8")
             took = time.monotonic() - started

@@ -157,7 +157,7 @@ def agg_boto3_producer(workload: dict[str, Any], stream: str = "bench", shard_aw
 
 def _async_kinesis() -> Any:
     try:
-        import kinesis  # type: ignore[import-untyped]
+        import kinesis
     except ImportError as error:
         raise PeerUnavailable(f"async-kinesis is not installed; {INSTALL_HINT}") from error
     return kinesis
@@ -170,8 +170,8 @@ def _async_kinesis_processor(kpl_aggregation: bool) -> Any:
     about the client, not about a serializer.
     """
     _async_kinesis()
-    from kinesis.aggregators import KPLAggregator, SimpleAggregator  # type: ignore[import-untyped]
-    from kinesis.processors import Processor  # type: ignore[import-untyped]
+    from kinesis.aggregators import KPLAggregator, SimpleAggregator
+    from kinesis.processors import Processor
 
     class BytesSerializer:
         def serialize(self, item: bytes) -> bytes:
@@ -266,7 +266,7 @@ async def aiokpl_producer(workload: dict[str, Any], stream: str = "bench", aggre
     own backpressure would block ``put_record`` anyway, so memory stays what aiokpl itself allows.
     """
     try:
-        from aiokpl import Config, Producer  # type: ignore[import-untyped]
+        from aiokpl import Config, Producer
     except ImportError as error:
         raise PeerUnavailable(f"aiokpl is not installed; {INSTALL_HINT}") from error
     from kpl.aws import resolve_region
