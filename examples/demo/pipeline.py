@@ -277,16 +277,20 @@ class Demo:
 
     # --- results ----------------------------------------------------------------------------------
 
-    def archived_ids(self) -> tuple[Counter[int], list[str]]:
+    def archived(self) -> tuple[Counter[int], list[str], list[bytes]]:
+        """Request ids in the archive, its object keys, and a few of its records."""
         ids: Counter[int] = Counter()
         keys: list[str] = []
+        samples: list[bytes] = []
         paginator = self.s3.get_paginator("list_objects_v2")
         for page in paginator.paginate(Bucket=self.bucket):
             for obj in page.get("Contents", []):
                 keys.append(obj["Key"])
-                body = gzip.decompress(self.s3.get_object(Bucket=self.bucket, Key=obj["Key"])["Body"].read())
-                ids.update(rid for rid in map(request_id, body.splitlines()) if rid is not None)
-        return ids, keys
+                lines = gzip.decompress(self.s3.get_object(Bucket=self.bucket, Key=obj["Key"])["Body"].read())
+                records = lines.splitlines()
+                samples.extend(records[: 3 - len(samples)])
+                ids.update(rid for rid in map(request_id, records) if rid is not None)
+        return ids, keys, samples
 
     def report(self) -> bool:
         say("\n== page views per page per 1-minute window (summed over shards) ==")
@@ -311,7 +315,10 @@ class Demo:
 
         written = self.generator.written
         consumed = self.consumed_ids()
-        archived, keys = self.archived_ids()
+        archived, keys, samples = self.archived()
+        say("\n== records as they round-tripped: log line -> agent (LOGTOJSON) -> Kinesis -> kcl-worker -> S3 ==")
+        for sample in samples:
+            say(f"  {sample.decode(errors='replace')}")
         missing_consumed = [rid for rid in range(written) if rid not in consumed]
         missing_archived = [rid for rid in range(written) if rid not in archived]
         bad_keys = [k for k in keys if "/year=" not in k or "/month=" not in k or "/day=" not in k]

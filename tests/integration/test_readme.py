@@ -16,6 +16,7 @@ the suite, so nobody can add an untested snippet.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import re
 import shlex
@@ -87,10 +88,8 @@ def scratch(tmp_path_factory: pytest.TempPathFactory, aws_clients: Callable[[str
             if stream in existing:
                 kinesis.delete_stream(StreamName=stream, EnforceConsumerDeletion=True)
         for table in TABLES:
-            try:
+            with contextlib.suppress(dynamodb.exceptions.ResourceNotFoundException):
                 dynamodb.delete_table(TableName=table)
-            except dynamodb.exceptions.ResourceNotFoundException:
-                pass
 
     clean()
     yield tmp_path_factory.mktemp("readme")
