@@ -10,8 +10,9 @@ Two stages, each flushed by size, count or deadline, as in the KPL:
   ``CollectionMaxCount`` entries and ``CollectionMaxSize`` bytes, sent when full, when one shard has
   256 KiB in the batch (so no shard gets a burst), or at the earliest deadline of its entries.
 
-Timers exist per aggregate and per batch, never per record: the per-record path is a dict lookup,
-the encoder's ``add`` and a list append.
+Timers exist per aggregate and per batch, never per record: the records of a burst bound for one
+shard enter its aggregate in one call (:meth:`Aggregator.add_group`), so the work per record is the
+encoder's loop.
 """
 
 from __future__ import annotations
@@ -46,6 +47,8 @@ LOG: Final = 6
 
 NO_LOG: AttemptLog = ()
 _record_size = itemgetter(SIZE)
+_record_log = itemgetter(LOG)
+_arrival = itemgetter(ARRIVAL)
 
 
 def with_log(record: PendingRecord, log: AttemptLog) -> PendingRecord:
@@ -57,12 +60,12 @@ class KinesisRecord:
     """One PutRecords entry: an aggregate of user records predicted for one shard, or one plain record."""
 
     __slots__ = ("deadline", "entry", "expiry", "futures", "generation", "log", "oldest_arrival", "records",
-                 "request_failures", "shard_id", "size", "user_bytes")
+                 "regrouped", "request_failures", "shard_id", "size", "user_bytes")
 
     def __init__(  # noqa: PLR0917  (once per record with aggregation off)
         self, records: list[PendingRecord], futures: list[Any], entry: dict[str, Any], size: int,
         shard_id: str | None, generation: int, deadline: float, oldest_arrival: float, expiry: float,
-        user_bytes: int,
+        user_bytes: int, regrouped: bool = False,
     ) -> None:
         self.records = records
         #: The records' futures, in the same order (asyncio or concurrent.futures: both have set_result).
@@ -80,7 +83,11 @@ class KinesisRecord:
         self.oldest_arrival = oldest_arrival
         #: The earliest RecordTtl expiry among its user records.
         self.expiry = expiry
+        #: Partition key + data bytes of its user records.
         self.user_bytes = user_bytes
+        #: Some user records carry attempts of earlier Kinesis records (they were regrouped after a
+        #: failure), so their results cannot simply share this one's.
+        self.regrouped = regrouped
         #: Attempts of this Kinesis record: (start, end, error code, error message).
         self.log: list[tuple[float, float, str | None, str | None]] = []
         #: Consecutive failures that call for backoff (whole-request errors, transient entry errors).
@@ -99,19 +106,20 @@ def seal(  # noqa: PLR0917  (once per record with aggregation off)
     """
     first = records[0]
     oldest = first[ARRIVAL]
+    # Records regrouped after a failure carry attempts of their own (and may be older than the first).
+    regrouped = any(map(_record_log, records))
+    if regrouped:
+        oldest = min(map(_arrival, records))
     if len(records) == 1:
         entry = {"Data": first[DATA], "PartitionKey": first[PARTITION_KEY], "ExplicitHashKey": str(first[HASH_KEY])}
         size = first[SIZE]
     else:
-        for record in records:
-            if record[LOG] and record[ARRIVAL] < oldest:  # regrouped records may be older
-                oldest = record[ARRIVAL]
         assert builder is not None
         data = builder.build()
         entry = {"Data": data, "PartitionKey": "a", "ExplicitHashKey": str(first[HASH_KEY])}
         size = len(data) + 1
     return KinesisRecord(records, futures, entry, size, shard_id, generation, deadline, oldest, oldest + ttl,
-                         user_bytes)
+                         user_bytes, regrouped)
 
 
 def split(
@@ -137,27 +145,19 @@ def regroup(
         for record, future in zip(records, futures, strict=True):
             out.append(seal([record], [future], None, shard_id, generation, deadline, ttl, record[SIZE]))
         return out
-    builder = AggregateBuilder(max_size, max_count)
-    group: list[PendingRecord] = []
-    group_futures: list[Any] = []
-    group_bytes = 0
-    for record, future in zip(records, futures, strict=True):
-        if builder.add(record[PARTITION_KEY], record[EXPLICIT_HASH_KEY], record[DATA]):
-            group.append(record)
-            group_futures.append(future)
-            group_bytes += record[SIZE]
-            continue
-        if group:
-            out.append(seal(group, group_futures, builder, shard_id, generation, deadline, ttl, group_bytes))
+    index, stop = 0, len(records)
+    while index < stop:
         builder = AggregateBuilder(max_size, max_count)
-        if builder.add(record[PARTITION_KEY], record[EXPLICIT_HASH_KEY], record[DATA]):
-            group, group_futures, group_bytes = [record], [future], record[SIZE]
-        else:  # larger than an aggregate may be: it travels alone
-            out.append(seal([record], [future], None, shard_id, generation, deadline, ttl, record[SIZE]))
-            builder = AggregateBuilder(max_size, max_count)
-            group, group_futures, group_bytes = [], [], 0
-    if group:
-        out.append(seal(group, group_futures, builder, shard_id, generation, deadline, ttl, group_bytes))
+        end = builder.extend(records, index, stop)
+        if end == index:  # larger than an aggregate may be: it travels alone
+            record = records[index]
+            out.append(seal([record], [futures[index]], None, shard_id, generation, deadline, ttl, record[SIZE]))
+            index += 1
+            continue
+        group = list(records[index:end])
+        out.append(seal(group, list(futures[index:end]), builder, shard_id, generation, deadline, ttl,
+                        sum(map(_record_size, group))))
+        index = end
     return out
 
 
@@ -174,7 +174,11 @@ class _OpenAggregate:
 
 
 class Aggregator:
-    """One open aggregate per predicted shard of a stream; sealed aggregates go to ``on_sealed``."""
+    """One open aggregate per predicted shard of a stream; sealed aggregates go to ``on_sealed``.
+
+    An aggregate is sealed when the next record does not fit, or ``max_buffered`` seconds after the
+    arrival of its first record.
+    """
 
     def __init__(
         self,
@@ -184,42 +188,58 @@ class Aggregator:
         max_size: int,
         max_count: int,
         ttl: float,
+        max_buffered: float,
     ) -> None:
         self._loop = loop
         self._on_sealed = on_sealed
         self.max_size = max_size
         self.max_count = max_count
         self.ttl = ttl
+        self.max_buffered = max_buffered
         self.generation = 0
         self._open: dict[str | None, _OpenAggregate] = {}
 
-    def add(self, record: PendingRecord, future: Any, shard_id: str | None, deadline: float) -> None:
-        """Add a new record predicted for ``shard_id`` that must leave the aggregator by ``deadline``.
+    def add(self, record: PendingRecord, future: Any, shard_id: str | None) -> None:
+        """Add one record predicted for ``shard_id`` (see :meth:`add_group`)."""
+        self.add_group(shard_id, [record], [future])
 
-        New records arrive in time order, so an open aggregate's deadline (its first record's) is
-        never later than the one of a record joining it.  (Retried records do not come this way.)
+    def add_group(self, shard_id: str | None, records: list[PendingRecord], futures: list[Any]) -> None:
+        """Add records predicted for ``shard_id``, oldest first, with their futures.
+
+        The producer's hot path: the records of a burst bound for one shard go into the shard's open
+        aggregate in one call to the encoder, and the lists are extended by slices, so the work per
+        record is the encoder's loop.  Records arrive in time order (retried records wait for the
+        map's routing and come this way in their original order), so an open aggregate's deadline,
+        its first record's, is never later than the one of a record joining it.
         """
         aggregate = self._open.get(shard_id)
-        if aggregate is not None:
-            if aggregate.builder.add(record[PARTITION_KEY], record[EXPLICIT_HASH_KEY], record[DATA]):
-                aggregate.records.append(record)
-                aggregate.futures.append(future)
-                return
-            if record[SIZE] + OVERHEAD <= self.max_size:  # it would fit an aggregate of its own
-                self._seal(shard_id, aggregate)
-        builder = AggregateBuilder(self.max_size, self.max_count)
-        if record[SIZE] + OVERHEAD > self.max_size or not builder.add(
-            record[PARTITION_KEY], record[EXPLICIT_HASH_KEY], record[DATA]
-        ):
+        index, stop = 0, len(records)
+        while index < stop:
+            if aggregate is None:
+                aggregate = _OpenAggregate(AggregateBuilder(self.max_size, self.max_count),
+                                           records[index][ARRIVAL] + self.max_buffered)
+            end = aggregate.builder.extend(records, index, stop)
+            if end > index:
+                if not aggregate.records:
+                    self._open[shard_id] = aggregate
+                    aggregate.timer = self._loop.call_at(aggregate.deadline, self._deadline_reached, shard_id,
+                                                         aggregate)
+                aggregate.records += records[index:end]
+                aggregate.futures += futures[index:end]
+                index = end
+                if index == stop:
+                    return
+            record = records[index]
+            if aggregate.records and record[SIZE] + OVERHEAD <= self.max_size:
+                self._seal(shard_id, aggregate)  # full: the record opens the next one
+                aggregate = None
+                continue
             # Larger than an aggregate may be: it travels alone (the KPL's aggregator bypass).
-            self._on_sealed(seal([record], [future], None, shard_id, self.generation, deadline, self.ttl,
-                                 record[SIZE]))
-            return
-        aggregate = _OpenAggregate(builder, deadline)
-        aggregate.records.append(record)
-        aggregate.futures.append(future)
-        aggregate.timer = self._loop.call_at(deadline, self._deadline_reached, shard_id, aggregate)
-        self._open[shard_id] = aggregate
+            self._on_sealed(seal([record], [futures[index]], None, shard_id, self.generation,
+                                 record[ARRIVAL] + self.max_buffered, self.ttl, record[SIZE]))
+            index += 1
+            if not aggregate.records:
+                aggregate = None
 
     def _deadline_reached(self, shard_id: str | None, aggregate: _OpenAggregate) -> None:
         if self._open.get(shard_id) is aggregate:
@@ -254,7 +274,7 @@ class Aggregator:
         return list(self._open)
 
     def oldest_arrival(self) -> float | None:
-        arrivals = [min(r[ARRIVAL] for r in a.records) for a in self._open.values() if a.records]
+        arrivals = [min(map(_arrival, a.records)) for a in self._open.values() if a.records]
         return min(arrivals) if arrivals else None
 
     def __len__(self) -> int:

@@ -25,6 +25,7 @@ an explicit-hash-key index only when the user gave an explicit hash key.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from hashlib import md5
 from typing import Any, NamedTuple
 
@@ -111,38 +112,60 @@ class AggregateBuilder:
 
     def add(self, partition_key: str, explicit_hash_key: str | None, data: bytes) -> bool:
         """Append a record if it fits within the limits; False (and no change) when it does not."""
-        if self._count >= self.max_count:
-            return False
-        if explicit_hash_key is not None:
-            return self._add_with_hash_key(partition_key, explicit_hash_key, data)
-        pk_index = self._pk_index.get(partition_key)
-        if pk_index is None:
-            pk_index = len(self._pk_table)
-            table_entry = _PK_ENTRIES.get(partition_key)
-            if table_entry is None:
-                table_entry = _pk_entry(partition_key)
-            added = len(table_entry)
-        else:
-            table_entry = None
-            added = 0
-        data_length = len(data)
-        key = (pk_index << 24) | data_length
-        cached = _PLAIN_HEADERS.get(key)
-        if cached is None:
-            cached = _plain_header(key, pk_index, data_length)
-        header, entry_size = cached
-        new_size = self.size + added + entry_size
-        if new_size > self.max_size:
-            return False
-        if table_entry is not None:
-            self._pk_index[partition_key] = pk_index
-            self._pk_table.append(table_entry)
-        parts = self._parts
-        parts.append(header)
-        parts.append(data)
-        self.size = new_size
-        self._count += 1
-        return True
+        return self.extend(((partition_key, explicit_hash_key, data),)) == 1
+
+    def extend(self, records: Sequence[Sequence[Any]], start: int = 0, stop: int | None = None) -> int:
+        """Append ``records[start:stop]`` in order while they fit; the index of the first that did not.
+
+        Each record is a sequence that begins with (partition key, explicit hash key, data), as a
+        :class:`SubRecord` or the producer's pending records do.  The same as calling :meth:`add` for
+        each, in one loop with its state in locals: the producer adds every user record this way.
+        """
+        if stop is None:
+            stop = len(records)
+        # The count limit, as a bound on the loop rather than a test per record.
+        stop = min(stop, start + self.max_count - self._count)
+        pk_index_of = self._pk_index
+        pk_table = self._pk_table
+        append = self._parts.append
+        # Bytes left rather than size so far: one int operation per record (each makes an int object).
+        room = self.max_size - self.size
+        headers = _PLAIN_HEADERS.by_index
+        taken = 0
+        for record in records[start:stop]:
+            partition_key = record[0]
+            data = record[2]
+            if record[1] is not None:
+                self.size = self.max_size - room
+                self._count += taken
+                if not self._add_with_hash_key(partition_key, record[1], data):
+                    return start + taken
+                room = self.max_size - self.size
+                start += taken + 1
+                taken = 0  # counted by _add_with_hash_key
+                continue
+            data_length = len(data)
+            pk_index = pk_index_of.get(partition_key)
+            if pk_index is not None:  # the common case: a key already in this aggregate's table
+                header, entry_size = headers[pk_index].get(data_length) or _PLAIN_HEADERS.add(pk_index, data_length)
+                if entry_size > room:
+                    break
+            else:
+                pk_index = len(pk_table)
+                table_entry = _PK_ENTRIES.get(partition_key) or _PK_ENTRIES.add(partition_key)
+                header, entry_size = headers[pk_index].get(data_length) or _PLAIN_HEADERS.add(pk_index, data_length)
+                entry_size += len(table_entry)
+                if entry_size > room:
+                    break
+                pk_index_of[partition_key] = pk_index
+                pk_table.append(table_entry)
+            room -= entry_size
+            append(header)
+            append(data)
+            taken += 1
+        self.size = self.max_size - room
+        self._count += taken
+        return start + taken
 
     def _add_with_hash_key(self, partition_key: str, explicit_hash_key: str, data: bytes) -> bool:
         added = 0
@@ -150,8 +173,7 @@ class AggregateBuilder:
         pk_entry = None
         if pk_index is None:
             pk_index = len(self._pk_table)
-            raw = partition_key.encode()
-            pk_entry = _TAG_PK_TABLE + encode_varint(len(raw)) + raw
+            pk_entry = _PK_ENTRIES.get(partition_key) or _PK_ENTRIES.add(partition_key)
             added += len(pk_entry)
         ehk_index = self._ehk_index.get(explicit_hash_key)
         ehk_entry = None
@@ -181,38 +203,55 @@ class AggregateBuilder:
 
     def build(self) -> bytes:
         """The aggregated record: magic, protobuf body and MD5 of the body."""
-        body = b"".join(self._pk_table) + b"".join(self._ehk_table) + b"".join(self._parts)
-        return MAGIC + body + md5(body).digest()
+        # Two copies of the payload bytes, not four: one join, then the digest appended.
+        blob = b"".join([MAGIC, *self._pk_table, *self._ehk_table, *self._parts])
+        return blob + md5(memoryview(blob)[len(MAGIC):]).digest()
 
 
-#: Encoded partition-key table entries by key: applications reuse partition keys across aggregates.
-_PK_ENTRIES: dict[str, bytes] = {}
-_PK_ENTRIES_LIMIT = 1 << 14
+class _TableEntries(dict[str, bytes]):
+    """Encoded partition-key table entries by key: applications reuse partition keys across aggregates."""
+
+    def add(self, partition_key: str) -> bytes:
+        if len(self) >= _CACHE_LIMIT:
+            self.clear()
+        raw = partition_key.encode()
+        entry = self[partition_key] = _TAG_PK_TABLE + encode_varint(len(raw)) + raw
+        return entry
 
 
-def _pk_entry(partition_key: str) -> bytes:
-    raw = partition_key.encode()
-    entry = _TAG_PK_TABLE + encode_varint(len(raw)) + raw
-    if len(_PK_ENTRIES) >= _PK_ENTRIES_LIMIT:
-        _PK_ENTRIES.clear()
-    _PK_ENTRIES[partition_key] = entry
-    return entry
+class _PlainHeaders:
+    """Record-entry headers without an explicit hash key, by partition-key index and data length:
+    (encoded header, header + data length).  Aggregates of similar records repeat the same few.
+
+    A list by index of dicts by length, so that a lookup computes no int (each would be an object).
+    """
+
+    def __init__(self) -> None:
+        self.by_index: list[dict[int, tuple[bytes, int]]] = [{} for _ in range(256)]
+        self._entries = 0
+
+    def clear(self) -> None:
+        # In place: an encoder loop in progress holds ``by_index`` and must keep seeing every index.
+        for headers in self.by_index:
+            headers.clear()
+        self._entries = 0
+
+    def add(self, pk_index: int, data_length: int) -> tuple[bytes, int]:
+        if self._entries >= _CACHE_LIMIT:
+            self.clear()
+        by_index = self.by_index
+        while len(by_index) <= pk_index + 1:  # one more, so that the next new key has its dict too
+            by_index.extend({} for _ in range(len(by_index)))
+        fields = b"\x08" + encode_varint(pk_index) + b"\x1a" + encode_varint(data_length)
+        header = b"\x1a" + encode_varint(len(fields) + data_length) + fields
+        cached = by_index[pk_index][data_length] = (header, len(header) + data_length)
+        self._entries += 1
+        return cached
 
 
-#: Record-entry headers without an explicit hash key, by (partition-key index << 24 | data length):
-#: (encoded header, header + data length).  Aggregates of similar records repeat the same few.
-_PLAIN_HEADERS: dict[int, tuple[bytes, int]] = {}
-_PLAIN_HEADERS_LIMIT = 1 << 14
-
-
-def _plain_header(key: int, pk_index: int, data_length: int) -> tuple[bytes, int]:
-    fields = b"\x08" + encode_varint(pk_index) + b"\x1a" + encode_varint(data_length)
-    header = b"\x1a" + encode_varint(len(fields) + data_length) + fields
-    cached = (header, len(header) + data_length)
-    if len(_PLAIN_HEADERS) >= _PLAIN_HEADERS_LIMIT:
-        _PLAIN_HEADERS.clear()
-    _PLAIN_HEADERS[key] = cached
-    return cached
+_CACHE_LIMIT = 1 << 14
+_PK_ENTRIES = _TableEntries()
+_PLAIN_HEADERS = _PlainHeaders()
 
 
 def encode(records: list[SubRecord] | list[tuple[str, str | None, bytes]]) -> bytes:

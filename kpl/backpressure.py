@@ -20,8 +20,8 @@ from collections.abc import Callable
 class Budget:
     """Outstanding-record and outstanding-byte bounds with async waiting for room and for idleness."""
 
-    __slots__ = ("_idle_waiters", "_room_waiters", "admitted_bytes", "admitted_records", "max_bytes", "max_records",
-                 "on_release", "released_bytes", "released_records")
+    __slots__ = ("_bytes_limit", "_idle_waiters", "_records_limit", "_room_waiters", "admitted_bytes",
+                 "admitted_records", "max_bytes", "max_records", "on_release", "released_bytes", "released_records")
 
     def __init__(self, max_records: int, max_bytes: int) -> None:
         self.max_records = max_records
@@ -30,6 +30,11 @@ class Budget:
         self.admitted_bytes = 0
         self.released_records = 0
         self.released_bytes = 0
+        #: What ``admitted_*`` may reach: the bounds moved on by every release, so that admitting a
+        #: record (once per put) is two comparisons.  Written by the releasing side only, and 0 while
+        #: callers wait for room, so that nobody overtakes them.
+        self._records_limit = max_records
+        self._bytes_limit = max_bytes
         self._room_waiters: deque[asyncio.Future[None]] = deque()
         self._idle_waiters: list[asyncio.Future[None]] = []
         #: Called (on the event loop) after every release; the sync producer wakes its callers here.
@@ -51,11 +56,12 @@ class Budget:
 
     def try_admit(self, size: int) -> bool:
         """Admit a record of ``size`` bytes if it fits now and nobody is waiting ahead of it."""
-        if self._room_waiters:
-            return False
-        records = self.admitted_records - self.released_records
-        if records and (records >= self.max_records or
-                        self.admitted_bytes - self.released_bytes + size > self.max_bytes):
+        if self.admitted_records < self._records_limit and self.admitted_bytes + size <= self._bytes_limit:
+            self.admitted_records += 1
+            self.admitted_bytes += size
+            return True
+        # A record larger than the byte bound still goes, alone.
+        if self._room_waiters or self.admitted_records != self.released_records:
             return False
         self.admitted_records += 1
         self.admitted_bytes += size
@@ -70,6 +76,8 @@ class Budget:
         self.released_bytes += size
         if self._room_waiters:
             self._wake_next_room_waiter()
+        else:
+            self._move_limits()
         if self._idle_waiters and self.admitted_records == self.released_records:
             waiters, self._idle_waiters = self._idle_waiters, []
             for waiter in waiters:
@@ -77,6 +85,13 @@ class Budget:
                     waiter.set_result(None)
         if self.on_release is not None:
             self.on_release()
+
+    def _move_limits(self) -> None:
+        if self._room_waiters:
+            self._records_limit = self._bytes_limit = 0
+        else:
+            self._records_limit = self.released_records + self.max_records
+            self._bytes_limit = self.released_bytes + self.max_bytes
 
     def _wake_next_room_waiter(self) -> None:
         head = self._room_waiters[0]
@@ -99,6 +114,7 @@ class Budget:
         loop = asyncio.get_running_loop()
         waiter: asyncio.Future[None] = loop.create_future()
         self._room_waiters.append(waiter)
+        self._move_limits()
         try:
             while True:
                 await waiter
@@ -109,6 +125,7 @@ class Budget:
                 waiter = fresh
         finally:
             self._room_waiters.remove(waiter)
+            self._move_limits()
             if self._room_waiters and self.has_room(0):
                 self._wake_next_room_waiter()
 

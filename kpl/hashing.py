@@ -8,8 +8,9 @@ inclusive range ``[start, end]`` of that space.
 from __future__ import annotations
 
 import bisect
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
+from functools import partial
 from hashlib import md5
 
 MAX_HASH_KEY = (1 << 128) - 1
@@ -75,19 +76,30 @@ class ShardRanges:
     O(log shards); a key that no range contains (a hole while a reshard is in progress) maps to None.
     """
 
-    __slots__ = ("_ends", "_ranges", "_shard_ids")
+    __slots__ = ("_complete", "_ends", "_ranges", "_shard_ids")
 
     def __init__(self, shards: Iterable[tuple[str, HashRange]]) -> None:
         ordered = sorted(shards, key=lambda item: item[1].end)
         self._ends = [hash_range.end for _, hash_range in ordered]
         self._shard_ids = [shard_id for shard_id, _ in ordered]
         self._ranges = [hash_range for _, hash_range in ordered]
+        #: The ranges partition the hash-key space (no hole, no overlap), as the open shards of a
+        #: stream do: then the range a key's bisection lands on always contains it.
+        starts = [hash_range.start for hash_range in self._ranges]
+        self._complete = bool(ordered) and starts == [0, *(end + 1 for end in self._ends[:-1])] and \
+            self._ends[-1] == MAX_HASH_KEY
 
     def shard_for(self, hash_key: int) -> str | None:
         index = bisect.bisect_left(self._ends, hash_key)
         if index == len(self._ends) or hash_key < self._ranges[index].start:
             return None
         return self._shard_ids[index]
+
+    def shards_for(self, hash_keys: Iterable[int]) -> Iterator[str | None]:
+        """``shard_for`` of each key, lazily; without a Python call per key when the map has no holes."""
+        if self._complete:
+            return map(self._shard_ids.__getitem__, map(partial(bisect.bisect_left, self._ends), hash_keys))
+        return map(self.shard_for, hash_keys)
 
     @property
     def shard_ids(self) -> Sequence[str]:

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import asyncio
 import concurrent.futures
+import contextlib
 import time
 from collections import deque
 from collections.abc import Callable, Iterable
@@ -46,6 +47,7 @@ from kpl.accumulator import (
 )
 from kpl.backpressure import Budget
 from kpl.config import ProducerConfig
+from kpl.futures import resolve_all
 from kpl.hashing import ShardRanges
 from kpl.limiter import ShardLimiter
 from kpl.metrics import ProducerMetrics
@@ -67,7 +69,13 @@ log = structlog.get_logger(__name__)
 _INVALID_STATE = (asyncio.InvalidStateError, concurrent.futures.InvalidStateError)
 _arrival = itemgetter(ARRIVAL)
 _size = itemgetter(SIZE)
+_hash_key = itemgetter(HASH_KEY)
 _RESOURCE_NOT_FOUND = "ResourceNotFoundException"
+
+
+def clock_of(loop: asyncio.AbstractEventLoop) -> Callable[[], float]:
+    """The loop's clock, as a direct call when it is the standard one (time.monotonic)."""
+    return time.monotonic if type(loop).time is asyncio.BaseEventLoop.time else loop.time
 
 
 @dataclass(slots=True)
@@ -81,6 +89,8 @@ class Shared:
     budget: Budget
     metrics: ProducerMetrics
     backoff: Backoff
+    #: Sets one result on many futures of the producer's face (skipping cancelled ones).
+    resolve: Callable[[list[Any], RecordResult], None] = resolve_all
 
 
 class _ShardState:
@@ -106,9 +116,6 @@ class StreamPipeline:
             "StreamName": stream_name}
         self._shared = shared
         self.loop = loop = shared.loop
-        #: The loop's clock, as a direct call when it is the standard one (time.monotonic).
-        self.clock: Callable[[], float] = (
-            time.monotonic if type(loop).time is asyncio.BaseEventLoop.time else loop.time)
         config = shared.config
         self._ordered = config.ordered_per_shard
         self._rate_limit = float(config.rate_limit)
@@ -121,12 +128,16 @@ class StreamPipeline:
         self._refresher = ShardMapRefresher(self.map, shared.control_client, self._map_refreshed, self._map_failed)
         self._aggregator = Aggregator(
             loop, self._sealed, max_size=config.aggregation_max_size, max_count=config.aggregation_max_count,
-            ttl=self._ttl,
+            ttl=self._ttl, max_buffered=self._max_buffered,
         )
         self._collector = Collector(
             loop, self._batch_ready, max_count=config.collection_max_count, max_size=config.collection_max_size,
         )
         self._shards: dict[str | None, _ShardState] = {}
+        #: Records (and their futures) put since the last :meth:`take_incoming`.  The async face
+        #: appends to these lists and schedules one ``take_incoming`` per burst.
+        self.incoming: list[PendingRecord] = []
+        self.incoming_futures: list[Any] = []
         #: Records (and their futures) that arrived before the shard map and the stream's limits.
         self._waiting: list[PendingRecord] = []
         self._waiting_futures: list[Any] = []
@@ -253,58 +264,80 @@ class StreamPipeline:
         if not self._waiting:
             return
         limit = self.record_size_limit()
-        too_large: tuple[list[PendingRecord], list[Any]] = ([], [])
-        aggregate, add, max_buffered = self._aggregate, self._aggregator.add, self._max_buffered
-        for record, future in zip(*self._take_waiting(), strict=True):
-            if record[SIZE] > limit:
-                too_large[0].append(record)
-                too_large[1].append(future)
-                continue
-            shard_id = ranges.shard_for(record[HASH_KEY])
-            if shard_id is not None and aggregate:
-                add(record, future, shard_id, record[ARRIVAL] + max_buffered)
-            else:
-                self._route(record, future, shard_id)
+        waiting, futures = self._take_waiting()
+        if max(map(_size, waiting)) <= limit:  # the common case, checked without a Python call per record
+            self._route_ready(waiting, futures)
+            return
+        (fitting, fitting_futures), too_large = split(waiting, futures, lambda record: record[SIZE] <= limit)
+        self._route_ready(fitting, fitting_futures)
         self._fail(*too_large, (), "ValidationException",
                    f"record is larger than the stream's maximum record size of {limit} bytes",
                    retryable=False, shard_id=None)
 
     # --- the way in ---------------------------------------------------------------------------------
 
-    def add(self, record: PendingRecord, future: Any) -> None:
-        """Take a validated, admitted record and its future (the hot path)."""
-        self.received += 1
-        if not self._ready:
-            self._add_before_map(record, future)
-            return
-        shard_id = self._ranges.shard_for(record[HASH_KEY])
-        if shard_id is not None and self._aggregate:
-            self._aggregator.add(record, future, shard_id, record[ARRIVAL] + self._max_buffered)
+    def take_incoming(self) -> None:
+        """Take the records the async face appended to :attr:`incoming` since the last call."""
+        records = self.incoming
+        if records:
+            futures = self.incoming_futures
+            self.incoming, self.incoming_futures = [], []
+            self.add_burst(records, futures)
+
+    def add_burst(self, records: list[PendingRecord], futures: list[Any]) -> None:
+        """Take validated, admitted records and their futures, oldest first: the hot path."""
+        self.received += len(records)
+        if self._ready:
+            self._route_ready(records, futures)
         else:
-            self._route(record, future, shard_id)
+            self._add_before_map(records, futures)
+
+    def _route_ready(self, records: list[PendingRecord], futures: list[Any]) -> None:
+        """Predict each record's shard and pass it on: into its shard's aggregate, or alone."""
+        shard_ids = self._ranges.shards_for(map(_hash_key, records))
+        if not self._aggregate:
+            for record, future, shard_id in zip(records, futures, shard_ids, strict=True):
+                self._route(record, future, shard_id)
+            return
+        # Grouped by shard first (order kept within each), so that each shard's aggregate takes its
+        # records in one call and the loop here is the only per-record Python work besides the encoder's.
+        groups: dict[str | None, tuple[list[PendingRecord], list[Any]]] = {}
+        group_of = groups.get
+        for record, future, shard_id in zip(records, futures, shard_ids, strict=True):
+            group = group_of(shard_id)
+            if group is None:
+                group = groups[shard_id] = ([], [])
+            group[0].append(record)
+            group[1].append(future)
+        add_group = self._aggregator.add_group
+        for shard_id, (group_records, group_futures) in groups.items():
+            if shard_id is None:
+                for record, future in zip(group_records, group_futures, strict=True):
+                    self._route(record, future, None)
+            else:
+                add_group(shard_id, group_records, group_futures)
 
     def _route(self, record: PendingRecord, future: Any, shard_id: str | None) -> None:
-        deadline = record[ARRIVAL] + self._max_buffered
         if shard_id is None:
             # A hole in the map (a reshard in progress): send it alone, routed by its own hash key.
             self._refresher.request(self.loop.time())
         elif self._aggregate:
-            self._aggregator.add(record, future, shard_id, deadline)
+            self._aggregator.add(record, future, shard_id)
             return
-        self._sealed(seal([record], [future], None, shard_id, self.map.generation, deadline, self._ttl,
-                          record[SIZE]))
+        self._sealed(seal([record], [future], None, shard_id, self.map.generation,
+                          record[ARRIVAL] + self._max_buffered, self._ttl, record[SIZE]))
 
-    def _add_before_map(self, record: PendingRecord, future: Any) -> None:
+    def _add_before_map(self, records: list[PendingRecord], futures: list[Any]) -> None:
         missing = self._missing
         if missing is not None:
             error, until = missing
             if self.loop.time() < until:
-                self._fail([record], [future], (), error.code, error.message, retryable=False, shard_id=None)
+                self._fail(records, futures, (), error.code, error.message, retryable=False, shard_id=None)
                 return
             self._missing = None
             self._start_discovery()
-        self._waiting.append(record)
-        self._waiting_futures.append(future)
+        self._waiting += records
+        self._waiting_futures += futures
 
     # --- limiter stage ----------------------------------------------------------------------------------
 
@@ -509,20 +542,23 @@ class StreamPipeline:
         sequence_number: str,
     ) -> None:
         kr_log = tuple(kr.log)
-        shared: RecordResult | None = None
-        size = 0
-        for record, future in zip(records, futures):  # noqa: B905  (equal lengths by construction; hot path)
-            size += record[SIZE]
-            if record[LOG]:  # regrouped on a retry: it has attempts of its own
-                result = RecordResult(True, shard_id, sequence_number, record[LOG] + kr_log, record[ARRIVAL])
-            else:
-                if shared is None:
-                    shared = RecordResult(True, shard_id, sequence_number, kr_log, record[ARRIVAL])
-                result = shared
-            try:  # noqa: SIM105  (contextlib.suppress costs a context manager per record)
-                future.set_result(result)
-            except _INVALID_STATE:  # the caller cancelled its future
-                pass
+        if not kr.regrouped:
+            # The common case: one result for all, resolved in one call.
+            self._shared.resolve(futures, RecordResult(True, shard_id, sequence_number, kr_log, records[0][ARRIVAL]))
+            size = kr.user_bytes if records is kr.records else sum(map(_size, records))
+        else:
+            shared: RecordResult | None = None
+            size = 0
+            for record, future in zip(records, futures, strict=True):
+                size += record[SIZE]
+                if record[LOG]:  # regrouped on a retry: it has attempts of its own
+                    result = RecordResult(True, shard_id, sequence_number, record[LOG] + kr_log, record[ARRIVAL])
+                else:
+                    if shared is None:
+                        shared = RecordResult(True, shard_id, sequence_number, kr_log, record[ARRIVAL])
+                    result = shared
+                with contextlib.suppress(*_INVALID_STATE):  # the caller cancelled its future
+                    future.set_result(result)
         self._shared.budget.release(len(records), size)
 
     def _fail_kinesis_record(self, kr: KinesisRecord, code: str, message: str, *, retryable: bool) -> None:
@@ -720,13 +756,14 @@ class StreamPipeline:
         self.map.evict_closed(now)
 
     def flush(self) -> None:
+        self.take_incoming()
         self._aggregator.flush()
         for state in list(self._shards.values()):
             self._drain(state)
         self._collector.flush()
 
     def oldest_arrival(self) -> float | None:
-        candidates = [r[ARRIVAL] for r in self._waiting[:1]]
+        candidates = [r[ARRIVAL] for r in (*self.incoming[:1], *self._waiting[:1])]
         candidates += [r[ARRIVAL] for r in self._misrouted]
         aggregating = self._aggregator.oldest_arrival()
         if aggregating is not None:
@@ -741,6 +778,9 @@ class StreamPipeline:
 
     def abort(self, code: str, message: str) -> None:
         """Fail every record this pipeline still holds (in-flight batches are the sender's to cancel)."""
+        incoming, futures = self.incoming, self.incoming_futures
+        self.incoming, self.incoming_futures = [], []
+        self._fail(incoming, futures, (), code, message, retryable=True, shard_id=None)
         self._fail(*self._take_waiting(), (), code, message, retryable=True, shard_id=None)
         misrouted, futures = self._misrouted, self._misrouted_futures
         self._misrouted, self._misrouted_futures = [], []

@@ -1,13 +1,11 @@
 """The public producers: :class:`AsyncProducer` for asyncio code, :class:`Producer` for threads.
 
 Both are faces of one core that runs on an asyncio event loop: ``AsyncProducer`` on the caller's
-loop, ``Producer`` on a loop in a background thread.  The sync face never makes a cross-thread call
-per record: callers append validated records to a hand-off list and the first of a burst schedules
-one wake-up of the loop, which moves the whole list into the core.
-
-Input is validated in the calling thread, at the call, so a bad record raises where it was made:
-``TypeError`` for data that is not bytes-like, ``ValueError`` naming the problem for a bad partition
-key, explicit hash key or size.
+loop, ``Producer`` on a loop in a background thread.  A put does only what must happen at the call:
+validation (:mod:`kpl.intake`), admission against the backpressure bounds, the future, and an
+append to a list.  The first put of a burst schedules one wake-up of the loop, which hands the whole
+burst to the stream's pipeline (:meth:`StreamPipeline.add_burst`), where the per-record work is done
+in a few tight loops.  The sync face never makes a cross-thread call per record.
 """
 
 from __future__ import annotations
@@ -15,16 +13,14 @@ from __future__ import annotations
 import asyncio
 import concurrent.futures
 import contextlib
-import random
 import threading
 import time
-from collections.abc import Coroutine
-from hashlib import md5
+from collections.abc import Callable, Coroutine
 from typing import Any, TypeVar
 
 import structlog
 
-from kpl.accumulator import ARRIVAL, NO_LOG, PendingRecord
+from kpl.accumulator import ARRIVAL, NO_LOG, SIZE, PendingRecord
 from kpl.aws import async_client
 from kpl.backpressure import Budget
 from kpl.cloudwatch import CloudWatchPublisher
@@ -36,9 +32,10 @@ from kpl.errors import (
     ProducerClosedError,
     ProducerNotStartedError,
 )
-from kpl.hashing import MAX_PARTITION_KEY_LENGTH, parse_explicit_hash_key
+from kpl.futures import ThreadFuture, ThreadFutures, resolve_all
+from kpl.intake import KNOWN_KEYS, pending_record
 from kpl.metrics import ProducerMetrics
-from kpl.pipeline import Shared, StreamPipeline
+from kpl.pipeline import Shared, StreamPipeline, clock_of
 from kpl.records import PRODUCER_CLOSED, RecordResult
 from kpl.retry import Backoff
 from kpl.sender import Sender, install_put_records_codec
@@ -46,66 +43,21 @@ from kpl.shard_map import DEFAULT_MAX_RECORD_SIZE
 
 log = structlog.get_logger(__name__)
 
+_monotonic = time.monotonic
+_known_key = KNOWN_KEYS.get
+
 T = TypeVar("T")
 
 #: The largest record Kinesis accepts on any stream (MaxRecordSizeInKiB tops out at 10 MiB).
 ABSOLUTE_MAX_RECORD_SIZE = 10 * 1024 * 1024
 
-_getrandbits = random.getrandbits
-
-#: MD5 hash keys of recently seen partition keys.  Applications reuse keys (a user id, a device id),
-#: and MD5 is the largest single cost of accepting a record; the cache is dropped when it fills up.
-_HASH_KEYS: dict[str, int] = {}
-_HASH_KEYS_LIMIT = 1 << 14
+#: A burst of puts that never yields to the event loop is routed every this many records, so that
+#: aggregates fill and leave while the caller is still putting.
+BURST = 1024
 
 
-def validate_record(
-    data: object, partition_key: object, explicit_hash_key: object
-) -> tuple[bytes, str, str | None, int, int]:
-    """Check one record's input; (data, partition key, explicit hash key, hash key, size).
-
-    A missing partition key becomes a random one (records spread evenly over the shards).  An
-    explicit hash key is normalised to its decimal form.  ``size`` is what Kinesis counts:
-    UTF-8 partition key + data.
-    """
-    if type(data) is not bytes:
-        if not isinstance(data, (bytes, bytearray, memoryview)):
-            raise TypeError(f"data must be bytes-like (bytes, bytearray or memoryview), not {type(data).__name__}")
-        data = bytes(data)  # a private copy: the caller may reuse its buffer
-    if partition_key is None:
-        random_key = f"{_getrandbits(128):032x}"  # used once: not worth a place in the cache
-        if explicit_hash_key is None:
-            return data, random_key, None, int.from_bytes(md5(random_key.encode()).digest(), "big"), 32 + len(data)
-        partition_key = random_key
-    elif type(partition_key) is not str:
-        if not isinstance(partition_key, str):
-            raise TypeError(f"partition_key must be str, not {type(partition_key).__name__}")
-        partition_key = str(partition_key)
-    length = len(partition_key)
-    if length == 0 or length > MAX_PARTITION_KEY_LENGTH:
-        raise ValueError(f"partition_key must have 1 to {MAX_PARTITION_KEY_LENGTH} characters, got {length}")
-    if explicit_hash_key is None:
-        hash_key = _HASH_KEYS.get(partition_key)
-        if hash_key is not None:
-            # Cached keys were encoded before: only the UTF-8 length is left to find.
-            key_bytes = length if partition_key.isascii() else len(partition_key.encode())
-            return data, partition_key, None, hash_key, key_bytes + len(data)
-        raw_key = _encode_partition_key(partition_key)
-        hash_key = int.from_bytes(md5(raw_key).digest(), "big")
-        if len(_HASH_KEYS) >= _HASH_KEYS_LIMIT:
-            _HASH_KEYS.clear()
-        _HASH_KEYS[partition_key] = hash_key
-        return data, partition_key, None, hash_key, len(raw_key) + len(data)
-    raw_key = _encode_partition_key(partition_key)
-    hash_key = parse_explicit_hash_key(explicit_hash_key)  # type: ignore[arg-type]
-    return data, partition_key, str(hash_key), hash_key, len(raw_key) + len(data)
-
-
-def _encode_partition_key(partition_key: str) -> bytes:
-    try:
-        return partition_key.encode()
-    except UnicodeEncodeError as exc:
-        raise ValueError(f"partition_key is not encodable as UTF-8: {exc}") from exc
+def _not_started() -> asyncio.Future[RecordResult]:
+    raise ProducerNotStartedError("the producer is not started")
 
 
 def _check_stream_name(stream_name: object) -> str:
@@ -124,8 +76,10 @@ def _too_large(stream_name: str, size: int, limit: int) -> ValueError:
 class _ProducerCore:
     """Everything the producer does, on one event loop.  Not thread-safe: the faces see to that."""
 
-    def __init__(self, config: ProducerConfig) -> None:
+    def __init__(self, config: ProducerConfig, resolve: Callable[[list[Any], RecordResult], None] = resolve_all,
+                 ) -> None:
         self.config = config
+        self._resolve = resolve
         self.budget = Budget(config.max_outstanding_records, config.max_outstanding_bytes)
         self.metrics = ProducerMetrics(config.metrics_level, config.metrics_granularity)
         self.pipelines: dict[str, StreamPipeline] = {}
@@ -156,7 +110,8 @@ class _ProducerCore:
             self._sender = Sender(data_client, max_in_flight=config.max_connections,
                                   request_timeout=config.request_timeout_ms / 1000.0)
             self._shared = Shared(loop, config, control_client, self._sender, self.budget, self.metrics,
-                                  Backoff(initial=0.1, maximum=max(1.0, min(10.0, config.record_ttl / 4))))
+                                  Backoff(initial=0.1, maximum=max(1.0, min(10.0, config.record_ttl / 4))),
+                                  self._resolve)
             if self.metrics.enabled:
                 self._publisher = CloudWatchPublisher(
                     self.metrics.registry, config.metrics_namespace,
@@ -178,9 +133,10 @@ class _ProducerCore:
                 "the producer is not started: use 'async with AsyncProducer(...)' or 'await producer.start()'")
 
     def pipeline(self, stream_name: str) -> StreamPipeline:
+        """The stream's pipeline, made on first use; raises when the producer does not take records."""
+        self.check_open()
         pipeline = self.pipelines.get(stream_name)
         if pipeline is None:
-            self.check_open()
             assert self._shared is not None
             pipeline = self.pipelines[_check_stream_name(stream_name)] = StreamPipeline(stream_name, self._shared)
         return pipeline
@@ -316,10 +272,19 @@ class AsyncProducer:
         self._budget = self._core.budget
         #: Records larger than this need a look at the stream's own limit.
         self._checked_size = min(DEFAULT_MAX_RECORD_SIZE, self.config.max_user_record_size or ABSOLUTE_MAX_RECORD_SIZE)
+        self._clock = time.monotonic
+        self._create_future: Callable[[], asyncio.Future[RecordResult]] = _not_started
+        #: How the futures of the current burst are made (see _start_burst).
+        self._burst_future: Callable[[], asyncio.Future[RecordResult]] = _not_started
+        self._plain_futures = False
 
     async def start(self) -> None:
         """Create the AWS clients and background tasks (``async with`` does this)."""
         await self._core.start()
+        loop = asyncio.get_running_loop()
+        self._clock = clock_of(loop)
+        self._create_future = loop.create_future
+        self._plain_futures = type(loop).create_future is asyncio.BaseEventLoop.create_future
 
     async def __aenter__(self) -> AsyncProducer:
         await self.start()
@@ -337,23 +302,9 @@ class AsyncProducer:
         Waits while the outstanding-records or outstanding-bytes bound is reached (backpressure).
         The returned future never raises: a failure is a result with ``success`` False.
         """
-        core = self._core
-        data, partition_key, explicit_hash_key, hash_key, size = validate_record(
-            data, partition_key, explicit_hash_key)
-        pipeline = self._pipelines.get(stream_name)
-        if pipeline is None or core.closing:
-            core.check_open()
-            pipeline = core.pipeline(stream_name)
-        if size > self._checked_size:
-            await core.check_size(stream_name, size)
-            core.check_open()
-        budget = self._budget
-        if not budget.try_admit(size):
-            await budget.wait_for_room(size)
-            core.check_open()
-            budget.admit(size)
-        future: asyncio.Future[RecordResult] = pipeline.loop.create_future()
-        pipeline.add((partition_key, explicit_hash_key, data, hash_key, size, pipeline.clock(), NO_LOG), future)
+        future = self._put(stream_name, data, partition_key, explicit_hash_key)
+        if future is None:
+            future = await self._put_after_waiting(stream_name, data, partition_key, explicit_hash_key)
         return future
 
     def put_record_nowait(
@@ -366,25 +317,104 @@ class AsyncProducer:
         themselves.  A record over 1 MiB for a stream whose limits are not known yet raises
         ValueError: use ``put_record``, which waits for them.
         """
-        core = self._core
-        data, partition_key, explicit_hash_key, hash_key, size = validate_record(
-            data, partition_key, explicit_hash_key)
+        future = self._put(stream_name, data, partition_key, explicit_hash_key)
+        if future is None:
+            future = self._put_or_refuse(stream_name, data, partition_key, explicit_hash_key)
+        return future
+
+    def _put(
+        self, stream_name: str, data: object, partition_key: object, explicit_hash_key: object,
+    ) -> asyncio.Future[RecordResult] | None:
+        """Queue a record if it can be admitted now; None when it must wait for room, or for the
+        stream's limits to be known (the callers then take the slow way, validating again).
+
+        The hot path: everything a put needs, with no call that is not needed.
+        """
+        record: PendingRecord
+        if type(data) is bytes and type(partition_key) is str and explicit_hash_key is None and \
+                (key := _known_key(partition_key)) is not None:
+            # The common put, already validated (see kpl.intake).
+            record = (partition_key, None, data, key[0], key[1] + len(data), self._clock(), NO_LOG)
+        else:
+            record = pending_record(data, partition_key, explicit_hash_key, self._clock())
         pipeline = self._pipelines.get(stream_name)
-        if pipeline is None or core.closing:
-            core.check_open()
-            pipeline = core.pipeline(stream_name)
+        if pipeline is None or self._core.closing:
+            pipeline = self._core.pipeline(stream_name)
+        size = record[SIZE]
+        if size > self._checked_size or not self._budget.try_admit(size):
+            return None
+        incoming = pipeline.incoming
+        future: asyncio.Future[RecordResult]
+        if incoming:
+            future = self._burst_future()
+            incoming.append(record)
+            pipeline.incoming_futures.append(future)
+            if len(incoming) >= BURST:
+                pipeline.take_incoming()
+        else:
+            future = self._start_burst(pipeline)
+            incoming.append(record)
+            pipeline.incoming_futures.append(future)
+        return future
+
+    def _start_burst(self, pipeline: StreamPipeline) -> asyncio.Future[RecordResult]:
+        """The first put of a burst: schedule the burst's hand-off, and choose how its futures are made.
+
+        ``loop.create_future()`` of the standard loop is ``asyncio.Future(loop=loop)``, and passing
+        ``loop`` by keyword costs a dict per future; ``asyncio.Future()`` takes the running loop
+        instead, at half the cost.  That is the same future when the producer's loop is running
+        here, and it still is for the rest of the burst, because the loop has not run since.
+        """
+        loop = pipeline.loop
+        loop.call_soon(pipeline.take_incoming)
+        if self._plain_futures and asyncio.events._get_running_loop() is loop:
+            self._burst_future = asyncio.Future
+        else:
+            self._burst_future = self._create_future
+        return self._create_future()
+
+    async def _put_after_waiting(
+        self, stream_name: str, data: object, partition_key: object, explicit_hash_key: object,
+    ) -> asyncio.Future[RecordResult]:
+        """put_record's slow way: wait for the stream's limits when the record is large, then for room."""
+        core = self._core
+        record = pending_record(data, partition_key, explicit_hash_key, self._clock())
+        size = record[SIZE]
         if size > self._checked_size:
-            limit, _ = core.size_limit(stream_name)
-            if size > limit:
-                raise _too_large(stream_name, size, limit)
+            await core.check_size(stream_name, size)
+            core.check_open()
+        budget = self._budget
+        if not budget.try_admit(size):
+            await budget.wait_for_room(size)
+            core.check_open()
+            budget.admit(size)
+        return self._enqueue(core.pipeline(stream_name), record)
+
+    def _put_or_refuse(
+        self, stream_name: str, data: object, partition_key: object, explicit_hash_key: object,
+    ) -> asyncio.Future[RecordResult]:
+        """put_record_nowait's slow way: a large record against the stream's limit as far as known, and
+        BufferFullError rather than waiting for room."""
+        core = self._core
+        record = pending_record(data, partition_key, explicit_hash_key, self._clock())
+        size = record[SIZE]
+        limit, _ = core.size_limit(stream_name)
+        if size > limit:
+            raise _too_large(stream_name, size, limit)
         budget = self._budget
         if not budget.try_admit(size):
             raise BufferFullError(
                 f"{budget.outstanding_records} records / {budget.outstanding_bytes} bytes outstanding "
                 f"(bounds {budget.max_records} / {budget.max_bytes})"
             )
-        future: asyncio.Future[RecordResult] = pipeline.loop.create_future()
-        pipeline.add((partition_key, explicit_hash_key, data, hash_key, size, pipeline.clock(), NO_LOG), future)
+        return self._enqueue(core.pipeline(stream_name), record)
+
+    def _enqueue(self, pipeline: StreamPipeline, record: PendingRecord) -> asyncio.Future[RecordResult]:
+        """The end of a slow put: the record joins the burst, which goes in at once."""
+        future: asyncio.Future[RecordResult] = self._create_future()
+        pipeline.incoming.append(record)
+        pipeline.incoming_futures.append(future)
+        pipeline.take_incoming()
         return future
 
     def flush(self, stream_name: str | None = None) -> None:
@@ -436,10 +466,16 @@ class Producer:
     def __init__(self, config: ProducerConfig | None = None, **settings: Any) -> None:
         base = config if config is not None else ProducerConfig()
         self.config = base.with_(**settings) if settings else base
-        self._core = _ProducerCore(self.config)
+        self._futures = ThreadFutures()
+        self._core = _ProducerCore(self.config, self._futures.resolve_all)
         self._lock = threading.Lock()
         self._room = threading.Condition(self._lock)
-        self._handoff: list[tuple[str, PendingRecord, concurrent.futures.Future[RecordResult]]] = []
+        #: Records put since the loop last took them, by stream: (records, their futures).
+        self._handoff: dict[str, tuple[list[PendingRecord], list[ThreadFuture[RecordResult]]]] = {}
+        #: Stream names that passed the check at the call.
+        self._stream_names: set[str] = set()
+        #: Records larger than this need a look at the stream's own limit.
+        self._checked_size = min(DEFAULT_MAX_RECORD_SIZE, self.config.max_user_record_size or ABSOLUTE_MAX_RECORD_SIZE)
         self._wake_scheduled = False
         self._room_waiters = 0
         self._closed = False
@@ -471,30 +507,38 @@ class Producer:
         Blocks while the outstanding bounds are reached; after ``timeout`` seconds of that it
         raises :class:`BackpressureTimeoutError` (``timeout=0``: do not wait at all).
         """
-        core = self._core
-        data, partition_key, explicit_hash_key, hash_key, size = validate_record(
-            data, partition_key, explicit_hash_key)
-        _check_stream_name(stream_name)
-        limit, final = core.size_limit(stream_name)
-        if size > limit:
-            if final or size > ABSOLUTE_MAX_RECORD_SIZE:
-                raise _too_large(stream_name, size, limit)
-            self._call(core.check_size(stream_name, size))
-        future: concurrent.futures.Future[RecordResult] = concurrent.futures.Future()
-        record = (partition_key, explicit_hash_key, data, hash_key, size, time.monotonic(), NO_LOG)
-        budget = core.budget
+        record = pending_record(data, partition_key, explicit_hash_key, _monotonic())
+        if type(stream_name) is not str or stream_name not in self._stream_names:
+            self._stream_names.add(_check_stream_name(stream_name))
+        size = record[SIZE]
+        if size > self._checked_size:
+            self._check_size(stream_name, size)
+        future: ThreadFuture[RecordResult] = self._futures.new()
+        budget = self._core.budget
         with self._lock:
             if self._closed:
                 raise ProducerClosedError("the producer is closed (or closing) and accepts no more records")
-            if not budget.has_room(size):
+            if not budget.try_admit(size):
                 self._wait_for_room(size, timeout)
-            budget.admit(size)
-            self._handoff.append((stream_name, record, future))
+                budget.admit(size)
+            burst = self._handoff.get(stream_name)
+            if burst is None:
+                burst = self._handoff[stream_name] = ([], [])
+            burst[0].append(record)
+            burst[1].append(future)
             wake = not self._wake_scheduled
             self._wake_scheduled = True
         if wake:
             self._loop.call_soon_threadsafe(self._take_handoff)
         return future
+
+    def _check_size(self, stream_name: str, size: int) -> None:
+        """A record over the default limit: check it against the stream's own (waiting for it if need be)."""
+        limit, final = self._core.size_limit(stream_name)
+        if size > limit:
+            if final or size > ABSOLUTE_MAX_RECORD_SIZE:
+                raise _too_large(stream_name, size, limit)
+            self._call(self._core.check_size(stream_name, size))
 
     def _wait_for_room(self, size: int, timeout: float | None) -> None:
         """With the lock held: wait until ``size`` fits or ``timeout`` passes."""
@@ -524,15 +568,12 @@ class Producer:
     def _take_handoff(self) -> None:
         """On the loop: move every handed-off record into the core."""
         with self._lock:
-            handoff, self._handoff = self._handoff, []
+            handoff, self._handoff = self._handoff, {}
             self._wake_scheduled = False
         core = self._core
-        pipelines = core.pipelines
-        for stream_name, record, future in handoff:
-            pipeline = pipelines.get(stream_name)
-            if pipeline is None:
-                pipeline = core.pipeline(stream_name)
-            pipeline.add(record, future)
+        for stream_name, (records, futures) in handoff.items():
+            pipeline = core.pipelines.get(stream_name) or core.pipeline(stream_name)
+            pipeline.add_burst(records, futures)
 
     def flush(self, stream_name: str | None = None) -> None:
         """Send everything buffered now, without waiting for results."""
@@ -599,7 +640,7 @@ class Producer:
     def oldest_record_age(self) -> float:
         """Seconds since the oldest outstanding record was put (0 when none is outstanding)."""
         with self._lock:
-            handed_off = self._handoff[0][1][ARRIVAL] if self._handoff else None
+            handed_off = min((records[0][ARRIVAL] for records, _ in self._handoff.values()), default=None)
         if self._closed or not self._thread.is_alive():
             return 0.0 if handed_off is None else time.monotonic() - handed_off
 

@@ -147,3 +147,32 @@ def test_shard_grouping_keeps_every_record_in_order_within_the_limit(records: li
             assert decode(data) == [SubRecord(*r[:3]) for r in kr.records]
         else:
             assert data == kr.records[0][2], "a record alone travels raw"
+
+
+@settings(max_examples=200)
+@given(
+    st.lists(sub_records, min_size=1, max_size=120),
+    st.integers(min_value=64, max_value=8192),
+    st.integers(min_value=1, max_value=50),
+)
+def test_extend_takes_what_add_would_take(records: list[SubRecord], max_size: int, max_count: int) -> None:
+    one_by_one = AggregateBuilder(max_size=max_size, max_count=max_count)
+    taken = 0
+    while taken < len(records) and one_by_one.add(*records[taken]):
+        taken += 1
+    in_one_call = AggregateBuilder(max_size=max_size, max_count=max_count)
+    assert in_one_call.extend(records) == taken
+    assert in_one_call.size == one_by_one.size and len(in_one_call) == len(one_by_one)
+    if taken:
+        assert in_one_call.build() == one_by_one.build()
+
+
+def test_extend_survives_the_header_cache_being_cleared_mid_aggregate() -> None:
+    from kpl import aggregation
+
+    # Many distinct keys and lengths: the header cache fills and is cleared while this aggregate is built.
+    records = [SubRecord(f"key-{i}", None, b"x" * (i % 97)) for i in range(40_000)]
+    builder = AggregateBuilder(max_size=2**40)
+    aggregation._PLAIN_HEADERS.clear()
+    assert builder.extend(records) == len(records)
+    assert decode(builder.build()) == records

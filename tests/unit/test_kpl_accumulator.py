@@ -65,16 +65,17 @@ def record(key: str, data: bytes, arrival: float = 0.0, hash_key: int = 7) -> Pe
 
 
 def aggregator(loop: FakeLoop, sealed: list[KinesisRecord], max_size: int = 51200,
-               max_count: int = 4294967295) -> Aggregator:
-    return Aggregator(loop, sealed.append, max_size=max_size, max_count=max_count, ttl=30.0)  # type: ignore[arg-type]
+               max_count: int = 4294967295, max_buffered: float = 0.1) -> Aggregator:
+    return Aggregator(loop, sealed.append, max_size=max_size, max_count=max_count, ttl=30.0,  # type: ignore[arg-type]
+                      max_buffered=max_buffered)
 
 
 def test_records_of_one_shard_share_an_aggregate_until_the_deadline() -> None:
     loop, sealed = FakeLoop(), []
     agg = aggregator(loop, sealed)
     for i in range(10):
-        agg.add(record(f"k{i}", b"x" * 10, arrival=0.0), f"future-{i}", "shard-1", deadline=0.1)
-    agg.add(record("other", b"y", arrival=0.0), "future-o", "shard-2", deadline=0.1)
+        agg.add(record(f"k{i}", b"x" * 10, arrival=0.0), f"future-{i}", "shard-1")
+    agg.add(record("other", b"y", arrival=0.0), "future-o", "shard-2")
     loop.advance(0.05)
     assert sealed == [] and len(agg) == 11
     loop.advance(0.06)
@@ -91,7 +92,7 @@ def test_records_of_one_shard_share_an_aggregate_until_the_deadline() -> None:
 def test_a_single_record_travels_raw_with_its_hash_key() -> None:
     loop, sealed = FakeLoop(), []
     agg = aggregator(loop, sealed)
-    agg.add(record("alone", b"payload", hash_key=12345), "f", "shard-1", deadline=0.1)
+    agg.add(record("alone", b"payload", hash_key=12345), "f", "shard-1")
     agg.flush()
     (kr,) = sealed
     assert kr.entry == {"Data": b"payload", "PartitionKey": "alone", "ExplicitHashKey": "12345"}
@@ -102,7 +103,7 @@ def test_a_full_aggregate_is_sealed_at_once_and_never_exceeds_the_limit() -> Non
     loop, sealed = FakeLoop(), []
     agg = aggregator(loop, sealed, max_size=1000)
     for i in range(40):
-        agg.add(record(f"key-{i}", b"z" * 50), i, "s", deadline=0.1)
+        agg.add(record(f"key-{i}", b"z" * 50), i, "s")
     assert len(sealed) >= 2, "filled aggregates leave before the deadline"
     assert all(len(kr.entry["Data"]) <= 1000 for kr in sealed)
     agg.flush()
@@ -114,7 +115,7 @@ def test_count_limit() -> None:
     loop, sealed = FakeLoop(), []
     agg = aggregator(loop, sealed, max_count=3)
     for i in range(7):
-        agg.add(record("k", b"d"), i, "s", deadline=1.0)
+        agg.add(record("k", b"d"), i, "s")
     agg.flush()
     assert [len(kr.records) for kr in sealed] == [3, 3, 1]
 
@@ -122,8 +123,8 @@ def test_count_limit() -> None:
 def test_a_record_larger_than_an_aggregate_bypasses_aggregation() -> None:
     loop, sealed = FakeLoop(), []
     agg = aggregator(loop, sealed, max_size=200)
-    agg.add(record("small", b"s"), "a", "s", deadline=1.0)
-    agg.add(record("huge", b"h" * 500), "b", "s", deadline=1.0)
+    agg.add(record("small", b"s"), "a", "s")
+    agg.add(record("huge", b"h" * 500), "b", "s")
     assert [kr.futures for kr in sealed] == [["b"]]
     assert sealed[0].entry["Data"] == b"h" * 500
     agg.flush()
@@ -133,9 +134,9 @@ def test_a_record_larger_than_an_aggregate_bypasses_aggregation() -> None:
 def test_the_first_record_sets_the_aggregate_deadline() -> None:
     loop, sealed = FakeLoop(), []
     agg = aggregator(loop, sealed)
-    agg.add(record("first", b"1", arrival=0.0), "first", "s", deadline=0.1)
+    agg.add(record("first", b"1", arrival=0.0), "first", "s")
     loop.advance(0.05)
-    agg.add(record("second", b"2", arrival=0.05), "second", "s", deadline=0.15)
+    agg.add(record("second", b"2", arrival=0.05), "second", "s")
     loop.advance(0.051)
     (kr,) = sealed
     assert kr.futures == ["first", "second"] and kr.user_bytes == 2 * (5 + 1) + 1
@@ -144,8 +145,8 @@ def test_the_first_record_sets_the_aggregate_deadline() -> None:
 def test_take_returns_open_records_without_sealing() -> None:
     loop, sealed = FakeLoop(), []
     agg = aggregator(loop, sealed)
-    agg.add(record("a", b"1"), "fa", "s1", deadline=0.1)
-    agg.add(record("b", b"2"), "fb", "s2", deadline=0.1)
+    agg.add(record("a", b"1"), "fa", "s1")
+    agg.add(record("b", b"2"), "fb", "s2")
     records, futures = agg.take({"s1"})
     assert futures == ["fa"] and [r[0] for r in records] == ["a"]
     loop.advance(1.0)
@@ -234,3 +235,22 @@ def test_take_empties_the_batch_without_sending() -> None:
     assert len(coll.take()) == 1
     loop.advance(1.0)
     assert batches == [] and coll.pending() == []
+
+
+def test_a_group_is_aggregated_as_its_records_one_by_one() -> None:
+    sizes = [10, 300, 40, 900, 5, 5, 1200, 60, 70, 80] * 7  # some too large for an aggregate of 1000 bytes
+    records = [record(f"key-{i % 13}", b"d" * size, arrival=i * 0.001) for i, size in enumerate(sizes)]
+    outcomes = []
+    for grouped in (False, True):
+        loop, sealed = FakeLoop(), []
+        agg = aggregator(loop, sealed, max_size=1000, max_count=9)
+        if grouped:
+            agg.add_group("s", records[:30], list(range(30)))
+            agg.add_group("s", records[30:], list(range(30, len(records))))
+        else:
+            for i, rec in enumerate(records):
+                agg.add(rec, i, "s")
+        agg.flush()
+        outcomes.append([(kr.futures, kr.entry["Data"], kr.deadline) for kr in sealed])
+    assert outcomes[0] == outcomes[1]
+    assert sorted(f for futures, _, _ in outcomes[1] for f in futures) == list(range(len(records)))

@@ -6,7 +6,7 @@ import hashlib
 
 import pytest
 
-from kpl.producer import validate_record
+from kpl.intake import validate_record
 
 
 def test_a_valid_record() -> None:
