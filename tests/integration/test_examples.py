@@ -39,7 +39,7 @@ def test_consumer_app_prints_and_checkpoints(unique_name: Callable[[str], str], 
                               "--users", "5")
         assert produced.returncode == 0, produced.stdout + produced.stderr
         done = run_module("examples.consumer_app", "--stream", stream, "--application", application,
-                          "--seconds", "8")
+                          "--records", "50", "--seconds", "180")
         assert done.returncode == 0, done.stdout + done.stderr
         printed = [line for line in done.stdout.splitlines() if " viewed /page_" in line]
         assert len(printed) >= 50, done.stdout
