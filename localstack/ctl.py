@@ -108,9 +108,22 @@ def _run_logged(cmd: list[str], logfile: Path, what: str, cwd: Path | None = Non
         raise CtlError(f"{what} failed (exit {result.returncode}); last lines of {logfile}:\n{tail(logfile)}")
 
 
+def _venv_digest() -> str:
+    return _digest(REQUIREMENTS, extra="venv-v1")
+
+
+def _plugin_digest() -> str:
+    return _digest(*sorted(p for p in PLUGIN_DIR.iterdir() if p.is_file()), extra="plugin-v1")
+
+
+def installation_digest() -> str:
+    """What a running instance was started from: the pinned requirements and the plugin's files."""
+    return f"{_venv_digest()}:{_plugin_digest()}"
+
+
 def ensure_venv() -> Path:
     python = VENV / "bin" / "python"
-    want = _digest(REQUIREMENTS, extra="venv-v1")
+    want = _venv_digest()
     stamp = VENV / ".requirements.sha256"
     if stamp.exists() and stamp.read_text().strip() == want and python.exists():
         return python
@@ -135,7 +148,7 @@ def ensure_venv() -> Path:
 
 
 def ensure_plugin(python: Path) -> None:
-    want = _digest(*sorted(p for p in PLUGIN_DIR.iterdir() if p.is_file()), extra="plugin-v1")
+    want = _plugin_digest()
     stamp = VENV / ".plugin.sha256"
     if stamp.exists() and stamp.read_text().strip() == want:
         return
@@ -187,6 +200,8 @@ class Instance:
         self.dir = RUNTIME / "instances" / str(port)
         self.fs_root = self.dir / "fs"
         self.pid_file = self.dir / "localstack.pid"
+        #: installation_digest() of what the running process was started from.
+        self.started_from = self.dir / "started-from"
         self.log_file = self.dir / "localstack.log"
         self.url = f"http://127.0.0.1:{port}"
 
@@ -267,6 +282,7 @@ class Instance:
                 stdin=subprocess.DEVNULL, start_new_session=True,
             )
         self.pid_file.write_text(f"{proc.pid}\n")
+        self.started_from.write_text(installation_digest() + "\n")
         log(f"started LocalStack (pid {proc.pid}) on {self.url}; log: {self.log_file}")
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
@@ -337,8 +353,19 @@ def locked() -> Iterator[None]:
 # --- commands -----------------------------------------------------------------------------------
 
 
+def _started_from_current(instance: Instance) -> bool:
+    try:
+        return instance.started_from.read_text().strip() == installation_digest()
+    except OSError:
+        return False
+
+
 def cmd_start(instance: Instance, timeout: float) -> int:
     with locked():
+        if instance.is_healthy() and instance.pid() is not None and not _started_from_current(instance):
+            log("the running LocalStack was started from an older installation (requirements or plugin "
+                "changed): restarting it")
+            instance.stop()
         if instance.is_healthy():
             log(f"LocalStack is already running and healthy on {instance.url}")
             return 0

@@ -8,11 +8,18 @@ moto is enough.  It is selected at start-up with ``PROVIDER_OVERRIDE_DYNAMODB=mo
 LocalStack's fault injection for DynamoDB (``DYNAMODB_ERROR_PROBABILITY`` and its read/write variants)
 lives in the provider we replace, so it is reproduced here: the variables are read from
 ``localstack.config`` on every request, which ``POST /_localstack/config`` updates at run time.
+
+DynamoDB evaluates a conditional write atomically with the write; moto's backend checks and then
+writes without a lock, and LocalStack serves requests on several threads, so two workers taking the
+same lease at the same moment could both succeed here (seen: two KCL workers both "took" one lease
+within 17 ms).  Every operation therefore runs under one lock, as one item's operations are ordered
+in DynamoDB.
 """
 
 from __future__ import annotations
 
 import random
+import threading
 from typing import Any
 
 from localstack.aws.api.dynamodb import DynamodbApi, ProvisionedThroughputExceededException
@@ -48,11 +55,15 @@ def _should_fail(operation: str) -> bool:
     return operation in (READ_ACTIONS | WRITE_ACTIONS) and roll < any_p
 
 
+_BACKEND_LOCK = threading.Lock()
+
+
 def _with_fault_injection(operation: str, handler: Any) -> Any:
     def handle(context: Any, request: Any) -> Any:
         if _should_fail(operation):
             raise ProvisionedThroughputExceededException(_THROTTLE_MESSAGE)
-        return handler(context, request)
+        with _BACKEND_LOCK:
+            return handler(context, request)
 
     return handle
 

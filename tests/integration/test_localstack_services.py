@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import concurrent.futures
 import gzip
 import json
+import threading
 import time
 import uuid
 from collections.abc import Callable
@@ -12,7 +14,7 @@ from typing import Any
 import pytest
 from botocore.exceptions import ClientError
 
-from kpl.aws import async_client
+from kpl.aws import ClientConfig, async_client, sync_client
 from tests.support.kinesis import read_all
 from tests.support.waiting import wait_for
 
@@ -67,6 +69,42 @@ def test_dynamodb_conditional_write_is_refused(aws_clients: Callable[[str], Any]
     assert stale.value.response["Error"]["Code"] == "ConditionalCheckFailedException"
     stored = dynamodb.get_item(TableName=table, Key={"leaseKey": item["leaseKey"]}, ConsistentRead=True)
     assert stored["Item"]["leaseCounter"] == {"N": "2"}
+
+
+def test_dynamodb_conditional_writes_are_atomic_under_concurrency(aws_clients: Callable[[str], Any],
+                                                                 make_table: Callable[..., str]) -> None:
+    """Workers racing to take one lease: exactly one conditional update wins each round, as in DynamoDB.
+
+    (The plugin serialises moto's backend; without that, two racing takes could both succeed.)
+    """
+    dynamodb = aws_clients("dynamodb")
+    table = make_table()
+    key = {"leaseKey": {"S": "shardId-000000000000"}}
+    dynamodb.put_item(TableName=table, Item={**key, "leaseCounter": {"N": "0"}})
+    contenders, rounds = 16, 40  # without the plugin's lock, about 4 rounds in 100 had two winners
+    clients = [sync_client("dynamodb", ClientConfig(read_timeout=60.0)) for _ in range(contenders)]
+    barrier = threading.Barrier(contenders)
+
+    def take(worker: int, counter: int) -> bool:
+        barrier.wait(timeout=60)
+        try:
+            clients[worker].update_item(
+                TableName=table, Key=key, UpdateExpression="SET leaseCounter = :next, leaseOwner = :me",
+                ConditionExpression="leaseCounter = :seen",
+                ExpressionAttributeValues={":next": {"N": str(counter + 1)}, ":seen": {"N": str(counter)},
+                                           ":me": {"S": f"worker-{worker}"}},
+            )
+        except ClientError as exc:
+            assert exc.response["Error"]["Code"] == "ConditionalCheckFailedException"
+            return False
+        return True
+
+    with concurrent.futures.ThreadPoolExecutor(contenders) as pool:
+        for counter in range(rounds):
+            winners = sum(pool.map(take, range(contenders), [counter] * contenders))
+            assert winners == 1, f"round {counter}: {winners} conditional updates succeeded"
+    stored = dynamodb.get_item(TableName=table, Key=key, ConsistentRead=True)
+    assert stored["Item"]["leaseCounter"] == {"N": str(rounds)}
 
 
 def test_firehose_delivers_into_s3(aws_clients: Callable[[str], Any], unique_name: Callable[[str], str]) -> None:
