@@ -18,8 +18,11 @@ async def test_per_shard_order_survives_injected_failures(
     stream = make_stream(shards=2)
     ranges = shard_ranges(kinesis, stream)
     records = [(f"user-{i % 41}", b"%08d" % i) for i in range(3000)]
+    # Small aggregates make about 100 PutRecords requests, so that some certainly fail: with 30 % of
+    # requests failing, the chance that none of them does is under 1e-9 (with 2 KiB aggregates, ~15
+    # requests, it was about 1 %, and a run saw it).
     config = kpl.ProducerConfig(ordered_per_shard=True, record_max_buffered_time_ms=50, metrics_level="none",
-                                aggregation_max_size=2048)
+                                aggregation_max_size=512)
     fault_injection.set(KINESIS_ERROR_PROBABILITY=0.3)
     async with kpl.AsyncProducer(config) as producer:
         futures = [await producer.put_record(stream, data, key) for key, data in records]
