@@ -131,18 +131,16 @@ class AggregateBuilder:
         # Bytes left rather than size so far: one int operation per record (each makes an int object).
         room = self.max_size - self.size
         headers = _PLAIN_HEADERS.by_index
-        taken = 0
+        end = start
         for record in records[start:stop]:
             partition_key = record[0]
             data = record[2]
-            if record[1] is not None:
+            if record[1] is not None:  # the rare record with an explicit hash key: the general way
                 self.size = self.max_size - room
-                self._count += taken
                 if not self._add_with_hash_key(partition_key, record[1], data):
-                    return start + taken
+                    break
                 room = self.max_size - self.size
-                start += taken + 1
-                taken = 0  # counted by _add_with_hash_key
+                end += 1
                 continue
             data_length = len(data)
             pk_index = pk_index_of.get(partition_key)
@@ -162,12 +160,13 @@ class AggregateBuilder:
             room -= entry_size
             append(header)
             append(data)
-            taken += 1
+            end += 1
         self.size = self.max_size - room
-        self._count += taken
-        return start + taken
+        self._count += end - start
+        return end
 
     def _add_with_hash_key(self, partition_key: str, explicit_hash_key: str, data: bytes) -> bool:
+        """Append one record with an explicit hash key if it fits (``extend`` counts it)."""
         added = 0
         pk_index = self._pk_index.get(partition_key)
         pk_entry = None
@@ -198,7 +197,6 @@ class AggregateBuilder:
         self._parts.append(header)
         self._parts.append(data)
         self.size = new_size
-        self._count += 1
         return True
 
     def build(self) -> bytes:

@@ -27,7 +27,8 @@ from typing import Any, TypeVar
 
 T = TypeVar("T")
 
-_INVALID_STATE = (asyncio.InvalidStateError, concurrent.futures.InvalidStateError)
+#: What ``set_result`` raises on a future the caller cancelled (either kind of future).
+INVALID_STATE = (asyncio.InvalidStateError, concurrent.futures.InvalidStateError)
 _DONE = frozenset((CANCELLED, CANCELLED_AND_NOTIFIED, FINISHED))
 _OPEN = frozenset((PENDING, RUNNING))
 
@@ -37,7 +38,7 @@ def resolve_all(futures: Iterable[Any], result: object) -> None:
     for future in futures:
         try:  # noqa: SIM105  (contextlib.suppress costs a context manager per future)
             future.set_result(result)
-        except _INVALID_STATE:
+        except INVALID_STATE:
             pass
 
 

@@ -13,10 +13,9 @@ cached only once it has passed validation, so a cache hit needs no further check
 from __future__ import annotations
 
 import random
-from hashlib import md5
 
 from kpl.accumulator import NO_LOG, PendingRecord
-from kpl.hashing import MAX_PARTITION_KEY_LENGTH, parse_explicit_hash_key
+from kpl.hashing import MAX_PARTITION_KEY_LENGTH, parse_explicit_hash_key, partition_key_hash
 
 #: (hash key, UTF-8 length) of valid partition keys seen recently; dropped whole when it fills up.
 #: A key found here needs no further checks (the producer's faces look it up themselves).
@@ -52,7 +51,7 @@ def validate_record(
     if partition_key is None:
         random_key = f"{_getrandbits(128):032x}"  # used once: not worth a place in the cache
         if explicit_hash_key is None:
-            return data, random_key, None, int.from_bytes(md5(random_key.encode()).digest(), "big"), 32 + len(data)
+            return data, random_key, None, partition_key_hash(random_key), 32 + len(data)
         partition_key = random_key
     elif type(partition_key) is not str:
         if not isinstance(partition_key, str):
@@ -69,7 +68,7 @@ def validate_record(
 def _learn_key(partition_key: str) -> tuple[int, int]:
     """Validate a partition key and cache its (hash key, UTF-8 length)."""
     raw_key = _encode_partition_key(partition_key)
-    key = (int.from_bytes(md5(raw_key).digest(), "big"), len(raw_key))
+    key = (partition_key_hash(raw_key), len(raw_key))
     if len(KNOWN_KEYS) >= _KEYS_LIMIT:
         KNOWN_KEYS.clear()
     KNOWN_KEYS[partition_key] = key

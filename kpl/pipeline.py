@@ -17,7 +17,6 @@ or some of its records expired, its live records are predicted again and re-aggr
 from __future__ import annotations
 
 import asyncio
-import concurrent.futures
 import contextlib
 import time
 from collections import deque
@@ -47,7 +46,7 @@ from kpl.accumulator import (
 )
 from kpl.backpressure import Budget
 from kpl.config import ProducerConfig
-from kpl.futures import resolve_all
+from kpl.futures import INVALID_STATE, resolve_all
 from kpl.hashing import ShardRanges
 from kpl.limiter import ShardLimiter
 from kpl.metrics import ProducerMetrics
@@ -66,7 +65,6 @@ from kpl.shard_map import DEFAULT_MAX_RECORD_SIZE, ShardMap, ShardMapRefresher, 
 
 log = structlog.get_logger(__name__)
 
-_INVALID_STATE = (asyncio.InvalidStateError, concurrent.futures.InvalidStateError)
 _arrival = itemgetter(ARRIVAL)
 _size = itemgetter(SIZE)
 _hash_key = itemgetter(HASH_KEY)
@@ -557,7 +555,7 @@ class StreamPipeline:
                     if shared is None:
                         shared = RecordResult(True, shard_id, sequence_number, kr_log, record[ARRIVAL])
                     result = shared
-                with contextlib.suppress(*_INVALID_STATE):  # the caller cancelled its future
+                with contextlib.suppress(*INVALID_STATE):  # the caller cancelled its future
                     future.set_result(result)
         self._shared.budget.release(len(records), size)
 
@@ -581,7 +579,7 @@ class StreamPipeline:
             )
             try:  # noqa: SIM105
                 future.set_result(result)
-            except _INVALID_STATE:
+            except INVALID_STATE:
                 pass
         self._shared.budget.release(len(records), size)
         metrics = self._shared.metrics
