@@ -46,14 +46,12 @@ class ShardInfo:
     def from_list_shards(cls, shard: Mapping[str, Any]) -> ShardInfo:
         parents = tuple(p for p in (shard.get("ParentShardId"), shard.get("AdjacentParentShardId")) if p)
         closed = "EndingSequenceNumber" in shard.get("SequenceNumberRange", {})
-        return cls(shard["ShardId"], parents, HashRange.from_shard(dict(shard)), not closed)
+        return cls(shard["ShardId"], parents, HashRange.from_shard(shard), not closed)
 
     @classmethod
     def from_child_shard(cls, child: Mapping[str, Any]) -> ShardInfo:
         """From a ``ChildShards`` entry (GetRecords / SubscribeToShard at the end of a shard)."""
-        hash_range = child["HashKeyRange"]
-        return cls(child["ShardId"], tuple(child.get("ParentShards", ())),
-                   HashRange(int(hash_range["StartingHashKey"]), int(hash_range["EndingHashKey"])), True)
+        return cls(child["ShardId"], tuple(child.get("ParentShards", ())), HashRange.from_shard(child), True)
 
 
 def new_lease(shard: ShardInfo, checkpoint: ExtendedSequenceNumber) -> Lease:

@@ -8,10 +8,11 @@ inclusive range ``[start, end]`` of that space.
 from __future__ import annotations
 
 import bisect
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from functools import partial
 from hashlib import md5
+from typing import Any
 
 MAX_HASH_KEY = (1 << 128) - 1
 MAX_PARTITION_KEY_LENGTH = 256
@@ -56,10 +57,9 @@ class HashRange:
     end: int
 
     @classmethod
-    def from_shard(cls, shard: dict[str, object]) -> HashRange:
-        """From a ListShards/DescribeStream shard dict (``HashKeyRange`` with decimal strings)."""
+    def from_shard(cls, shard: Mapping[str, Any]) -> HashRange:
+        """From a shard of ListShards/DescribeStream or a ChildShards entry (``HashKeyRange`` in decimal)."""
         hash_range = shard["HashKeyRange"]
-        assert isinstance(hash_range, dict)
         return cls(int(hash_range["StartingHashKey"]), int(hash_range["EndingHashKey"]))
 
     def __contains__(self, hash_key: object) -> bool:
