@@ -23,11 +23,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import structlog
-
 from agent.errors import CheckpointStoreError
+from kpl.logs import get_logger
 
-log = structlog.get_logger(__name__)
+log = get_logger(__name__)
 
 _CREATE = """
 create table if not exists FILE_CHECKPOINTS(

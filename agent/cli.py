@@ -15,14 +15,12 @@ import json
 import sys
 from typing import TextIO
 
-import structlog
-
 from agent.config import DEFAULT_CONFIG_FILE, load_config
 from agent.daemon import EXIT_CHECKPOINTS, EXIT_CONFIG, Agent
 from agent.errors import CheckpointStoreError
 from kpl import __version__
 from kpl.errors import ConfigurationError
-from kpl.logs import configure_logging
+from kpl.logs import configure_logging, get_logger
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -62,7 +60,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.log_file:
         log_stream = open(args.log_file, "a", buffering=1, encoding="utf-8")  # noqa: SIM115 - lives as long as the agent
     configure_logging(args.log_level, stream=log_stream)
-    log = structlog.get_logger("agent")
+    log = get_logger("agent")
     log.info("kinesis-agent starting", version=__version__, configuration=args.configuration,
              flows=len(config.flows))
     try:

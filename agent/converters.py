@@ -29,11 +29,10 @@ from collections.abc import Callable, Sequence
 from decimal import Decimal
 from typing import Any, Protocol
 
-import structlog
-
 from agent.errors import AgentConfigurationError, ConversionError
+from kpl.logs import get_logger
 
-log = structlog.get_logger(__name__)
+log = get_logger(__name__)
 
 ErrorFactory = Callable[[int, str, str], AgentConfigurationError]
 NEW_LINE = "\n"

@@ -21,8 +21,6 @@ import signal
 import socket
 import time
 
-import structlog
-
 from agent.checkpoints import CheckpointStore
 from agent.config import AgentConfig, FlowConfig
 from agent.converters import AddEc2Metadata, fetch_ec2_metadata
@@ -31,8 +29,9 @@ from agent.metrics import SendMetrics
 from agent.sinks import FirehoseSink, KinesisSink
 from kpl import ProducerConfig
 from kpl.cloudwatch import CloudWatchPublisher, MetricsRegistry
+from kpl.logs import get_logger
 
-log = structlog.get_logger(__name__)
+log = get_logger(__name__)
 
 EXIT_OK = 0
 #: sysexits EX_SOFTWARE: a flow failed unexpectedly.

@@ -19,8 +19,6 @@ import time
 from dataclasses import dataclass, replace
 from typing import Protocol
 
-import structlog
-
 from agent.batch import Batch, BatchBuilder, ByteBudget
 from agent.checkpoints import CheckpointRow, CheckpointStore
 from agent.config import FlowConfig
@@ -42,8 +40,9 @@ from agent.tracking import (
     restore_offset,
     scan,
 )
+from kpl.logs import get_logger
 
-log = structlog.get_logger(__name__)
+log = get_logger(__name__)
 
 READ_BLOCK_BYTES = 1 << 20
 #: Reads shrink to what is left of the budget, but not below this.

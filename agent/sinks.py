@@ -16,16 +16,15 @@ import time
 from hashlib import md5
 from typing import Any
 
-import structlog
-
 from agent.batch import Batch
 from agent.config import FlowConfig
 from agent.metrics import SendMetrics
 from kpl import AsyncProducer, BufferFullError, ProducerConfig, RecordResult
 from kpl.aws import ClientConfig, async_client
+from kpl.logs import get_logger
 from kpl.retry import Backoff, ErrorKind, classify, classify_code, error_code, error_message
 
-log = structlog.get_logger(__name__)
+log = get_logger(__name__)
 
 #: Seconds between two log lines about the same failing destination and error code.
 LOG_INTERVAL = 60.0

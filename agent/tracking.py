@@ -33,15 +33,14 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from hashlib import blake2b
 
-import structlog
-
 from agent.acks import OrderedFinalizer
 from agent.batch import BatchBuilder
 from agent.checkpoints import CheckpointRow
 from agent.globs import IGNORED_EXTENSIONS, FilePattern
 from agent.records import LineCutter
+from kpl.logs import get_logger
 
-log = structlog.get_logger(__name__)
+log = get_logger(__name__)
 
 FINGERPRINT_BYTES = 1024
 #: Seconds a file that was renamed away or deleted stays open after it stopped growing.

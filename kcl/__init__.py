@@ -14,6 +14,8 @@ The lease table has the Java KCL's schema, so a Java or amazon-kclpy application
 in place.  See docs/kcl.md.
 """
 
+import logging as _logging
+
 from kcl.checkpointer import Checkpointer, PreparedCheckpointer
 from kcl.config import DeadLetter, InitialPosition, MetricsLevel, RetrievalMode, WorkerConfig, load_properties
 from kcl.errors import (
@@ -31,6 +33,9 @@ from kcl.errors import (
 from kcl.processor import Record, RecordProcessor
 from kcl.sequence import ExtendedSequenceNumber
 from kcl.worker import Worker
+
+# A library logs through the application's logging configuration, never around it (see kpl.logs).
+_logging.getLogger(__name__).addHandler(_logging.NullHandler())
 
 __all__ = [
     "CheckpointDependencyError",

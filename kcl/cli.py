@@ -23,15 +23,13 @@ from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
 from typing import Any, NoReturn
 
-import structlog
-
 from kcl.config import InitialPosition, LoadedProperties, RetrievalMode, load_properties
 from kcl.errors import ConfigurationError, LeaseTableError, ProcessorLoadError
 from kcl.leases import Lease, LeaseTable, TableSettings
 from kcl.processor import RecordProcessor
 from kcl.worker import Worker
 from kpl.errors import KinesisToolkitError
-from kpl.logs import configure_logging
+from kpl.logs import configure_logging, get_logger
 
 EXIT_USAGE = 2
 EXIT_FAILURE = 1
@@ -102,7 +100,7 @@ def _run(args: argparse.Namespace) -> int:
     except (ConfigurationError, ProcessorLoadError) as exc:
         return _fail(str(exc), EXIT_USAGE)
     configure_logging(args.log_level)
-    log = structlog.get_logger("kcl.cli")
+    log = get_logger("kcl.cli")
     for key in loaded.ignored_keys:
         log.warning("properties key has no meaning for this worker and is ignored", key=key)
     try:

@@ -24,8 +24,6 @@ import time
 from collections.abc import Awaitable, Callable, Iterable
 from typing import Any, Protocol
 
-import structlog
-
 from kcl.config import WorkerConfig
 from kcl.leases import ConditionFailed, Lease, LeaseTable, describe_failure
 from kcl.metrics import KclMetrics
@@ -33,9 +31,10 @@ from kcl.renewer import HeldLease, HeldLeases, LeaseRenewer
 from kcl.shard_sync import ShardInfo, child_lease, finished_parents, leases_to_create
 from kcl.taker import ExpiryTracker, plan
 from kpl.hashing import HashRange
+from kpl.logs import get_logger
 from kpl.retry import Backoff, ErrorKind, classify, error_code
 
-log = structlog.get_logger(__name__)
+log = get_logger(__name__)
 
 #: The KCL's maxInitializationAttempts.
 MAX_INITIALIZATION_ATTEMPTS = 20

@@ -18,13 +18,12 @@ from collections.abc import Iterable, Mapping
 from datetime import datetime
 from typing import Any
 
-import structlog
-
 from kcl.processor import Record
 from kpl.aggregation import AggregationFormatError, ParsedAggregate, is_aggregated, parse
 from kpl.hashing import HashRange, parse_explicit_hash_key, partition_key_hash
+from kpl.logs import get_logger
 
-log = structlog.get_logger(__name__)
+log = get_logger(__name__)
 
 
 class Deaggregator:

@@ -25,7 +25,6 @@ from dataclasses import dataclass, field, replace
 from typing import Any, TypeVar
 
 import botocore.exceptions
-import structlog
 from pynamodb.attributes import BinaryAttribute, NumberAttribute, UnicodeAttribute, UnicodeSetAttribute
 from pynamodb.exceptions import PynamoDBException
 from pynamodb.models import Model
@@ -34,9 +33,10 @@ from kcl.errors import LeaseTableError
 from kcl.sequence import SHARD_END, ExtendedSequenceNumber
 from kpl.aws import resolve_region
 from kpl.hashing import HashRange
+from kpl.logs import get_logger
 from kpl.retry import Backoff, ErrorKind, classify
 
-log = structlog.get_logger(__name__)
+log = get_logger(__name__)
 
 T = TypeVar("T")
 

@@ -22,14 +22,13 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-import structlog
-
 from kcl.config import MIN_IDLE_TIME_BETWEEN_READS_MILLIS, WorkerConfig
 from kcl.metrics import KclMetrics
 from kcl.sequence import AT_TIMESTAMP, LATEST, TRIM_HORIZON, ExtendedSequenceNumber
+from kpl.logs import get_logger
 from kpl.retry import Backoff, ErrorKind, classify, error_code, error_message
 
-log = structlog.get_logger(__name__)
+log = get_logger(__name__)
 
 
 @dataclass(slots=True)

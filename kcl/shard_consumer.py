@@ -24,8 +24,6 @@ from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from typing import TYPE_CHECKING, Any
 
-import structlog
-
 from kcl.checkpointer import Checkpointer
 from kcl.config import DeadLetter, WorkerConfig
 from kcl.deaggregation import Deaggregator
@@ -34,12 +32,13 @@ from kcl.processor import Record, RecordProcessor
 from kcl.renewer import HeldLease, HeldLeases
 from kcl.retrieval import BatchQueue, FetchedBatch, FetcherFailed, StartingPosition
 from kcl.sequence import ESN_SHARD_END, ExtendedSequenceNumber
+from kpl.logs import get_logger
 from kpl.retry import Backoff
 
 if TYPE_CHECKING:
     from kcl.coordinator import LeaseCoordinator
 
-log = structlog.get_logger(__name__)
+log = get_logger(__name__)
 
 _data = operator.attrgetter("data")
 

@@ -19,8 +19,6 @@ import signal
 from collections.abc import Callable
 from typing import Any
 
-import structlog
-
 from kcl.config import MetricsLevel, RetrievalMode, WorkerConfig
 from kcl.coordinator import LeaseCoordinator
 from kcl.deaggregation import Deaggregator
@@ -33,9 +31,10 @@ from kcl.retrieval import BatchQueue, FanOutFetcher, PollingFetcher, StartingPos
 from kcl.shard_consumer import ShardConsumer
 from kpl.aws import async_client
 from kpl.cloudwatch import CloudWatchPublisher, MetricsRegistry
+from kpl.logs import get_logger
 from kpl.retry import error_code, error_message
 
-log = structlog.get_logger(__name__)
+log = get_logger(__name__)
 
 ProcessorFactory = Callable[[], RecordProcessor]
 

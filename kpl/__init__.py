@@ -5,6 +5,8 @@ The producer (``AsyncProducer``, ``Producer``) plus the pieces the toolkit's con
 ``kpl.logs`` and ``kpl.errors``.
 """
 
+import logging as _logging
+
 __version__ = "0.1.0"
 
 from kpl.config import ProducerConfig
@@ -22,6 +24,9 @@ from kpl.errors import (
 )
 from kpl.producer import AsyncProducer, Producer
 from kpl.records import Attempt, RecordError, RecordResult, UserRecord
+
+# A library logs through the application's logging configuration, never around it (see kpl.logs).
+_logging.getLogger(__name__).addHandler(_logging.NullHandler())
 
 __all__ = [
     "AsyncProducer",

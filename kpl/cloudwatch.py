@@ -21,12 +21,11 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
-import structlog
-
 from kpl.aws import DEFAULT_CLIENT_CONFIG, ClientConfig, async_client
+from kpl.logs import get_logger
 from kpl.retry import error_code
 
-log = structlog.get_logger(__name__)
+log = get_logger(__name__)
 
 Dimensions = tuple[tuple[str, str], ...]
 MetricKey = tuple[str, Dimensions, str]

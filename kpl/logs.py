@@ -1,19 +1,88 @@
-"""Logging configuration for the toolkit's programs, in one place.
+"""Logging for libraries that are guests in other people's programs, and for the toolkit's own programs.
 
-Library modules only ever call ``structlog.get_logger(__name__)``; the programs (``kcl-worker``,
-``kinesis-agent``, examples, benchmarks) call :func:`configure_logging` once at start-up.  On a TTY the
-output is readable console lines; anywhere else (systemd, containers, CI) it is one JSON object per
-line, so log shippers parse it without regexes.  Records from the standard ``logging`` module
-(botocore, aiohttp, pynamodb) are rendered the same way.
+Library modules call :func:`get_logger` (never ``structlog.get_logger``): it returns a structlog
+logger bound to the standard ``logging`` logger of the same name (``kpl.producer``, ``kcl.worker``,
+``agent.flow``...), independent of any global structlog configuration the application has or has not
+made.  Unconfigured, structlog prints to stdout; a library must never do that.  So events go to the
+stdlib logger, the packages add only a ``NullHandler``, and whatever the application configured for
+``logging`` decides what is shown: nothing below WARNING by default.
+
+The key=value context of an event is kept twice: rendered into the message (``shard map updated
+stream=clicks shards=4``), so a plain ``logging.basicConfig`` shows it, and as attributes of the
+``LogRecord`` (through ``extra``), so structured handlers receive the fields.  The whole event is also
+attached under :data:`EVENT_ATTRIBUTE`, which the programs' formatter reads back to render JSON lines.
+
+The programs (``kcl-worker``, ``kinesis-agent``, examples, benchmarks) call :func:`configure_logging`
+once at start-up: console lines on a TTY, one JSON object per line anywhere else (systemd,
+containers, CI), so log shippers parse it without regexes.  Records from other libraries (botocore,
+aiohttp, pynamodb) are rendered the same way.
 """
 
 from __future__ import annotations
 
 import logging
 import sys
+from collections.abc import MutableMapping
 from typing import Any, TextIO
 
 import structlog
+
+#: The ``LogRecord`` attribute that carries a toolkit event's dict (event name and its fields).
+EVENT_ATTRIBUTE = "kinesis_toolkit_event"
+
+# LogRecord's own attribute names: a field with one of these names cannot travel as ``extra``
+# (``Logger.makeRecord`` refuses to overwrite them); it still reaches handlers in the message and in
+# the event dict.
+_RECORD_ATTRIBUTES = frozenset(vars(logging.LogRecord("", 0, "", 0, "", (), None))) | {"message", "asctime"}
+
+#: Arguments a log call may pass through to ``Logger._log``; everything else is event context.
+_PASSTHROUGH = ("exc_info", "stack_info")
+
+
+def _format_value(value: Any) -> str:
+    text = value if isinstance(value, str) else repr(value)
+    if not text or any(c.isspace() or c in "\"'=" for c in text):
+        return repr(text) if isinstance(value, str) else text
+    return text
+
+
+def _to_stdlib_call(
+    _logger: Any, _method: str, event_dict: MutableMapping[str, Any]
+) -> tuple[tuple[Any, ...], dict[str, Any]]:
+    """structlog's last processor: turn the event dict into the arguments of a stdlib logging call."""
+    kwargs: dict[str, Any] = {}
+    for name in _PASSTHROUGH:
+        if name in event_dict:
+            kwargs[name] = event_dict.pop(name)
+    event = str(event_dict.pop("event", ""))
+    message = " ".join([event, *(f"{key}={_format_value(value)}" for key, value in event_dict.items())])
+    extra = {key: value for key, value in event_dict.items() if key not in _RECORD_ATTRIBUTES}
+    extra[EVENT_ATTRIBUTE] = {"event": event, **event_dict}
+    kwargs["extra"] = extra
+    # The frames between the caller and Logger._log are structlog's; name the caller in the record.
+    kwargs["stacklevel"] = 4
+    return (message,), kwargs
+
+
+_LIBRARY_PROCESSORS: list[Any] = [
+    structlog.stdlib.filter_by_level,  # first: a disabled level costs one isEnabledFor() call
+    structlog.contextvars.merge_contextvars,
+    _to_stdlib_call,
+]
+
+
+def get_logger(name: str) -> structlog.stdlib.BoundLogger:
+    """The logger a toolkit module logs through: structlog's API over ``logging.getLogger(name)``."""
+    logger: structlog.stdlib.BoundLogger = structlog.wrap_logger(
+        logging.getLogger(name),
+        processors=_LIBRARY_PROCESSORS,
+        wrapper_class=structlog.stdlib.BoundLogger,
+        cache_logger_on_first_use=True,
+    )
+    return logger
+
+
+# --- programs only -----------------------------------------------------------------------------------
 
 _SHARED_PROCESSORS: list[Any] = [
     structlog.contextvars.merge_contextvars,
@@ -23,6 +92,19 @@ _SHARED_PROCESSORS: list[Any] = [
 
 #: Chatty third-party loggers that only matter when something is wrong.
 _QUIET_LOGGERS = ("botocore", "aiobotocore", "boto3", "urllib3", "aiohttp", "pynamodb", "asyncio")
+
+
+def _restore_toolkit_event(
+    _logger: Any, _method: str, event_dict: MutableMapping[str, Any]
+) -> MutableMapping[str, Any]:
+    """For a toolkit record, render the original event and fields instead of the flattened message."""
+    record = event_dict.get("_record")
+    event = getattr(record, EVENT_ATTRIBUTE, None)
+    if event is not None:
+        event_dict.update(event)
+    if record is not None and record.exc_info and "exc_info" not in event_dict:
+        event_dict["exc_info"] = record.exc_info
+    return event_dict
 
 
 def _level_number(level: str | int) -> int:
@@ -35,35 +117,28 @@ def _level_number(level: str | int) -> int:
 
 
 def configure_logging(level: str | int = "info", *, json: bool | None = None, stream: TextIO | None = None) -> None:
-    """Route structlog and stdlib logging to ``stream`` (stderr by default).
+    """Route all logging to ``stream`` (stderr by default).  For programs' entry points only.
 
     ``json=None`` chooses by the stream: console rendering on a TTY, JSON lines otherwise.
     """
     out = stream or sys.stderr
     use_json = not out.isatty() if json is None else json
     renderer: Any = (
-        structlog.processors.JSONRenderer()
+        structlog.processors.JSONRenderer(default=str)
         if use_json
         else structlog.dev.ConsoleRenderer(colors=out.isatty())
     )
     threshold = _level_number(level)
 
-    structlog.configure(
-        processors=[
-            *_SHARED_PROCESSORS,
-            structlog.processors.StackInfoRenderer(),
-            structlog.processors.format_exc_info if use_json else structlog.dev.set_exc_info,
-            renderer,
-        ],
-        wrapper_class=structlog.make_filtering_bound_logger(threshold),
-        logger_factory=structlog.WriteLoggerFactory(file=out),
-        cache_logger_on_first_use=True,
-    )
-
     handler = logging.StreamHandler(out)
     handler.setFormatter(
         structlog.stdlib.ProcessorFormatter(
-            foreign_pre_chain=[*_SHARED_PROCESSORS, structlog.stdlib.add_logger_name],
+            foreign_pre_chain=[
+                _restore_toolkit_event,
+                *_SHARED_PROCESSORS,
+                structlog.stdlib.add_logger_name,
+                structlog.processors.format_exc_info if use_json else structlog.dev.set_exc_info,
+            ],
             processors=[structlog.stdlib.ProcessorFormatter.remove_processors_meta, renderer],
         )
     )

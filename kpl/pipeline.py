@@ -25,8 +25,6 @@ from dataclasses import dataclass
 from operator import itemgetter
 from typing import Any
 
-import structlog
-
 from kpl.accumulator import (
     ARRIVAL,
     DATA,
@@ -49,6 +47,7 @@ from kpl.config import ProducerConfig
 from kpl.futures import INVALID_STATE, resolve_all
 from kpl.hashing import ShardRanges
 from kpl.limiter import ShardLimiter
+from kpl.logs import get_logger
 from kpl.metrics import ProducerMetrics
 from kpl.records import (
     EXPIRED,
@@ -63,7 +62,7 @@ from kpl.retry import Backoff, ErrorKind, classify, error_code, error_message
 from kpl.sender import ResponseOutcome, Sender, read_response
 from kpl.shard_map import DEFAULT_MAX_RECORD_SIZE, ShardMap, ShardMapRefresher, describe_stream_limits
 
-log = structlog.get_logger(__name__)
+log = get_logger(__name__)
 
 _arrival = itemgetter(ARRIVAL)
 _size = itemgetter(SIZE)

@@ -18,8 +18,6 @@ import time
 from collections.abc import Callable, Coroutine
 from typing import Any, TypeVar
 
-import structlog
-
 from kpl.accumulator import ARRIVAL, NO_LOG, SIZE, PendingRecord
 from kpl.aws import async_client
 from kpl.backpressure import Budget
@@ -34,6 +32,7 @@ from kpl.errors import (
 )
 from kpl.futures import ThreadFuture, ThreadFutures, resolve_all
 from kpl.intake import KNOWN_KEYS, pending_record
+from kpl.logs import get_logger
 from kpl.metrics import ProducerMetrics
 from kpl.pipeline import Shared, StreamPipeline, clock_of
 from kpl.records import PRODUCER_CLOSED, RecordResult
@@ -41,7 +40,7 @@ from kpl.retry import Backoff
 from kpl.sender import Sender, install_put_records_codec
 from kpl.shard_map import DEFAULT_MAX_RECORD_SIZE
 
-log = structlog.get_logger(__name__)
+log = get_logger(__name__)
 
 _monotonic = time.monotonic
 _known_key = KNOWN_KEYS.get

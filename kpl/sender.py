@@ -23,13 +23,12 @@ from dataclasses import dataclass, field
 from json.encoder import encode_basestring_ascii
 from typing import Any, Protocol
 
-import structlog
-
 from kpl.accumulator import HASH_KEY, KinesisRecord
+from kpl.logs import get_logger
 from kpl.retry import ErrorKind, classify_code
 from kpl.shard_map import ShardMap
 
-log = structlog.get_logger(__name__)
+log = get_logger(__name__)
 
 
 class BatchHandler(Protocol):

@@ -18,11 +18,10 @@ import contextlib
 from collections.abc import Callable
 from typing import Any
 
-import structlog
-
 from kpl.hashing import HashRange, ShardRanges
+from kpl.logs import get_logger
 
-log = structlog.get_logger(__name__)
+log = get_logger(__name__)
 
 DEFAULT_MAX_RECORD_SIZE = 1024 * 1024
 CLOSED_SHARD_TTL = 60.0

@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import asyncio
 import json
+import logging
 from pathlib import Path
 
 import pytest
-import structlog
 
 from agent.config import load_config
 from agent.sinks import Retrier, pack_records
+from kpl.logs import EVENT_ATTRIBUTE
 from kpl.retry import ErrorKind
 
 
@@ -33,19 +34,20 @@ def retrier(tmp_path: Path) -> Retrier:
     return Retrier(load_config(path).flows[0])
 
 
-def test_fatal_errors_are_logged_as_errors_once_a_minute(retrier: Retrier) -> None:
-    with structlog.testing.capture_logs() as logs:
-        for attempt in range(1, 4):
-            asyncio.run(retrier.wait(ErrorKind.FATAL, "ResourceNotFoundException", "no such stream", attempt, 10))
-    assert [entry["log_level"] for entry in logs] == ["error"]
-    assert "checkpoints do not move" in logs[0]["event"]
-    assert logs[0]["retry_in_seconds"] == 0.002  # fatal errors wait the maximum backoff
+def test_fatal_errors_are_logged_as_errors_once_a_minute(retrier: Retrier, caplog: pytest.LogCaptureFixture) -> None:
+    caplog.set_level(logging.DEBUG, logger="agent")
+    for attempt in range(1, 4):
+        asyncio.run(retrier.wait(ErrorKind.FATAL, "ResourceNotFoundException", "no such stream", attempt, 10))
+    assert [record.levelname for record in caplog.records] == ["ERROR"]
+    event = getattr(caplog.records[0], EVENT_ATTRIBUTE)
+    assert "checkpoints do not move" in event["event"]
+    assert event["retry_in_seconds"] == 0.002  # fatal errors wait the maximum backoff
 
 
-def test_transient_errors_are_warnings(retrier: Retrier) -> None:
-    with structlog.testing.capture_logs() as logs:
-        asyncio.run(retrier.wait(ErrorKind.THROTTLED, "ProvisionedThroughputExceededException", "slow down", 1, 3))
-        asyncio.run(retrier.wait(ErrorKind.TRANSIENT, "InternalFailure", "oops", 1, 3))
-    assert [(entry["log_level"], entry["error"]) for entry in logs] == [
-        ("warning", "ProvisionedThroughputExceededException"), ("warning", "InternalFailure"),
+def test_transient_errors_are_warnings(retrier: Retrier, caplog: pytest.LogCaptureFixture) -> None:
+    caplog.set_level(logging.DEBUG, logger="agent")
+    asyncio.run(retrier.wait(ErrorKind.THROTTLED, "ProvisionedThroughputExceededException", "slow down", 1, 3))
+    asyncio.run(retrier.wait(ErrorKind.TRANSIENT, "InternalFailure", "oops", 1, 3))
+    assert [(record.levelname, record.error) for record in caplog.records] == [  # type: ignore[attr-defined]
+        ("WARNING", "ProvisionedThroughputExceededException"), ("WARNING", "InternalFailure"),
     ]
