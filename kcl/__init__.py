@@ -30,7 +30,7 @@ from kcl.errors import (
     ProcessorLoadError,
     StreamNotFoundError,
 )
-from kcl.processor import Record, RecordProcessor
+from kcl.processor import PendingCheckpoint, Record, RecordProcessor
 from kcl.sequence import ExtendedSequenceNumber
 from kcl.worker import Worker
 
@@ -51,6 +51,7 @@ __all__ = [
     "LeaseLostError",
     "LeaseTableError",
     "MetricsLevel",
+    "PendingCheckpoint",
     "PreparedCheckpointer",
     "ProcessorLoadError",
     "Record",

@@ -7,8 +7,9 @@
 
 Everything that can be checked locally (arguments, the properties file, importing the processor) is
 checked before any AWS call, and the stream's existence before the lease table is created: a failing
-start leaves nothing behind.  Exit codes: 0 after a graceful stop, 2 for bad arguments, configuration
-or processor, 1 for a missing stream, table or another runtime failure.
+start leaves nothing behind.  Exit codes: 0 after a graceful stop, 2 for bad arguments, 78 (EX_CONFIG)
+for bad configuration or an unusable processor (including a stream ARN of another account without a
+role to assume), 1 for a missing stream, table or another runtime failure.
 """
 
 from __future__ import annotations
@@ -26,13 +27,14 @@ from typing import Any, NoReturn
 from kcl.config import InitialPosition, LoadedProperties, RetrievalMode, load_properties
 from kcl.errors import ConfigurationError, LeaseTableError, ProcessorLoadError
 from kcl.leases import Lease, LeaseTable, TableSettings
-from kcl.processor import RecordProcessor
+from kcl.processor import RecordProcessor, check_processor_class
 from kcl.worker import Worker
 from kpl.errors import KinesisToolkitError
 from kpl.logs import configure_logging, get_logger
 
 EXIT_USAGE = 2
 EXIT_FAILURE = 1
+EXIT_CONFIG = 78  # sysexits.h EX_CONFIG
 
 
 class _Parser(argparse.ArgumentParser):
@@ -98,13 +100,15 @@ def _run(args: argparse.Namespace) -> int:
         config = loaded.worker_config(**_overrides(args))
         factory = load_processor(processor_ref)
     except (ConfigurationError, ProcessorLoadError) as exc:
-        return _fail(str(exc), EXIT_USAGE)
+        return _fail(str(exc), EXIT_CONFIG)
     configure_logging(args.log_level)
     log = get_logger("kcl.cli")
     for key in loaded.ignored_keys:
         log.warning("properties key has no meaning for this worker and is ignored", key=key)
     try:
         Worker(stream, application, factory, config).run_forever()
+    except (ConfigurationError, ProcessorLoadError) as exc:
+        return _fail(str(exc), EXIT_CONFIG)
     except KinesisToolkitError as exc:
         return _fail(str(exc), EXIT_FAILURE)
     return 0
@@ -163,6 +167,7 @@ def load_processor(reference: str) -> Callable[[], RecordProcessor]:
         if not callable(getattr(target, "process_records", None)) or (
                 issubclass(target, RecordProcessor) and target.process_records is RecordProcessor.process_records):
             raise ProcessorLoadError(f"{reference} is not a record processor: it does not implement process_records")
+        check_processor_class(target)
     elif not callable(target):
         raise ProcessorLoadError(f"{reference} is neither a RecordProcessor class nor a factory function")
     factory: Callable[[], RecordProcessor] = target

@@ -285,7 +285,7 @@ class LeaseTable:
         item = self.model(lease.lease_key)
         actions: list[Any] = [self.model.lease_counter.set(lease.lease_counter + 1),
                               self.model.lease_owner.set(owner), self.model.checkpoint_owner.remove()]
-        if lease.lease_owner != owner:
+        if _owner_switches(lease, owner):
             actions.append(self.model.owner_switches_since_checkpoint.add(1))
         condition = self.model.lease_counter == lease.lease_counter
         return self._update("UpdateItem:take", item, actions, condition, attempts=1)
@@ -305,8 +305,9 @@ class LeaseTable:
 
     def complete_handoff(self, lease: Lease, previous_owner: str) -> Lease:
         item = self.model(lease.lease_key)
-        actions = [self.model.lease_counter.set(lease.lease_counter + 1), self.model.checkpoint_owner.remove(),
-                   self.model.owner_switches_since_checkpoint.add(1)]
+        # The KCL 3.x completes a handoff with assignLease(lease, leaseOwner): its owner-switch rule does
+        # not count that (the owner named in the item does not change), and neither does this.
+        actions = [self.model.lease_counter.set(lease.lease_counter + 1), self.model.checkpoint_owner.remove()]
         condition = (self.model.lease_counter == lease.lease_counter) & (
             self.model.checkpoint_owner == previous_owner)
         return self._update("UpdateItem:complete-handoff", item, actions, condition, attempts=3)
@@ -415,6 +416,14 @@ class LeaseTable:
                     raise
                 time.sleep(backoff.delay(attempt))
                 attempt += 1
+
+
+def _owner_switches(lease: Lease, new_owner: str) -> bool:
+    """The Java KCL's rule (DynamoDBLeaseSerializer.getDynamoTakeLeaseUpdate) for adding 1 to
+    ``ownerSwitchesSinceCheckpoint``: another worker owned the lease, or the new owner was finishing a
+    handoff of it.  The first take of a new (never owned) lease is not a switch."""
+    previous = lease.lease_owner
+    return (previous is not None and previous != new_owner) or lease.checkpoint_owner == new_owner
 
 
 def _translate(exc: PynamoDBException) -> BaseException:

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import inspect
 import signal
 from collections.abc import Callable
 from typing import Any
@@ -22,10 +23,10 @@ from typing import Any
 from kcl.config import MetricsLevel, RetrievalMode, WorkerConfig
 from kcl.coordinator import LeaseCoordinator
 from kcl.deaggregation import Deaggregator
-from kcl.errors import ConfigurationError, KclError, LeaseTableError, StreamNotFoundError
+from kcl.errors import ConfigurationError, KclError, LeaseTableError, ProcessorLoadError, StreamNotFoundError
 from kcl.leases import LeaseTable, TableSettings, describe_failure
 from kcl.metrics import KclMetrics
-from kcl.processor import RecordProcessor
+from kcl.processor import RecordProcessor, check_processor_class
 from kcl.renewer import HeldLease
 from kcl.retrieval import BatchQueue, FanOutFetcher, PollingFetcher, StartingPosition, register_stream_consumer
 from kcl.shard_consumer import ShardConsumer
@@ -50,6 +51,8 @@ class Worker:
             raise ConfigurationError("application_name must not be empty")
         if not callable(processor_factory):
             raise ConfigurationError("processor_factory must be callable (a RecordProcessor class or a factory)")
+        if inspect.isclass(processor_factory):
+            check_processor_class(processor_factory)
         self.stream_name = stream_name
         self.application_name = application_name
         self.processor_factory = processor_factory
@@ -67,6 +70,8 @@ class Worker:
         self._stopped = asyncio.Event()
         self._stop_requested = asyncio.Event()
         self._started = False
+        #: An error that stopped the worker by itself (raised from run()).
+        self._fatal: KclError | None = None
 
     @property
     def worker_id(self) -> str:
@@ -137,6 +142,8 @@ class Worker:
             await self._stop_requested.wait()
         finally:
             await asyncio.shield(self.stop())
+        if self._fatal is not None:
+            raise self._fatal
 
     def request_stop(self) -> None:
         """Ask :meth:`run` to stop gracefully (safe from signal handlers on the loop)."""
@@ -210,6 +217,15 @@ class Worker:
         previous = self._consumers.get(held.shard_id)
         try:
             processor = self.processor_factory()
+            check_processor_class(type(processor))
+        except ProcessorLoadError as exc:
+            # Every lease would fail the same way: stop rather than hold leases nobody processes.
+            log.error("the processor factory made an unusable processor; stopping", shard=held.shard_id,
+                      error=str(exc))
+            self._fatal = self._fatal or exc
+            asyncio.get_running_loop().create_task(coordinator.relinquish(held.shard_id, held.token))
+            self.request_stop()
+            return
         except Exception:
             log.exception("processor factory failed; handing the lease back", shard=held.shard_id)
             asyncio.get_running_loop().create_task(coordinator.relinquish(held.shard_id, held.token))
