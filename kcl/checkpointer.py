@@ -180,8 +180,8 @@ class Checkpointer:
             raise InvalidCheckpointError(f"cannot checkpoint at the starting position {value.sequence_number}")
         if value > self.largest_permitted:
             raise InvalidCheckpointError(
-                f"checkpoint {value} on {self.shard_id} is beyond the last record processed ({self.largest_permitted}); "
-                f"the records of a batch whose process_records raised are not processed"
+                f"checkpoint {value} on {self.shard_id} is beyond the last record processed "
+                f"({self.largest_permitted}); the records of a batch whose process_records raised are not processed"
             )
         if value < self.last_checkpoint:
             raise InvalidCheckpointError(

@@ -24,10 +24,11 @@ from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
 from typing import Any, NoReturn
 
-from kcl.config import InitialPosition, LoadedProperties, RetrievalMode, load_properties
+from kcl.config import InitialPosition, RetrievalMode
 from kcl.errors import ConfigurationError, LeaseTableError, ProcessorLoadError
 from kcl.leases import Lease, LeaseTable, TableSettings
 from kcl.processor import RecordProcessor, check_processor_class
+from kcl.properties import LoadedProperties, load_properties
 from kcl.worker import Worker
 from kpl.errors import KinesisToolkitError
 from kpl.logs import configure_logging, get_logger
@@ -89,7 +90,7 @@ def _fail(message: str, code: int) -> int:
 def _run(args: argparse.Namespace) -> int:
     try:
         loaded = load_properties(args.config) if args.config else LoadedProperties(settings={})
-        stream = args.stream or loaded.stream_name
+        stream = args.stream or loaded.stream
         application = args.application or loaded.application_name
         processor_ref = args.processor or loaded.processor
         missing = [flag for flag, value in (("--stream", stream), ("--application", application),

@@ -29,6 +29,7 @@ from kcl.leases import ConditionFailed, Lease, LeaseTable, describe_failure
 from kcl.metrics import KclMetrics
 from kcl.renewer import HeldLease, HeldLeases, LeaseRenewer
 from kcl.shard_sync import ShardInfo, child_lease, finished_parents, leases_to_create
+from kcl.stream import stream_api_args
 from kcl.taker import ExpiryTracker, plan
 from kpl.hashing import HashRange
 from kpl.logs import get_logger
@@ -298,7 +299,7 @@ class LeaseCoordinator:
 
     async def list_shards(self) -> list[ShardInfo]:
         shards: list[ShardInfo] = []
-        kwargs: dict[str, Any] = {"StreamName": self.stream_name}
+        kwargs: dict[str, Any] = stream_api_args(self.stream_name)
         while True:
             page = await self.kinesis.list_shards(**kwargs)
             shards.extend(ShardInfo.from_list_shards(shard) for shard in page["Shards"])

@@ -106,6 +106,9 @@ class TableSettings:
     connect_timeout: float = 5.0
     read_timeout: float = 10.0
     max_pool_connections: int = 32
+    #: Applied when this worker creates the table (leaseTableDeletionProtectionEnabled, leaseTablePitrEnabled).
+    deletion_protection: bool = False
+    point_in_time_recovery: bool = False
 
 
 def _lease_model(settings: TableSettings) -> type[_LeaseItem]:
@@ -195,6 +198,10 @@ class LeaseTable:
     def name(self) -> str:
         return self.settings.table_name
 
+    @property
+    def region(self) -> str:
+        return resolve_region(self.settings.region)
+
     async def call(self, method: Callable[..., T], *args: Any, **kwargs: Any) -> T:
         """Run a blocking method of this table on the table's threads."""
         loop = asyncio.get_running_loop()
@@ -213,8 +220,16 @@ class LeaseTable:
         if self.exists():
             self._wait_active(timeout)
             return False
+        client = self.model._get_connection().connection.client
+        request: dict[str, Any] = {
+            "TableName": self.name, "BillingMode": "PAY_PER_REQUEST",
+            "AttributeDefinitions": [{"AttributeName": "leaseKey", "AttributeType": "S"}],
+            "KeySchema": [{"AttributeName": "leaseKey", "KeyType": "HASH"}],
+        }
+        if self.settings.deletion_protection:
+            request["DeletionProtectionEnabled"] = True
         try:
-            self._request("CreateTable", self.model.create_table, wait=False, billing_mode="PAY_PER_REQUEST")
+            self._request("CreateTable", client.create_table, **request)
             created = True
         except botocore.exceptions.ClientError as exc:
             if exc.response.get("Error", {}).get("Code") != "ResourceInUseException":
@@ -222,8 +237,21 @@ class LeaseTable:
             created = False  # another worker created it at the same moment
         self._wait_active(timeout)
         if created:
-            log.info("created lease table", table=self.name, billing="PAY_PER_REQUEST")
+            if self.settings.point_in_time_recovery:
+                self._enable_point_in_time_recovery(client)
+            log.info("created lease table", table=self.name, billing="PAY_PER_REQUEST",
+                     deletion_protection=self.settings.deletion_protection,
+                     point_in_time_recovery=self.settings.point_in_time_recovery)
         return created
+
+    def _enable_point_in_time_recovery(self, client: Any) -> None:
+        """PITR is a separate call once the table is ACTIVE (CreateTable cannot set it), as in the KCL."""
+        try:
+            self._request("UpdateContinuousBackups", client.update_continuous_backups, TableName=self.name,
+                          PointInTimeRecoverySpecification={"PointInTimeRecoveryEnabled": True})
+        except Exception as exc:
+            log.error("lease table created, but point-in-time recovery could not be enabled; enable it by hand",
+                      table=self.name, error=describe_failure(exc))
 
     def _wait_active(self, timeout: float) -> None:
         deadline = time.monotonic() + timeout

@@ -18,7 +18,6 @@ every call while its worker keeps the leases.
 
 from __future__ import annotations
 
-import functools
 import inspect
 from dataclasses import dataclass
 from datetime import datetime
@@ -148,12 +147,22 @@ def _accepts(signature: inspect.Signature, arguments: int, **keywords: Any) -> b
     return True
 
 
-@functools.cache
+_checked: dict[type, ProcessorShape] = {}
+
+
 def check_processor_class(cls: type) -> ProcessorShape:
     """Raise ProcessorLoadError unless every lifecycle method of ``cls`` takes the worker's arguments.
 
-    Classes that do not derive from :class:`RecordProcessor` must define all five methods.
+    Classes that do not derive from :class:`RecordProcessor` must define all five methods.  The result
+    is remembered per class: a worker checks each new processor instance.
     """
+    shape = _checked.get(cls)
+    if shape is None:
+        shape = _checked[cls] = _check(cls)
+    return shape
+
+
+def _check(cls: type) -> ProcessorShape:
     where = f"{cls.__module__}.{cls.__qualname__}"
     problems = []
     takes_pending = False
