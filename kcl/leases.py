@@ -63,6 +63,9 @@ class Lease:
     hash_range: HashRange | None = None
     #: KCL 3.x graceful handoff: the previous owner, still finishing up, while ``lease_owner`` is the next.
     checkpoint_owner: str | None = None
+    #: Renewals so far (``renewalCounter``, ours; None in items no worker of ours has renewed): lets other
+    #: workers tell an owner that stopped from one whose checkpoints also move ``leaseCounter``.
+    renewal_counter: int | None = None
 
     @property
     def is_shard_end(self) -> bool:
@@ -93,6 +96,8 @@ class _LeaseItem(Model):
     ending_hash_key = UnicodeAttribute(null=True, attr_name="endingHashKey")
     checkpoint_owner = UnicodeAttribute(null=True, attr_name="checkpointOwner")
     entity_type = UnicodeAttribute(null=True, attr_name="entityType")
+    #: Not in the Java KCL's schema (it ignores attributes it does not know): see Lease.renewal_counter.
+    renewal_counter = NumberAttribute(null=True, attr_name="renewalCounter")
 
 
 @dataclass(frozen=True)
@@ -157,6 +162,7 @@ def lease_from_item(item: _LeaseItem) -> Lease | None:
         child_shard_ids=frozenset(item.child_shard_ids or ()),
         hash_range=hash_range,
         checkpoint_owner=item.checkpoint_owner,
+        renewal_counter=None if item.renewal_counter is None else int(item.renewal_counter),
     )
 
 
@@ -276,6 +282,22 @@ class LeaseTable:
 
         return self._retrying("Scan", scan, attempts=3)
 
+    def get_many(self, lease_keys: Iterable[str]) -> dict[str, Lease]:
+        """Consistent reads of a few leases (BatchGetItem, up to 100 keys a request); absent keys are left out."""
+        keys = list(dict.fromkeys(lease_keys))
+
+        def read() -> dict[str, Lease]:
+            found = {}
+            for item in self.model.batch_get(keys, consistent_read=True):
+                lease = lease_from_item(item)
+                if lease is not None:
+                    found[lease.lease_key] = lease
+            return found
+
+        if not keys:
+            return {}
+        return self._retrying("BatchGetItem", read, attempts=3)
+
     def get(self, lease_key: str) -> Lease | None:
         def read() -> Lease | None:
             try:
@@ -305,8 +327,8 @@ class LeaseTable:
             condition &= self.model.checkpoint_owner == owner
         else:
             condition &= (self.model.lease_owner == owner) & self.model.checkpoint_owner.does_not_exist()
-        return self._update("UpdateItem:renew", item, [self.model.lease_counter.set(lease.lease_counter + 1)],
-                            condition, attempts=1)
+        actions = [self.model.lease_counter.set(lease.lease_counter + 1), self.model.renewal_counter.add(1)]
+        return self._update("UpdateItem:renew", item, actions, condition, attempts=1)
 
     def take(self, lease: Lease, owner: str) -> Lease:
         """Become the owner of a lease last seen as ``lease`` (expired, released or stolen after timeout)."""
