@@ -33,6 +33,7 @@ _NEVER = float("-inf")
 class _Seen:
     counter: int
     renewals: int | None
+    #: The owner, or None while unowned or being handed over (leaseOwner with checkpointOwner set).
     owner: str | None
     seen_at: float
     #: When the current counter value was first read (-inf: unowned when first seen, available at once).
@@ -60,17 +61,20 @@ class LeaseObservations:
         self._seen = seen
 
     def _next(self, previous: _Seen | None, lease: Lease, now: float, me: str) -> _Seen:
-        owner = lease.lease_owner
+        # A lease in handoff has not settled with its next owner yet: its move counts from the read
+        # that sees the handoff complete.
+        owner = lease.lease_owner if lease.checkpoint_owner is None else None
         if previous is None:
-            first = _NEVER if owner is None else now
+            first = _NEVER if lease.lease_owner is None else now
             return _Seen(lease.lease_counter, lease.renewal_counter, owner, now, first, _NEVER)
         owner_since = previous.owner_since if owner == previous.owner else now
+        writer = lease.checkpoint_owner or lease.lease_owner  # whoever renews it now
         if previous.counter == lease.lease_counter:
             static = _Seen(lease.lease_counter, lease.renewal_counter, owner, now, previous.last_change, owner_since)
-            static.suspect = owner is not None and owner != me and not lease.is_shard_end
+            static.suspect = writer is not None and writer != me and not lease.is_shard_end
             return static
         current = _Seen(lease.lease_counter, lease.renewal_counter, owner, now, now, owner_since)
-        if owner is not None and owner != me and owner == previous.owner and not lease.is_shard_end:
+        if writer is not None and writer != me and owner == previous.owner and not lease.is_shard_end:
             current.suspect = self._may_have_stopped(previous, lease, now)
         return current
 

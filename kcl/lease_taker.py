@@ -110,10 +110,13 @@ class LeaseTaker:
 
     async def take_leases(self) -> float:
         """Read the table, take and steal this worker's share; the seconds until the next read."""
-        leases = await self.table.call(self.table.list_leases)
+        if self.scans == 0 and self.last_scan_at is not None and self.clock() - self.last_scan_at < 1.0:
+            leases, now = self.last_scan, self.last_scan_at  # the start-up shard sync has just read it
+        else:
+            leases = await self.table.call(self.table.list_leases)
+            now = self.clock()
+            self.observe(leases, now)
         self.scans += 1
-        now = self.clock()
-        self.observe(leases, now)
         if self._stopping:
             return self.config.scan_interval
         held = self.held.shard_ids()

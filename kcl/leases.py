@@ -34,7 +34,7 @@ from kcl.sequence import SHARD_END, ExtendedSequenceNumber
 from kpl.aws import resolve_region
 from kpl.hashing import HashRange
 from kpl.logs import get_logger
-from kpl.retry import Backoff, ErrorKind, classify
+from kpl.retry import Backoff, ErrorKind, classify, error_code
 
 log = get_logger(__name__)
 
@@ -478,9 +478,10 @@ def _owner_switches(lease: Lease, new_owner: str) -> bool:
 
 def _translate(exc: PynamoDBException) -> BaseException:
     """ConditionFailed for failed conditions, else the underlying botocore error (for kpl.retry)."""
-    if exc.cause_response_code == "ConditionalCheckFailedException":
-        return ConditionFailed(str(exc))
     cause = exc.cause
+    # Not exc.cause_response_code: it fails on causes without a response (a read timeout).
+    if isinstance(cause, botocore.exceptions.ClientError) and error_code(cause) == "ConditionalCheckFailedException":
+        return ConditionFailed(str(exc))
     if isinstance(cause, BaseException):
         return cause
     return LeaseTableError(str(exc))

@@ -142,3 +142,11 @@ def test_owner_changes_are_remembered_for_the_no_ping_pong_rule() -> None:
     seen.observe([lease("a", "w2", counter=2)], now=5.0, me="me")
     assert seen.moved_recently("a", 5.0 + CYCLE - 0.1, CYCLE)
     assert not seen.moved_recently("a", 5.0 + CYCLE + 0.1, CYCLE)
+
+
+def test_a_handed_over_lease_counts_as_moved_from_when_the_handoff_completes() -> None:
+    seen = observations()
+    seen.observe([lease("a", "w1", counter=5)], now=0.0, me="me")
+    seen.observe([lease("a", "w2", counter=6, checkpoint_owner="w1")], now=10.0, me="me")  # handoff asked for
+    seen.observe([lease("a", "w2", counter=8)], now=15.0, me="me")  # completed
+    assert seen.moved_recently("a", 15.0 + CYCLE - 0.1, CYCLE)
