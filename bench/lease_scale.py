@@ -1,6 +1,6 @@
 """The lease table at scale (issue 14): what coordination costs in DynamoDB, and how fast it moves.
 
-    .venv/bin/python -m bench.lease_scale [--quick] [--scenarios 32x4:3000,256x8:10000,1000x20:20000]
+    .venv/bin/python -m bench.lease_scale [--quick] [--scenarios 32x4:3000,256x8:10000,1000x20:60000]
 
 For each scenario (leases x workers, failover time in ms), against real DynamoDB in LocalStack (port
 ``LOCALSTACK_PORT``, default 4566), every request counted by :mod:`bench.ddb_counting_proxy`:
@@ -49,7 +49,7 @@ from typing import Any
 
 ROOT = Path(__file__).resolve().parents[1]
 EPSILON = 0.025
-DEFAULT_SCENARIOS = "32x4:3000,256x8:10000,1000x20:20000"
+DEFAULT_SCENARIOS = "32x4:3000,256x8:10000,1000x20:60000"
 
 
 # --- inside a worker-host process ---------------------------------------------------------------------
@@ -427,6 +427,8 @@ def _bench(specs: list[str]) -> int:
             except RuntimeError as exc:
                 print(f"[lease_scale] {scenario.label} failed: {exc}", flush=True)
                 failed.append(scenario.label)
+            else:
+                print_table(results[-1:])
     print(f"\nlease table at scale on LocalStack ({' '.join(sys.argv[1:]) or 'defaults'}); "
           "T = taker interval 2 x (failover + 25 ms)")
     print_table(results)
