@@ -10,6 +10,10 @@ reads sooner only while something is happening, each time for a reason that goes
 * this worker holds nothing: it takes or steals one lease, which makes it visible, and reads again
   after half a renewal interval to take its share with every other new worker in view (workers that
   start together then deal the leases out instead of racing for all of them);
+* the workers in view changed within its last two reads (workers joining one after another): it steals
+  at most one lease and reads again after half a renewal interval, so that it steals its share only once
+  the group has stayed the same for a renewal interval, rather than a share computed for a group still
+  growing;
 * a take or steal lost a race, leases it handed back or lost, leases that newly became available,
   leases it created: a read after half a renewal interval, once;
 * a handoff it asked for: the leases in question (not the table) are read every half renewal
@@ -63,6 +67,12 @@ class LeaseTaker:
         self._watched: dict[str, float] = {}
         self._watch_wake = asyncio.Event()
         self._available_seen: frozenset[str] = frozenset()
+        self._members: frozenset[str] | None = None
+        #: Reads in a row that saw the same workers as the one before (a new worker starts at 0).
+        self._stable_reads = 0
+        #: Leases with a take in flight (the reads and the handoff watcher may both want one).
+        self._taking: set[str] = set()
+        self._log = log.bind(worker=self.worker_id)
 
     # --- scheduling -------------------------------------------------------------------------------
 
@@ -72,7 +82,7 @@ class LeaseTaker:
             try:
                 delay = await self.take_leases()
             except Exception as exc:
-                log.warning("taking leases failed; retrying next interval", error=describe_failure(exc))
+                self._log.warning("taking leases failed; retrying next interval", error=describe_failure(exc))
                 delay = self.config.scan_interval
             self._next_scan = time.monotonic() + delay
             while not self._stopping and (remaining := self._next_scan - time.monotonic()) > 0:
@@ -119,16 +129,25 @@ class LeaseTaker:
         self.scans += 1
         if self._stopping:
             return self.config.scan_interval
-        held = self.held.shard_ids()
+        held = self.held.shard_ids() | self._taking
         observations = self.observations
         expired = {lease.lease_key for lease in leases if observations.is_expired(lease, now)}
         moved = {lease.lease_key for lease in leases
                  if observations.moved_recently(lease.lease_key, now, self.config.assignment_interval)}
         announcing = not held and not self._watched
+        members = frozenset({self.worker_id} | {
+            lease.lease_owner for lease in leases
+            if lease.lease_owner is not None and not lease.is_shard_end and lease.lease_key not in expired})
+        self._stable_reads = self._stable_reads + 1 if members == self._members else 0
+        self._members = members
+        settling = self._stable_reads < 2 and self.scans > 1
+        max_steal = self.config.max_leases_to_steal_at_one_time
+        if settling:
+            max_steal = 1
         decided = plan(
             leases, self.worker_id, held=held, expired=expired, balance=True, moved_recently=moved,
             max_acquire=1 if announcing else None, max_leases_for_worker=self.config.max_leases_for_worker,
-            max_steal=self.config.max_leases_to_steal_at_one_time, rng=self._rng,
+            max_steal=max_steal, rng=self._rng,
         )
         taken = await asyncio.gather(*(self._take(lease) for lease in decided.take))
         stolen = await asyncio.gather(*(self._steal(lease) for lease in decided.steal))
@@ -146,26 +165,36 @@ class LeaseTaker:
             and (lease.lease_owner is None or lease.lease_key in expired))
         news = available - self._available_seen
         self._available_seen = available
-        if lost_races or news or (announcing and (decided.take or decided.steal)):
+        if lost_races or news or settling or (announcing and (decided.take or decided.steal)):
             delay = min(delay, self._jittered(self.fast_interval))
         check = observations.next_expiry_check(now)
         if check is not None:
             delay = min(delay, max(0.0, check - now))
+        self._log.debug("read the lease table", leases=len(leases), expired=len(expired), taken=sum(taken),
+                        stolen=sum(stolen), suspected=observations.suspected(), settling=settling,
+                        next_read_in=round(delay, 3))
         return delay
 
     async def _take(self, lease: Lease) -> bool:
+        key = lease.lease_key
+        if key in self._taking or self.held.get(key) is not None:
+            return False
+        self._taking.add(key)
         sent = self.clock()
         try:
             taken = await self.table.call(self.table.take, lease, self.worker_id)
         except ConditionFailed:
             return False
         except Exception as exc:
-            log.warning("taking a lease failed", shard=lease.lease_key, error=describe_failure(exc))
+            self._log.warning("taking a lease failed", shard=key, error=describe_failure(exc))
             return False
-        previous = lease.lease_owner if lease.lease_owner != self.worker_id else lease.checkpoint_owner
-        log.info("took lease", shard=lease.lease_key, previous_owner=previous, checkpoint=str(taken.checkpoint))
-        self.on_acquired(self.held.add(taken, sent))
-        return True
+        else:
+            previous = lease.lease_owner if lease.lease_owner != self.worker_id else lease.checkpoint_owner
+            self._log.info("took lease", shard=key, previous_owner=previous, checkpoint=str(taken.checkpoint))
+            self.on_acquired(self.held.add(taken, sent))
+            return True
+        finally:
+            self._taking.discard(key)
 
     async def _steal(self, lease: Lease) -> bool:
         if not self.config.is_graceful_lease_handoff_enabled:
@@ -175,9 +204,10 @@ class LeaseTaker:
         except ConditionFailed:
             return False
         except Exception as exc:
-            log.warning("requesting a lease handoff failed", shard=lease.lease_key, error=describe_failure(exc))
+            self._log.warning("requesting a lease handoff failed", shard=lease.lease_key,
+                              error=describe_failure(exc))
             return False
-        log.info("requested lease handoff", shard=lease.lease_key, current_owner=lease.lease_owner)
+        self._log.info("requested lease handoff", shard=lease.lease_key, current_owner=lease.lease_owner)
         timeout = self.config.graceful_lease_handoff_timeout_millis / 1000 + 2 * self.config.failover_time
         self._watched[lease.lease_key] = time.monotonic() + timeout
         self._watch_wake.set()
@@ -198,7 +228,7 @@ class LeaseTaker:
             try:
                 await self._check_handoffs()
             except Exception as exc:
-                log.warning("reading leases in handoff failed; retrying", error=describe_failure(exc))
+                self._log.warning("reading leases in handoff failed; retrying", error=describe_failure(exc))
 
     async def _check_handoffs(self) -> None:
         keys = list(self._watched)

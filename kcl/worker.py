@@ -91,6 +91,11 @@ class Worker:
         return self._coordinator.held.shard_ids() if self._coordinator else set()
 
     @property
+    def lease_table_requests(self) -> dict[str, int]:
+        """DynamoDB requests this worker has sent to the lease table so far, by operation."""
+        return dict(self._table.requests) if self._table is not None else {}
+
+    @property
     def shard_states(self) -> dict[str, str]:
         """Each shard consumer's state (``processing``, ``waiting on parents``, ...), for introspection."""
         return {shard_id: consumer.state.value for shard_id, (consumer, _) in self._consumers.items()}
@@ -114,6 +119,8 @@ class Worker:
             self._table = LeaseTable(TableSettings(
                 table_name=config.lease_table_name(self.application_name), region=config.region_name,
                 endpoint_url=config.dynamo_db_endpoint, read_timeout=max(2.0, min(10.0, config.failover_time / 2)),
+                # Renewals run in parallel on their own threads: one connection each, plus the table's own.
+                max_pool_connections=max(32, config.max_lease_renewal_threads + 16),
                 deletion_protection=config.lease_table_deletion_protection_enabled,
                 point_in_time_recovery=config.lease_table_pitr_enabled,
             ))
