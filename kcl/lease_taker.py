@@ -14,8 +14,8 @@ reads sooner only while something is happening, each time for a reason that goes
   at most one lease and reads again after half a renewal interval, so that it steals its share only once
   the group has stayed the same for a renewal interval, rather than a share computed for a group still
   growing;
-* a take or steal lost a race, leases it handed back or lost, leases that newly became available,
-  leases it created: a read after half a renewal interval, once;
+* a steal lost a race, leases it handed back or lost, leases that newly became available, leases it
+  created: a read after half a renewal interval, once; a take that lost a race: a read at once;
 * a handoff it asked for: the leases in question (not the table) are read every half renewal
   interval until the previous owner has handed them over, so the lease moves as soon as it is free.
 """
@@ -157,6 +157,10 @@ class LeaseTaker:
             untaken=len(decided.take) - sum(taken),
         )
         delay = self.config.scan_interval
+        if len(decided.take) > sum(taken):
+            # Another worker took an available lease this one counted on (their reads differed): what it
+            # should take instead is available now, so read again at once rather than after the usual pause.
+            delay = self._rng.uniform(0.05, 0.25)
         lost_races = len(decided.take) - sum(taken) + len(decided.steal) - sum(stolen)
         got = {lease.lease_key for lease, ok in zip(decided.take, taken, strict=True) if ok}
         available = frozenset(

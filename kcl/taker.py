@@ -94,7 +94,11 @@ def plan(
     mine_first = sorted((lease for lease in available if lease.lease_owner == me), key=lambda lease: lease.lease_key)
     others = sorted((lease for lease in available if lease.lease_owner != me), key=lambda lease: lease.lease_key)
     take = mine_first[:deficits[me]]
-    share = _my_share(others, deficits, me, skip=len(take), rng=rng)
+    # Acquiring one lease at a time (a worker making itself visible, or waiting for the group to settle):
+    # its view is the least trustworthy, so it picks at random rather than the first of a slice that
+    # other workers, seeing more, may be dealing to themselves.
+    one_at_a_time = max_acquire == 1 or (max_steal is not None and max_steal <= 1)
+    share = _my_share(others, deficits, me, skip=len(take), rng=rng, shuffle=max_acquire == 1)
     take += share
     still_needed = deficits[me] - len(take)
     if max_acquire is not None:
@@ -111,7 +115,7 @@ def plan(
                if counts[worker] > goals[worker] and worker != me}
     # Alone among the short workers I can see, a random pick keeps invisible thieves (new workers that
     # hold nothing yet) from all choosing the same leases; otherwise disjoint slices in thief order.
-    alone = set(shortfalls) == {me}
+    alone = set(shortfalls) == {me} or one_at_a_time
     steal: list[Lease] = []
     donor_offsets: dict[str, int] = {}
     for thief in sorted(shortfalls):
@@ -138,6 +142,7 @@ def plan(
 
 def _my_share(
     available: list[Lease], deficits: dict[str, int], me: str, *, skip: int, rng: random.Random,
+    shuffle: bool = False,
 ) -> list[Lease]:
     """My slice of the available leases when they are dealt to short workers in id order.
 
@@ -148,7 +153,7 @@ def _my_share(
     need = deficits[me] - skip
     if need <= 0 or not available:
         return []
-    if len(deficits) == 1:
+    if len(deficits) == 1 or shuffle:
         shuffled = list(available)
         rng.shuffle(shuffled)
         return shuffled[:need]

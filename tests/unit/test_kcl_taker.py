@@ -201,3 +201,14 @@ def test_an_expired_handoff_to_me_is_taken() -> None:
     handed = lease("shardId-000000000000", "b", checkpoint_owner="a")
     assert plan([handed], "b", held=set(), expired=set(), balance=True).take == []
     assert plan([handed], "b", held=set(), expired={handed.lease_key}, balance=True).take == [handed]
+
+
+def test_one_at_a_time_picks_at_random_so_that_unsettled_views_do_not_collide() -> None:
+    """Two new workers that cannot see each other yet would otherwise both steal the first lease."""
+    table = leases_of({"a": 30, "b": 1, "c": 1})
+    picks = {plan(table, "d", held=set(), expired=set(), balance=True, max_acquire=1,
+                  rng=random.Random(seed)).steal[0].lease_key for seed in range(20)}
+    assert len(picks) > 5
+    picks = {plan(leases_of({None: 30}), "d", held=set(), expired=set(), balance=True, max_acquire=1,
+                  rng=random.Random(seed)).take[0].lease_key for seed in range(20)}
+    assert len(picks) > 5
