@@ -22,7 +22,12 @@ the Java KCL 2.x's, computed from its intervals (every worker scans the table ev
 T = 2 x (failover + epsilon); it steals one lease per run; a dead worker's lease is taken at the second
 scan after its last renewal, at worst 2 T).  Failover times are short so that a run takes minutes; the
 renewals they imply (leases / (failover / 3) per second) must stay within what LocalStack serves on
-the machine.
+the machine, and a worker renews with up to 100 threads (maxLeaseRenewalThreads = 100): the first worker
+holds all 1,000 leases while 950 of them are handed over, and LocalStack answers in hundreds of
+milliseconds then, where DynamoDB answers in a few.
+
+``LEASE_SCALE_DEBUG=1`` runs the worker hosts at debug level, keeps their logs, and prints which worker
+took each of the dead worker's leases when, and every lease taken twice within one taker interval.
 """
 
 from __future__ import annotations
@@ -86,7 +91,7 @@ async def _host(table_name: str, leases: int, workers: list[str], failover_ms: i
     from kpl.cloudwatch import MetricsRegistry
     from kpl.logs import configure_logging
 
-    configure_logging("info")  # to stderr: the host's log file
+    configure_logging("debug" if os.environ.get("LEASE_SCALE_DEBUG") else "info")  # to the host's log file
     coordinators: list[LeaseCoordinator] = []
 
     class Listener:
@@ -119,11 +124,12 @@ async def _host(table_name: str, leases: int, workers: list[str], failover_ms: i
     for name in workers:
         config = WorkerConfig(
             worker_id=name, failover_time_millis=failover_ms, initial_position_in_stream=InitialPosition.TRIM_HORIZON,
-            metrics_level=MetricsLevel.NONE, cleanup_leases_upon_shard_completion=False,
+            metrics_level=MetricsLevel.NONE, cleanup_leases_upon_shard_completion=False, max_lease_renewal_threads=100,
             graceful_lease_handoff_timeout_millis=10_000,
         )
         table = LeaseTable(TableSettings(table_name=table_name, endpoint_url=endpoint,
-                                         read_timeout=max(2.0, min(10.0, failover_ms / 2000))))
+                                         read_timeout=max(2.0, min(10.0, failover_ms / 2000)),
+                                         max_pool_connections=config.max_lease_renewal_threads + 16))
         listener = Listener(name)
         coordinator = LeaseCoordinator(table=table, kinesis=kinesis, stream_name="bench-synthetic", config=config,
                                        metrics=KclMetrics(MetricsRegistry(), name, MetricsLevel.NONE),
@@ -317,6 +323,12 @@ def run_scenario(scenario: Scenario, proxy: Any, dynamodb: Any, scratch: Path) -
             return sorted(times.values()) if len(times) == len(doomed) else None
 
         takeovers = run.wait(taken_over, 3 * cycle + 60, "takeover")
+        if os.environ.get("LEASE_SCALE_DEBUG"):
+            by_worker: dict[str, list[float]] = {}
+            for event in run.snapshot():
+                if event["e"] == "acquired" and event["s"] in doomed and event["t"] > killed:
+                    by_worker.setdefault(event["w"], []).append(round(event["t"] - killed, 1))
+            print(f"  killed {victim} at monotonic {killed:.1f}; its leases taken (s after): {by_worker}")
         acquisitions: dict[str, list[tuple[float, str]]] = {}
         for event in run.snapshot():
             if event["e"] == "acquired" and event["t"] >= joined:  # moves, not the first worker's initial takes
@@ -435,7 +447,10 @@ def _bench(specs: list[str]) -> int:
     if failed:
         print(f"failed: {', '.join(failed)}; worker-host logs kept in {scratch}")
         return 1
-    shutil.rmtree(scratch, ignore_errors=True)
+    if os.environ.get("LEASE_SCALE_DEBUG"):
+        print(f"worker-host logs kept in {scratch}")
+    else:
+        shutil.rmtree(scratch, ignore_errors=True)
     return 0
 
 
