@@ -6,6 +6,7 @@ from __future__ import annotations
 import io
 import json
 import logging
+import re
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -150,3 +151,16 @@ def test_unconfigured_warnings_and_errors_stay_silent() -> None:
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60, check=False)
     assert result.returncode == 0, result.stderr
     assert (result.stdout, result.stderr) == ("", "")
+
+
+def test_docs_name_every_logger_the_code_uses() -> None:
+    repo = Path(__file__).resolve().parents[2]
+    used = set()
+    for package in ("kpl", "kcl", "agent"):
+        for module in (repo / package).glob("*.py"):
+            source = module.read_text()
+            if re.search(r"get_logger\(__name__\)", source):
+                used.add(f"{package}.{module.stem}")
+            used.update(re.findall(r"get_logger\(\"([\w.]+)\"\)", source))
+    documented = set(re.findall(r"^\| `([\w.]+)` \|", (repo / "docs" / "logging.md").read_text(), re.M))
+    assert used == documented

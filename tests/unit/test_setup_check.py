@@ -154,3 +154,14 @@ def test_an_unreadable_config_file_is_named(aws_env: Path, monkeypatch: pytest.M
     (aws_env / "config").write_text("[default\nregion = us-east-1\n")
     with pytest.raises(ConfigurationError, match=r"the AWS configuration cannot be read: .*config: correct that file"):
         check_setup({"kinesis": ClientConfig()})
+
+
+@pytest.mark.parametrize("command", ["kcl-worker", "kinesis-agent"])
+def test_a_log_file_that_cannot_be_opened_exits_78_with_one_line(command: str, tmp_path: Path) -> None:
+    log_file = tmp_path / "no-such-directory" / "daemon.log"
+    result = subprocess.run([*COMMANDS[command](tmp_path), "-l", str(log_file)],
+                            env=clean_environment(tmp_path, **KEYS), cwd=REPO, capture_output=True, text=True,
+                            timeout=60, check=False)
+    assert result.returncode == EXIT_CONFIG, result.stderr
+    assert result.stderr.count("\n") == 1 and "Traceback" not in result.stderr
+    assert f"cannot open the log file: [Errno 2] No such file or directory: '{log_file}'" in result.stderr
