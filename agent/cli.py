@@ -4,7 +4,10 @@
 
 Exit status: 0 after a clean stop (SIGTERM/SIGINT), 2 for a bad command line, 70 when a flow failed
 unexpectedly, 73 when the checkpoint database cannot be created or written, 78 when the configuration
-is invalid.  systemd units can keep 73 and 78 out of their restart loop (RestartPreventExitStatus).
+is invalid, an AWS profile is missing, there are no credentials, the region is invalid or the log file
+cannot be opened.  systemd units can keep 73 and 78 out of their restart loop (RestartPreventExitStatus).
+Logging is configured here, never by the library: JSON lines on stderr (console lines on a terminal), or
+appended to ``-l FILE``.
 """
 
 from __future__ import annotations
@@ -13,12 +16,12 @@ import argparse
 import asyncio
 import json
 import sys
-from typing import TextIO
 
-from agent.config import DEFAULT_CONFIG_FILE, load_config
+from agent.config import DEFAULT_CONFIG_FILE, AgentConfig, load_config
 from agent.daemon import EXIT_CHECKPOINTS, EXIT_CONFIG, Agent
 from agent.errors import CheckpointStoreError
 from kpl import __version__
+from kpl.aws import ClientConfig, check_setup
 from kpl.errors import ConfigurationError
 from kpl.logs import configure_logging, get_logger
 
@@ -56,10 +59,16 @@ def main(argv: list[str] | None = None) -> int:
             print(f"kinesis-agent: note: accepted for compatibility, no effect: {note}", file=sys.stderr)
         return 0
 
-    log_stream: TextIO | None = None
-    if args.log_file:
-        log_stream = open(args.log_file, "a", buffering=1, encoding="utf-8")  # noqa: SIM115 - lives as long as the agent
-    configure_logging(args.log_level, stream=log_stream)
+    try:
+        check_setup(_clients(config))
+    except ConfigurationError as exc:
+        print(f"kinesis-agent: configuration error: {exc}", file=sys.stderr)
+        return EXIT_CONFIG
+    try:
+        configure_logging(args.log_level, file=args.log_file)
+    except OSError as exc:
+        print(f"kinesis-agent: cannot open the log file: {exc}", file=sys.stderr)
+        return EXIT_CONFIG
     log = get_logger("agent")
     log.info("kinesis-agent starting", version=__version__, configuration=args.configuration,
              flows=len(config.flows))
@@ -73,9 +82,19 @@ def main(argv: list[str] | None = None) -> int:
         log.error("cannot start: configuration error", detail=str(exc))
         print(f"kinesis-agent: configuration error: {exc}", file=sys.stderr)
         return EXIT_CONFIG
-    finally:
-        if log_stream is not None:
-            log_stream.close()
+
+
+def _clients(config: AgentConfig) -> dict[str, ClientConfig]:
+    """The clients the agent will make, for the set-up check."""
+    kinds = {flow.destination_kind for flow in config.flows}
+    clients = {}
+    if "kinesis" in kinds:
+        clients["kinesis"] = config.kinesis_client
+    if "firehose" in kinds:
+        clients["firehose"] = config.firehose_client
+    if config.emit_metrics:
+        clients["cloudwatch"] = config.cloudwatch_client
+    return clients
 
 
 if __name__ == "__main__":

@@ -285,5 +285,9 @@ def checkpoint_rows(path: Path) -> list[tuple[Any, ...]]:
     connection = sqlite3.connect(f"file:{path}?mode=ro", uri=True)
     try:
         return connection.execute("select path, fileId, offset, fingerprint from FILE_CHECKPOINTS").fetchall()
+    except sqlite3.OperationalError as exc:
+        if "no such table" in str(exc):  # the agent has created the file but not yet its table
+            return []
+        raise
     finally:
         connection.close()

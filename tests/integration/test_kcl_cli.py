@@ -35,19 +35,21 @@ def table_names(aws_clients: Callable[[str], Any]) -> set[str]:
     return set(aws_clients("dynamodb").list_tables()["TableNames"])
 
 
+# argparse's usage errors exit 2; an invalid configuration or processor exits 78 (EX_CONFIG), as kinesis-agent.
 CASES = {
     "missing-everything": ([], 2, "missing --stream, --application, --processor"),
     "bad-position": (["--initial-position", "EARLIEST"], 2, "invalid choice: 'EARLIEST'"),
-    "at-timestamp-without-timestamp": (["--initial-position", "AT_TIMESTAMP"], 2,
+    "at-timestamp-without-timestamp": (["--initial-position", "AT_TIMESTAMP"], 78,
                                        "initial position AT_TIMESTAMP needs a timestamp"),
-    "bad-timestamp": (["--timestamp", "yesterday"], 2, "--timestamp 'yesterday' is neither ISO-8601 nor epoch seconds"),
-    "processor-without-colon": (["--processor", "tests.integration.kcl_processors"], 2,
+    "bad-timestamp": (["--timestamp", "yesterday"], 78,
+                      "--timestamp 'yesterday' is neither ISO-8601 nor epoch seconds"),
+    "processor-without-colon": (["--processor", "tests.integration.kcl_processors"], 78,
                                 "--processor must look like module:Class"),
-    "processor-module-missing": (["--processor", "no_such_module_xyz:Processor"], 2,
+    "processor-module-missing": (["--processor", "no_such_module_xyz:Processor"], 78,
                                  "cannot import processor module 'no_such_module_xyz'"),
-    "processor-class-missing": (["--processor", "tests.integration.kcl_processors:Nope"], 2,
+    "processor-class-missing": (["--processor", "tests.integration.kcl_processors:Nope"], 78,
                                 "module 'tests.integration.kcl_processors' has no attribute 'Nope'"),
-    "not-a-processor": (["--processor", "kcl:Record"], 2, "kcl:Record is not a record processor"),
+    "not-a-processor": (["--processor", "kcl:Record"], 78, "kcl:Record is not a record processor"),
     "bad-log-level": (["--log-level", "loud"], 2, "invalid choice: 'loud'"),
 }
 
@@ -92,11 +94,11 @@ def test_bad_properties_file_names_the_key(tmp_path: Path, stream: str, aws_clie
     config = tmp_path / "app.properties"
     config.write_text("failoverTimeMillis = 10000\nmaxRecord = 100\n")
     result = run("--stream", stream, "--application", application, "--processor", PROCESSOR, "--config", str(config))
-    assert result.returncode == 2
+    assert result.returncode == 78
     assert "app.properties:2: unknown setting 'maxRecord' (did you mean 'maxRecords'?)" in result.stderr
     config.write_text("failoverTimeMillis = soon\n")
     result = run("--stream", stream, "--application", application, "--processor", PROCESSOR, "--config", str(config))
-    assert result.returncode == 2 and "failoverTimeMillis must be an integer, got 'soon'" in result.stderr
+    assert result.returncode == 78 and "failoverTimeMillis must be an integer, got 'soon'" in result.stderr
     assert application not in table_names(aws_clients)
 
 
