@@ -18,6 +18,7 @@ from typing import TextIO
 from agent.config import DEFAULT_CONFIG_FILE, load_config
 from agent.daemon import EXIT_CHECKPOINTS, EXIT_CONFIG, Agent
 from agent.errors import CheckpointStoreError
+from agent.private_files import open_log_file
 from kpl import __version__
 from kpl.errors import ConfigurationError
 from kpl.logs import configure_logging, get_logger
@@ -58,7 +59,7 @@ def main(argv: list[str] | None = None) -> int:
 
     log_stream: TextIO | None = None
     if args.log_file:
-        log_stream = open(args.log_file, "a", buffering=1, encoding="utf-8")  # noqa: SIM115 - lives as long as the agent
+        log_stream = open_log_file(args.log_file)  # 0640 whatever the umask; lives as long as the agent
     configure_logging(args.log_level, stream=log_stream)
     log = get_logger("agent")
     log.info("kinesis-agent starting", version=__version__, configuration=args.configuration,

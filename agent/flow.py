@@ -47,9 +47,6 @@ log = get_logger(__name__)
 READ_BLOCK_BYTES = 1 << 20
 #: Reads shrink to what is left of the budget, but not below this.
 MIN_READ_BYTES = 64 << 10
-#: Partition-key bytes counted per record toward maxBufferSizeBytes (RANDOM keys are up to ~20
-#: characters, DETERMINISTIC ones are 32 hex digits); Firehose records carry none.
-PARTITION_KEY_ALLOWANCE = {"RANDOM": 24, "DETERMINISTIC": 32}
 #: Seconds between two warnings about the same unreadable file.
 WARN_INTERVAL = 300.0
 
@@ -98,7 +95,8 @@ class Flow:
         self.store = store
         self.pattern = FilePattern(config.file_pattern)
         self.stats = RecordStats()
-        overhead = PARTITION_KEY_ALLOWANCE[config.partition_key_option] if config.destination_kind == "kinesis" else 0
+        # Partition-key bytes count toward the record and batch limits (Firehose records carry none).
+        overhead = config.partition_key_bytes
         self._overhead = overhead
         self.max_record_bytes = config.max_record_bytes - overhead
         self.shaper = RecordShaper(

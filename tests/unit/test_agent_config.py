@@ -249,7 +249,7 @@ def test_check_config_prints_the_effective_configuration(tmp_path: Path, capsys:
     }))
     assert main(["-c", str(path), "--check-config"]) == 0
     printed = json.loads(capsys.readouterr().out)
-    assert printed["awsSecretAccessKey"] == "***"
+    assert printed["awsSecretAccessKey"] == "*" * 16  # too short to show its last four characters
     assert printed["checkpointFile"] == "/var/lib/aws-kinesis-agent/checkpoints"
     assert printed["flows"][0]["id"] == "fh:d:/tmp/a.log"
     assert printed["flows"][0]["maxBufferAgeMillis"] == 2000
@@ -291,7 +291,7 @@ def test_missing_region_exits_78(tmp_path: Path) -> None:
 
 
 def test_kinesis_flows_ship_with_the_configured_credentials_and_role(tmp_path: Path) -> None:
-    from agent.daemon import _producer_config
+    from agent.producer_settings import producer_config as _producer_config
 
     path = write(tmp_path, json.dumps({
         "awsAccessKeyId": "AKIAEXAMPLE", "awsSecretAccessKey": "very-secret",
