@@ -11,6 +11,7 @@ them), but a checkpoint file or directory that others can write is reported at s
 
 from __future__ import annotations
 
+import errno
 import os
 import stat
 from pathlib import Path
@@ -27,6 +28,8 @@ LOG_FILE_MODE = 0o640
 
 def make_private_directories(directory: Path) -> None:
     """Create ``directory`` and its missing parents with mode 0700 (existing ones are left alone)."""
+    if directory.exists() and not directory.is_dir():
+        raise NotADirectoryError(errno.ENOTDIR, os.strerror(errno.ENOTDIR), str(directory))
     missing: list[Path] = []
     current = directory
     while not current.exists():
