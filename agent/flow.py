@@ -252,16 +252,14 @@ class Flow:
         """Shape raw records of ``tracked`` and add them to its open batch."""
         if not cut.records:
             return
-        headers = tracked.headers_left
         records = cut.records
-        if (cut.lengths is None and not headers and self.shaper.converters is None and self.shaper.footer is None
+        if (cut.lengths is None and self.shaper.converters is None and self.shaper.footer is None
                 and max(map(len, records)) <= self.max_record_bytes):
             self.stats.records_parsed += len(records)
             self.stats.bytes_consumed += sum(map(len, records))
             self._enqueue_all(tracked, tracked.builder.add_exact(records))
             return
-        out, lengths, footer = self.shaper.shape(cut, headers)
-        tracked.headers_left = max(0, headers - len(cut.records))
+        out, lengths, footer = self.shaper.shape(cut)
         self._enqueue_all(tracked, tracked.builder.add(out, lengths))
         if footer is not None:
             log.info("file footer matched: the rest of the file is not read", flow=self.id, path=tracked.path)
@@ -381,10 +379,10 @@ class Flow:
             offset=offset,
             size=seen.size,
             mtime_ns=seen.mtime_ns,
-            cutter=LineCutter(self.max_record_bytes + 1, self.config.multi_line_start_pattern),
+            cutter=LineCutter(self.max_record_bytes + 1, self.config.multi_line_start_pattern,
+                              skip_lines=self.config.skip_header_lines if offset == 0 else 0),
             builder=BatchBuilder(offset, self.config.max_buffer_size_records, self.config.max_buffer_size_bytes,
                                  self._overhead),
-            headers=self.config.skip_header_lines if offset == 0 else 0,
         )
         self.files[seen.key] = tracked
         return tracked

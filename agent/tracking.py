@@ -222,7 +222,6 @@ class TrackedFile:
         mtime_ns: int,
         cutter: LineCutter,
         builder: BatchBuilder,
-        headers: int,
     ) -> None:
         self.path = path
         self.key = key
@@ -235,7 +234,6 @@ class TrackedFile:
         self.finalizer = OrderedFinalizer(offset)
         self.cutter = cutter
         self.builder = builder
-        self.headers_left = headers
         #: The path no longer names this file (renamed away, deleted, or it is a copytruncate copy).
         self.rotated = False
         #: Checkpoints are written for this file (False once it is deleted or superseded).
