@@ -23,7 +23,8 @@ import time
 
 from agent.checkpoints import CheckpointStore
 from agent.config import AgentConfig, FlowConfig
-from agent.converters import AddEc2Metadata, fetch_ec2_metadata
+from agent.converters import AddEc2Metadata
+from agent.ec2_metadata import fetch_instance_id
 from agent.flow import Flow, Sink
 from agent.metrics import SendMetrics
 from agent.producer_settings import producer_config
@@ -198,7 +199,4 @@ async def _refresh_forever(converter: AddEc2Metadata) -> None:
 
 def _instance_tag() -> str:
     """``cloudwatch.tagInstance``: the EC2 instance id, else the host name (as the Java agent does)."""
-    metadata = fetch_ec2_metadata()
-    if metadata and metadata.get("instanceId"):
-        return str(metadata["instanceId"])
-    return socket.gethostname()
+    return fetch_instance_id() or socket.gethostname()
