@@ -67,7 +67,7 @@ class CheckpointRow:
 
 def _fix_hint(path: Path) -> str:
     return (f"create the directory and give the agent's user write access to it (for example "
-            f"'sudo install -d -o aws-kinesis-agent-user -m 750 {path.parent}'), or set checkpointFile in "
+            f"'sudo install -d -o aws-kinesis-agent-user -m 700 {path.parent}'), or set checkpointFile in "
             f"agent.json to a writable path")
 
 

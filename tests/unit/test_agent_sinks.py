@@ -51,3 +51,31 @@ def test_transient_errors_are_warnings(retrier: Retrier, caplog: pytest.LogCaptu
     assert [(record.levelname, record.error) for record in caplog.records] == [  # type: ignore[attr-defined]
         ("WARNING", "ProvisionedThroughputExceededException"), ("WARNING", "InternalFailure"),
     ]
+
+
+def test_ordered_delivery_says_while_records_wait(tmp_path: Path, caplog: pytest.LogCaptureFixture,
+                                                 monkeypatch: pytest.MonkeyPatch) -> None:
+    """orderedDelivery never gives a record up: while the producer retries, a warning says how many wait."""
+    from agent import sinks
+    from kpl import ProducerConfig, RecordResult
+
+    path = tmp_path / "agent.json"
+    path.write_text(json.dumps({"flows": [{"filePattern": "/a", "kinesisStream": "s", "orderedDelivery": True}]}))
+    flow = load_config(path).flows[0]
+    sink = sinks.KinesisSink(flow, ProducerConfig(), metrics=None)  # type: ignore[arg-type]
+    monkeypatch.setattr(sinks, "LOG_INTERVAL", 0.01)
+    caplog.set_level(logging.WARNING, logger="agent")
+
+    async def scenario() -> None:
+        loop = asyncio.get_running_loop()
+        futures: list[asyncio.Future[RecordResult]] = [loop.create_future() for _ in range(3)]
+        delivered = RecordResult(True, "shardId-000000000000", "1", [], 0.0)
+        futures[0].set_result(delivered)
+        # Timers fire in deadline order: the first 10 ms wait ends before these records are delivered.
+        loop.call_later(0.05, lambda: [future.set_result(delivered) for future in futures[1:]])
+        await sink._wait_in_order(futures)
+
+    asyncio.run(scenario())
+    warnings = [getattr(record, EVENT_ATTRIBUTE) for record in caplog.records]
+    assert warnings and all(event["records"] == 2 for event in warnings)
+    assert warnings[0]["event"].startswith("records not delivered yet")
