@@ -286,6 +286,10 @@ def load_config(path: str | os.PathLike[str]) -> AgentConfig:
             )
         seen[flow_config.id] = f"{flow_source}: {where.rstrip('.')}"
 
+    namespace = values["cloudwatch.namespace"]
+    if namespace.startswith("AWS/") or len(namespace) > 255:
+        raise reader.error("cloudwatch.namespace", f"{namespace!r} is not a namespace CloudWatch accepts for custom "
+                           "metrics (at most 255 characters, not starting with AWS/)")
     region = values["kinesis.region"]
     if region is not None:
         try:

@@ -345,6 +345,7 @@ def test_a_byte_order_mark_is_accepted(tmp_path: Path) -> None:
     ({"kinesis.region": "us east 1"}, "kinesis.region: 'us east 1' is not a region name"),
     ({"connectionTimeoutMillis": 50}, "connectionTimeoutMillis: outside the range Kinesis flows accept"),
     ({"socketTimeoutMillis": 700_000}, "socketTimeoutMillis: outside the range Kinesis flows accept"),
+    ({"cloudwatch.namespace": "AWS/Kinesis"}, "cloudwatch.namespace: 'AWS/Kinesis' is not a namespace"),
 ])
 def test_values_that_would_stop_the_daemon_are_refused_at_load(tmp_path: Path, document: dict[str, Any],
                                                                 message: str) -> None:
