@@ -39,6 +39,7 @@ create table if not exists FILE_CHECKPOINTS(
        size bigint,
        offset bigint,
        lastUpdated datetime,
+       fingerprint text,
        primary key (flow, path))
 """
 _NOW = "strftime('%Y-%m-%d %H:%M:%f', 'now')"

@@ -179,7 +179,14 @@ class KinesisSink:
         # first out): a batch is not handed to the producer before the previous one is delivered, so
         # the agent's own retries of rejected records cannot overtake younger records.
         async with self._one_at_a_time:
-            await self._deliver(batch)
+            while True:
+                try:
+                    await self._deliver(batch)
+                    return
+                except Exception as exc:  # unexpected (a bug): retried here, so the lock is not given up
+                    log.error("sending a batch failed unexpectedly; retrying it before any later batch",
+                              flow=self.flow.id, records=len(batch.records), error=repr(exc), exc_info=exc)
+                    await asyncio.sleep(self.flow.retry_max_backoff)
 
     async def _deliver(self, batch: Batch) -> None:
         assert self._producer is not None

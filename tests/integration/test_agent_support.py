@@ -289,5 +289,7 @@ def checkpoint_rows(path: Path) -> list[tuple[Any, ...]]:
     connection = sqlite3.connect(f"file:{path}?mode=ro", uri=True)
     try:
         return connection.execute("select path, fileId, offset, fingerprint from FILE_CHECKPOINTS").fetchall()
+    except sqlite3.OperationalError:  # the agent is creating the database (empty file, then the table)
+        return []
     finally:
         connection.close()

@@ -6,6 +6,7 @@ import asyncio
 import json
 import logging
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -79,3 +80,34 @@ def test_ordered_delivery_says_while_records_wait(tmp_path: Path, caplog: pytest
     warnings = [getattr(record, EVENT_ATTRIBUTE) for record in caplog.records]
     assert warnings and all(event["records"] == 2 for event in warnings)
     assert warnings[0]["event"].startswith("records not delivered yet")
+
+
+def test_ordered_delivery_keeps_batch_order_even_through_an_unexpected_failure(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture,
+) -> None:
+    from types import SimpleNamespace
+
+    from agent import sinks
+    from kpl import ProducerConfig
+
+    path = tmp_path / "agent.json"
+    path.write_text(json.dumps({"flows": [{"filePattern": "/a", "kinesisStream": "s", "orderedDelivery": True,
+                                           "retryInitialBackoffMillis": 1, "retryMaxBackoffMillis": 1}]}))
+    sink = sinks.KinesisSink(load_config(path).flows[0], ProducerConfig(), metrics=None)  # type: ignore[arg-type]
+    delivered: list[str] = []
+
+    async def deliver(batch: Any) -> None:
+        delivered.append(batch.name)
+        if delivered == ["first"]:
+            raise RuntimeError("a bug")
+
+    sink._deliver = deliver  # type: ignore[method-assign]
+
+    async def scenario() -> None:
+        batches = [SimpleNamespace(name=name, records=[b"x"]) for name in ("first", "second")]
+        await asyncio.gather(*(sink.deliver(batch) for batch in batches))  # type: ignore[arg-type]
+
+    caplog.set_level(logging.ERROR, logger="agent")
+    asyncio.run(scenario())
+    assert delivered == ["first", "first", "second"]
+    assert "retrying it before any later batch" in caplog.records[0].getMessage()
