@@ -70,13 +70,17 @@ def parse_file_id(file_id: str) -> FileKey | None:
     return (int(match.group(1), 16), int(match.group(2))) if match else None
 
 
+def _fingerprint_length(row: CheckpointRow) -> int:
+    return 0 if row.fingerprint is None else int(row.fingerprint.split(":", 1)[0])
+
+
 def fingerprint_matches(row: CheckpointRow, prefix: bytes | None) -> bool:
     """True when ``prefix`` starts with the bytes ``row`` fingerprinted (always for a Java agent row)."""
     if row.fingerprint is None:
         return True
     if prefix is None:
         return False
-    length = int(row.fingerprint.split(":", 1)[0])
+    length = _fingerprint_length(row)
     return len(prefix) >= length and fingerprint_text(prefix[:length]) == row.fingerprint
 
 
@@ -110,7 +114,7 @@ def plan_restore(rows: list[CheckpointRow], seen: dict[FileKey, Seen]) -> Restor
             if truncated_key in plan.resumed or seen[truncated_key].path != row.path:
                 continue  # the inode is another file's now, or this row is stale
             copy = None
-            if row.fingerprint is not None and row.offset > 0:
+            if _fingerprint_length(row) > 0:  # no first bytes (a Java row, an empty file): no copy to know
                 copy = _find_copy(row, seen, plan, directories, exclude=truncated_key)
             if copy is not None:
                 plan.resumed[copy.key] = Resume(copy, row.offset, row, "copy", listed=copy.key in seen)

@@ -132,6 +132,15 @@ def test_copytruncate_while_stopped_resumes_the_copy_at_the_offset(tmp_path: Pat
         assert truncated.lost_bytes == 0 and truncated.copy is not None
 
 
+def test_a_copy_of_a_file_not_read_at_all_is_read_from_its_start(tmp_path: Path) -> None:
+    log = touch(tmp_path / "app.log", b"never read\n")
+    saved = checkpoint(log, 0)
+    (tmp_path / "app.log.1").write_bytes(log.read_bytes())
+    log.write_bytes(b"")
+    (resume,) = plan_restore([saved], scan(FilePattern(f"{tmp_path}/app.log"), {}, {}).seen).resumed.values()
+    assert (resume.seen.path, resume.offset) == (str(tmp_path / "app.log.1"), 0)
+
+
 def test_copytruncate_without_a_copy_counts_the_lost_bytes(tmp_path: Path) -> None:
     log = touch(tmp_path / "app.log", b"x" * 99 + b"\n")
     saved = checkpoint(log, 60)
