@@ -20,6 +20,7 @@ import sys
 from agent.config import DEFAULT_CONFIG_FILE, AgentConfig, load_config
 from agent.daemon import EXIT_CHECKPOINTS, EXIT_CONFIG, Agent
 from agent.errors import CheckpointStoreError
+from agent.private_files import open_log_file
 from kpl import __version__
 from kpl.aws import ClientConfig, check_setup
 from kpl.errors import ConfigurationError
@@ -65,10 +66,12 @@ def main(argv: list[str] | None = None) -> int:
         print(f"kinesis-agent: configuration error: {exc}", file=sys.stderr)
         return EXIT_CONFIG
     try:
-        configure_logging(args.log_level, file=args.log_file)
+        # 0640 whatever the umask (agent.private_files); the file lives as long as the agent.
+        log_stream = open_log_file(args.log_file) if args.log_file else None
     except OSError as exc:
         print(f"kinesis-agent: cannot open the log file: {exc}", file=sys.stderr)
         return EXIT_CONFIG
+    configure_logging(args.log_level, stream=log_stream)
     log = get_logger("agent")
     log.info("kinesis-agent starting", version=__version__, configuration=args.configuration,
              flows=len(config.flows))

@@ -156,6 +156,9 @@ class KinesisSink:
         # as well, and lets the batch's lines share aggregates and a partition-key table entry instead
         # of carrying 20 bytes of key each (and an MD5 each for shard prediction).
         self._key_per_batch = flow.partition_key_option == "RANDOM" and flow.aggregation_enabled
+        #: orderedDelivery: every record of the flow goes to one shard, one batch at a time.
+        self._flow_key = flow_partition_key(flow.id) if flow.ordered else None
+        self._one_at_a_time = asyncio.Lock() if flow.ordered else None
 
     async def start(self) -> None:
         self._producer = AsyncProducer(self.producer_config)
@@ -169,6 +172,23 @@ class KinesisSink:
             await producer.close(timeout=1.0)
 
     async def deliver(self, batch: Batch) -> None:
+        if self._one_at_a_time is None:
+            await self._deliver(batch)
+            return
+        # Batches are delivered in the order the flow queued them (asyncio.Lock wakes waiters first in,
+        # first out): a batch is not handed to the producer before the previous one is delivered, so
+        # the agent's own retries of rejected records cannot overtake younger records.
+        async with self._one_at_a_time:
+            while True:
+                try:
+                    await self._deliver(batch)
+                    return
+                except Exception as exc:  # unexpected (a bug): retried here, so the lock is not given up
+                    log.error("sending a batch failed unexpectedly; retrying it before any later batch",
+                              flow=self.flow.id, records=len(batch.records), error=repr(exc), exc_info=exc)
+                    await asyncio.sleep(self.flow.retry_max_backoff)
+
+    async def _deliver(self, batch: Batch) -> None:
         assert self._producer is not None
         put_nowait = self._producer.put_record_nowait
         put = self._producer.put_record
@@ -181,16 +201,19 @@ class KinesisSink:
             attempt += 1
             futures: list[asyncio.Future[RecordResult]] = []
             append = futures.append
-            batch_key = repr(rand() * 1e6) if self._key_per_batch else None
+            batch_key = self._flow_key or (repr(rand() * 1e6) if self._key_per_batch else None)
             for data in pending:
                 key = batch_key or (md5(data).hexdigest() if deterministic else repr(rand() * 1e6))
                 try:
                     append(put_nowait(stream, data, key))
                 except BufferFullError:
                     append(await put(stream, data, key))
-            for future in futures:
-                if not future.done():
-                    await future
+            if self._flow_key is None:
+                for future in futures:
+                    if not future.done():
+                        await future
+            else:
+                await self._wait_in_order(futures)
             failed: list[bytes] = []
             failure: RecordResult | None = None
             for data, future in zip(pending, futures, strict=True):
@@ -208,3 +231,21 @@ class KinesisSink:
             message = failure.error.message if failure.error is not None else ""
             await self.retrier.wait(kind, code, message, attempt, len(failed))
             pending = failed
+
+    async def _wait_in_order(self, futures: list[asyncio.Future[RecordResult]]) -> None:
+        """orderedDelivery: the producer retries until delivered, so say so while it takes long."""
+        pending = {future for future in futures if not future.done()}
+        waited = 0.0
+        while pending:
+            _, pending = await asyncio.wait(pending, timeout=LOG_INTERVAL)
+            if pending:
+                waited += LOG_INTERVAL
+                log.warning("records not delivered yet; the producer keeps retrying them in order "
+                            "(orderedDelivery), and the flow's later batches wait for them", flow=self.flow.id,
+                            records=len(pending), waiting_seconds=waited)
+
+
+def flow_partition_key(flow_id: str) -> str:
+    """orderedDelivery's one partition key for a flow: stable across restarts (the flow id is the
+    checkpoint key too), 32 characters whatever the length of the id."""
+    return md5(flow_id.encode()).hexdigest()
