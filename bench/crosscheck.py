@@ -198,10 +198,8 @@ def suspect_variants(workload: Workload) -> list[Variant]:
     100,000 were pending), and the two fastest peers."""
     rows = {"kpl AsyncProducer, aggregation", "aws-kinesis-agg + boto3, aggregator per shard",
             "async-kinesis Producer, KPL aggregator"}
-    variants = [v for v in crosscheck_variants(workload) if v.name in rows]
-    held = Variant("kpl AsyncProducer, results held (old runner)", "bench.producer_bench:kpl_async_producer",
-                   {"workload": workload.to_dict(), "hold_results": True})
-    return [variants[0], held, *variants[1:]]
+    rows.add("kpl AsyncProducer, aggregation, results held")
+    return [v for v in crosscheck_variants(workload) if v.name in rows]
 
 
 def run_suspects(workload: Workload, repeat: int, only: Sequence[str], verbose: bool) -> str:

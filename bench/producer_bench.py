@@ -149,6 +149,9 @@ def kpl_variants(workload: Workload, stream: str = "bench") -> list[Variant]:
     return [
         Variant("kpl AsyncProducer, aggregation", here + "kpl_async_producer", {"workload": full, "stream": stream},
                 note="await put_record; every result read"),
+        Variant("kpl AsyncProducer, aggregation, results held", here + "kpl_async_producer",
+                {"workload": full, "stream": stream, "hold_results": True},
+                note="await put_record; futures kept until 100,000 pending, then read oldest first"),
         Variant("kpl AsyncProducer, aggregation, nowait", here + "kpl_async_producer",
                 {"workload": full, "stream": stream, "nowait": True}, note="put_record_nowait; every result read"),
         Variant("kpl Producer (sync), aggregation", here + "kpl_sync_producer", {"workload": full, "stream": stream},
