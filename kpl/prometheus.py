@@ -78,7 +78,8 @@ METRICS: dict[str, tuple[CounterOf | SummaryOf, ...]] = {
         CounterOf("user_records_put_total", "User records delivered."),
         CounterOf("user_records_failed_total", "User records that finished with a failure.", "count-minus-sum"),
     ),
-    "UserRecordsDataPut": (CounterOf("user_records_put_bytes_total", "Bytes of user records delivered."),),
+    "UserRecordsDataPut": (CounterOf("user_records_put_bytes_total", "Bytes of user records delivered "
+                                                       "(data and partition key, as the KPL counts them)."),),
     "KinesisRecordsPut": (
         CounterOf("kinesis_records_put_total", "Kinesis records (aggregates count once) accepted by PutRecords."),
         CounterOf("kinesis_records_failed_total", "Kinesis records that PutRecords rejected (each attempt counts; "

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import socket
 import time
 from collections.abc import Callable
@@ -13,6 +14,7 @@ from tests.support import http
 from tests.support.faultproxy import FaultProxy
 from tests.support.waiting import wait_for
 
+AGENT_MD = Path(__file__).resolve().parents[2] / "docs" / "agent.md"
 #: prometheus.maxDeliveryStallMillis in these tests.
 STALL_SECONDS = 3.0
 LISTENING = "metrics and health endpoint listening"
@@ -70,6 +72,9 @@ def test_metrics_health_and_readiness(tmp_path: Path, make_stream: Callable[...,
         assert ({"flow": flow}, 25.0) in metrics["kinesis_agent_records_read_total"]
         assert ({"flow": flow, "path": str(log_file)}, 0.0) in metrics["kinesis_agent_file_behind_bytes"]
         assert metrics["process_resident_memory_bytes"][0][1] > 0
+        documented = set(re.findall(r"`(kinesis_agent_\w+)`", AGENT_MD.read_text()))
+        assert "kinesis_agent_records_shipped_total" in documented
+        assert documented <= http.family_names(url), "docs/agent.md names metrics the agent does not export"
         assert http.get(f"{url}/healthz") == (200, "ok\n")
         assert http.get(f"{url}/readyz") == (200, "ok\n")
 

@@ -11,6 +11,7 @@ from prometheus_client.parser import text_string_to_metric_families
 
 import kpl
 from kpl.prometheus import ProducerCollector
+from tests.support.waiting import wait_for
 
 
 def scrape(registry: CollectorRegistry) -> dict[str, list[tuple[dict[str, str], float]]]:
@@ -38,7 +39,12 @@ def test_collector_exports_the_producers_snapshot(make_stream: Callable[..., str
         futures = [producer.put_record(stream, f"click {i}".encode(), partition_key=f"user-{i}") for i in range(40)]
         producer.flush_all(timeout=60)
         assert all(future.result().success for future in futures)
-        metrics = scrape(registry)
+        # UserRecordsReceived is recorded by the producer's housekeeping, about once a second.
+        def all_received() -> dict[str, list[tuple[dict[str, str], float]]] | None:
+            metrics = scrape(registry)
+            return metrics if total(metrics.get("kpl_user_records_received_total", [])) == 40 else None
+
+        metrics = wait_for(all_received, 30, message="the 40 received records exported")
         snapshot: dict[str, Any] = producer.metrics()
 
     put = metrics["kpl_user_records_put_total"]

@@ -32,3 +32,12 @@ def value(base_url: str, name: str, **labels: str) -> float:
     """The sum of the samples of ``name`` whose labels include ``labels`` (0 when there are none)."""
     return sum(v for sample_labels, v in samples(base_url).get(name, [])
                if all(sample_labels.get(k) == want for k, want in labels.items()))
+
+
+def family_names(base_url: str) -> set[str]:
+    """The metric names ``/metrics`` announces, as a scraper sees them (counters with ``_total``, infos with
+    ``_info``), samples or not."""
+    status, body = get(f"{base_url}/metrics")
+    assert status == 200, f"/metrics answered {status}: {body}"
+    suffix = {"counter": "_total", "info": "_info"}
+    return {family.name + suffix.get(family.type, "") for family in text_string_to_metric_families(body)}
