@@ -42,6 +42,7 @@ from agent.errors import AgentConfigurationError
 from agent.globs import FilePattern
 from kpl.aws import ClientConfig, StaticCredentials
 from kpl.errors import ConfigurationError
+from kpl.observability import DEFAULT_ADDRESS, EndpointSettings, check_address
 
 __all__ = ["AgentConfig", "FlowConfig", "load_config", "strip_comments"]
 
@@ -96,6 +97,10 @@ _GLOBAL_TABLE: tuple[Setting, ...] = (
     Setting("log.emitMetrics", "bool", False, no_effect="metrics are readable in the progress log line"),
     Setting("log.emitInternalMetrics", "bool", False, no_effect="metrics are readable in the progress log line"),
     Setting("log.statusReportingPeriodSeconds", "int", 30, minimum=1),
+    # Extensions (the Java agent has no HTTP endpoint): /metrics, /healthz and /readyz (kpl.observability).
+    Setting("prometheus.port", "int", None, minimum=0, maximum=65535),
+    Setting("prometheus.address", "str", DEFAULT_ADDRESS),
+    Setting("prometheus.maxDeliveryStallMillis", "int", 60_000, minimum=1_000),
 )
 #: As in the Java agent, a global string set to "" is not set (its installer ships empty endpoints).
 _GLOBAL_SETTINGS = tuple(replace(s, empty_is_unset=True) if s.kind == "str" else s for s in _GLOBAL_TABLE)
@@ -215,6 +220,11 @@ class AgentConfig:
     shutdown_timeout: float
     max_sending_threads: int
     status_period: float
+    #: ``prometheus.port``/``prometheus.address``: where /metrics, /healthz and /readyz are served (None: nowhere).
+    metrics_endpoint: EndpointSettings | None
+    #: ``prometheus.maxDeliveryStallMillis``: /readyz fails once a flow has delivered nothing for this long
+    #: while records wait.
+    max_delivery_stall: float
     kinesis_client: ClientConfig
     firehose_client: ClientConfig
     cloudwatch_client: ClientConfig
@@ -227,7 +237,9 @@ class AgentConfig:
 
     def describe(self) -> dict[str, Any]:
         """The effective configuration, secrets masked: what ``--check-config`` prints."""
-        return {**self.effective, "flows": [flow.effective for flow in self.flows]}
+        endpoint = {} if self.metrics_endpoint is None else {
+            "prometheus.port": self.metrics_endpoint.port, "prometheus.address": self.metrics_endpoint.address}
+        return {**self.effective, **endpoint, "flows": [flow.effective for flow in self.flows]}
 
 
 # --- loading ----------------------------------------------------------------------------------------
@@ -296,6 +308,11 @@ def load_config(path: str | os.PathLike[str]) -> AgentConfig:
             validate_region_name(region)
         except InvalidRegionError:
             raise reader.error("kinesis.region", f"{region!r} is not a region name (for example us-east-1)") from None
+    try:
+        address = check_address(values["prometheus.address"])
+    except ConfigurationError as exc:
+        raise reader.error("prometheus.address", str(exc).split(": ", 1)[-1]) from None
+    port = values["prometheus.port"]
     base_client = ClientConfig(
         connect_timeout=values["connectionTimeoutMillis"] / 1000,
         read_timeout=values["socketTimeoutMillis"] / 1000,
@@ -325,6 +342,8 @@ def load_config(path: str | os.PathLike[str]) -> AgentConfig:
         shutdown_timeout=values["shutdownTimeoutMillis"] / 1000,
         max_sending_threads=values["maxSendingThreads"],
         status_period=float(values["log.statusReportingPeriodSeconds"]),
+        metrics_endpoint=EndpointSettings(port, address) if port is not None else None,
+        max_delivery_stall=values["prometheus.maxDeliveryStallMillis"] / 1000,
         kinesis_client=base_client.with_(endpoint_url=_endpoint(reader, "kinesis.endpoint", values), region=region),
         firehose_client=base_client.with_(endpoint_url=_endpoint(reader, "firehose.endpoint", values), region=region),
         cloudwatch_client=base_client.with_(endpoint_url=_endpoint(reader, "cloudwatch.endpoint", values)),

@@ -9,6 +9,11 @@ SIGTERM or SIGINT stops reading at once; batches already read are sent for up to
 ``shutdownTimeoutMillis``, then the checkpoints of what was delivered are saved and the agent exits 0.
 A second signal cuts the wait short.  An unexpected error inside a flow stops the agent with exit
 status 70 so that systemd restarts it (the Java agent's tailer threads used to die silently).
+
+With ``prometheus.port`` (or ``--metrics-port``) the HTTP endpoint (kpl.observability) is bound first of
+all, so that a port in use stops the agent (exit 78) before it touches checkpoints; it answers
+``/readyz`` with 503 while the agent starts and stops (agent.health), and is closed last, which
+releases the port.
 """
 
 from __future__ import annotations
@@ -26,11 +31,15 @@ from agent.config import AgentConfig, FlowConfig
 from agent.converters import AddEc2Metadata
 from agent.ec2_metadata import fetch_instance_id
 from agent.flow import Flow, Sink
+from agent.health import register_checks
 from agent.metrics import SendMetrics
 from agent.producer_settings import producer_config
+from agent.prometheus import AgentCollector
 from agent.sinks import FirehoseSink, KinesisSink
 from kpl.cloudwatch import CloudWatchPublisher, MetricsRegistry
+from kpl.health import HealthChecks
 from kpl.logs import get_logger
+from kpl.observability import ObservabilityServer, daemon_registry
 
 log = get_logger(__name__)
 
@@ -59,6 +68,14 @@ class Agent:
         self._background: list[asyncio.Task[None]] = []
         self._publisher: CloudWatchPublisher | None = None
         self.started = asyncio.Event()
+        self.checks = HealthChecks()
+        register_checks(self.checks, self)
+        #: The /metrics, /healthz, /readyz endpoint, while it runs.
+        self.endpoint: ObservabilityServer | None = None
+
+    @property
+    def stopping(self) -> bool:
+        return self._stop.is_set()
 
     def request_stop(self) -> None:
         if self._stop.is_set():
@@ -70,7 +87,23 @@ class Agent:
         self._stop.set()
 
     async def run(self) -> int:
-        """Run until a signal or a flow failure; the exit status."""
+        """Run until a signal or a flow failure; the exit status.
+
+        Raises :class:`kpl.observability.EndpointBindError` (a ConfigurationError) when the metrics port
+        cannot be bound, before anything else is done."""
+        if self.config.metrics_endpoint is not None:
+            registry = daemon_registry()
+            registry.register(AgentCollector(self))
+            self.endpoint = ObservabilityServer(registry, self.checks, self.config.metrics_endpoint,
+                                                name="kinesis-agent")
+            await self.endpoint.start()
+        try:
+            return await self._open_and_run()
+        finally:
+            if self.endpoint is not None:
+                await self.endpoint.close()
+
+    async def _open_and_run(self) -> int:
         await asyncio.to_thread(self.store.open)
         log.info("checkpoint database open", path=str(self.config.checkpoint_file))
         for note in self.config.ineffective:

@@ -158,6 +158,11 @@ class Flow:
                 return task.exception()
         return None
 
+    def waiting_since(self) -> float | None:
+        """``time.monotonic()`` when the oldest batch handed to the sink and not yet acknowledged was
+        closed; None when every batch is acknowledged."""
+        return min((batch.sealed_at for batch in self._unacknowledged.values()), default=None)
+
     def progress(self) -> FlowProgress:
         now = time.monotonic()
         oldest = min((batch.sealed_at for batch in self._unacknowledged.values()), default=now)

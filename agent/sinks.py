@@ -33,12 +33,15 @@ LOG_INTERVAL = 60.0
 class Retrier:
     """How a flow waits between attempts, and how loudly it says why."""
 
-    def __init__(self, flow: FlowConfig) -> None:
+    def __init__(self, flow: FlowConfig, metrics: SendMetrics | None = None) -> None:
         self.flow = flow
+        self.metrics = metrics
         self.backoff = Backoff(flow.retry_initial_backoff, flow.retry_max_backoff)
         self._logged: dict[str, tuple[float, int]] = {}
 
     async def wait(self, kind: ErrorKind, code: str, message: str, attempt: int, records: int) -> None:
+        if self.metrics is not None:
+            self.metrics.retry(code)
         if kind is ErrorKind.FATAL:
             delay = self.backoff.maximum
             self._log(code, "error", "the destination rejects records: they are kept and retried, and the files' "
@@ -73,7 +76,7 @@ class FirehoseSink:
         self.client_config = client_config.with_(max_attempts=1, parameter_validation=False)
         self.metrics = metrics
         self.concurrency = concurrency
-        self.retrier = Retrier(flow)
+        self.retrier = Retrier(flow, metrics)
         self._client: Any = None
         self._exit: contextlib.AsyncExitStack | None = None
 
@@ -149,7 +152,7 @@ class KinesisSink:
         self.flow = flow
         self.producer_config = producer_config
         self.metrics = metrics
-        self.retrier = Retrier(flow)
+        self.retrier = Retrier(flow, metrics)
         self._producer: AsyncProducer | None = None
         self._deterministic = flow.partition_key_option == "DETERMINISTIC"
         # RANDOM spreads records over shards.  With aggregation, one random key per batch spreads them

@@ -56,7 +56,7 @@ def test_the_wheel_metadata_names_the_license_and_the_dependency_ranges(dist: Pa
     requires = [r for r in metadata.get_all("Requires-Dist") if "extra ==" not in r]
     assert not [r for r in requires if "==" in r], f"runtime dependencies are pinned: {requires}"
     assert {r.split("<")[0].split(">")[0].strip() for r in requires} == {
-        "aiobotocore", "boto3", "tenacity", "protobuf", "pynamodb", "structlog"}
+        "aiobotocore", "boto3", "tenacity", "protobuf", "pynamodb", "structlog", "prometheus-client", "aiohttp"}
 
 
 def test_the_wheel_installs_into_a_clean_venv_and_its_commands_run(dist: Path, tmp_path: Path) -> None:
