@@ -13,15 +13,14 @@ from typing import Any
 from kpl.accumulator import (
     ARRIVAL,
     NO_LOG,
-    SHARD_BYTES_PER_BATCH,
     Aggregator,
-    Collector,
     KinesisRecord,
     PendingRecord,
     regroup,
     seal,
 )
 from kpl.aggregation import AggregateBuilder, decode, is_aggregated
+from kpl.collector import SHARD_BYTES_PER_BATCH, Collector
 
 
 class FakeTimer:

@@ -8,8 +8,8 @@ import pytest
 
 from kpl.accumulator import NO_LOG, KinesisRecord, PendingRecord
 from kpl.hashing import MAX_HASH_KEY
+from kpl.responses import read_response
 from kpl.retry import ErrorKind
-from kpl.sender import read_response
 from kpl.shard_map import ShardMap
 
 HALF = (MAX_HASH_KEY + 1) // 2
@@ -94,7 +94,7 @@ def test_put_records_body_matches_what_botocore_writes() -> None:
     import botocore.session
     from botocore.serialize import create_serializer
 
-    from kpl.sender import _set_entries_aside, _splice_entries
+    from kpl.wire import _set_entries_aside, _splice_entries
 
     model = botocore.session.get_session().get_service_model("kinesis").operation_model("PutRecords")
     serializer = create_serializer("json")
