@@ -148,7 +148,8 @@ class ProducerConfig:
         """Load a Java KPL ``.properties`` file; ``overrides`` (Python names) win over the file."""
         source = Path(path)
         try:
-            text = source.read_text(encoding="utf-8")
+            # utf-8-sig: a file saved by an editor that writes a byte-order mark loads the same.
+            text = source.read_text(encoding="utf-8-sig")
         except OSError as exc:
             raise ConfigurationError(f"cannot read KPL properties file {source}: {exc}") from exc
         settings: dict[str, tuple[str, str]] = {}

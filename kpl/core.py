@@ -25,7 +25,7 @@ from kpl.futures import resolve_all
 from kpl.intake import KNOWN_KEYS, Intake, pending_record
 from kpl.logs import get_logger
 from kpl.metrics import ProducerMetrics
-from kpl.records import PRODUCER_CLOSED, RecordResult
+from kpl.records import RecordResult
 from kpl.retry import Backoff
 from kpl.sender import Sender
 from kpl.shard_map import DEFAULT_MAX_RECORD_SIZE
@@ -320,7 +320,13 @@ class ProducerCore:
                 log.exception("producer housekeeping failed")
 
     async def close(self, timeout: float | None = None) -> None:
-        """Stop accepting records, deliver what is outstanding (up to ``timeout``), release everything."""
+        """Stop accepting records, deliver what is outstanding (up to ``timeout``), release everything.
+
+        When ``timeout`` runs out, records not in a request fail at once (:meth:`StreamPipeline.give_up`);
+        requests in flight are awaited to their own end (at most RequestTimeout), so that what they
+        carried is reported as it happened.  The final CloudWatch upload shares the same deadline:
+        with a timeout, close returns within ``timeout`` + RequestTimeout.
+        """
         if self.closing:
             if self.started:
                 await self._shut_down.wait()  # a close already under way
@@ -329,28 +335,46 @@ class ProducerCore:
         if not self.started:
             self.closed = True
             return
+        assert self._loop is not None
+        request_timeout = self.config.request_timeout_ms / 1000.0
+        deadline = None if timeout is None else self._loop.time() + max(0.0, timeout)
         try:
             self.flush()
             try:
-                async with asyncio.timeout(timeout):
+                async with asyncio.timeout_at(deadline):
                     await self.budget.wait_idle()
             except TimeoutError:
-                await self._abort(f"the producer closed with the record still outstanding after {timeout:g} s")
+                await self._give_up(f"close(timeout={timeout:g}) ran out of time")
             except asyncio.CancelledError:
-                await self._abort("close() was cancelled with the record still outstanding")
+                await self._give_up("close() was cancelled", wait_for_requests=False)
                 raise
         finally:
-            await self._shutdown()
+            await self._shutdown(None if deadline is None else deadline + request_timeout)
             self._shut_down.set()
 
-    async def _abort(self, message: str) -> None:
-        assert self._sender is not None
-        self._sender.close_backlog()
-        await self._sender.cancel_all()
-        for pipeline in self._pipelines.values():
-            pipeline.abort(PRODUCER_CLOSED, message)
+    async def _give_up(self, reason: str, *, wait_for_requests: bool = True) -> None:
+        """Resolve every record not in a request now; then wait for the requests in flight.
 
-    async def _shutdown(self) -> None:
+        Those end by their own RequestTimeout; should one not (a bug, or a stuck transport), it is
+        cancelled, and its records' outcome is unknown.
+        """
+        assert self._sender is not None
+        sender = self._sender
+        sender.close_backlog()
+        for pipeline in self._pipelines.values():
+            pipeline.give_up(reason)
+        if wait_for_requests:
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(sender.request_timeout + 1.0):
+                    await sender.wait_idle()
+        await sender.cancel_all()
+
+    async def _shutdown(self, final_upload_until: float | None) -> None:
+        """Stop the background work and release the clients; the last metrics upload ends by
+        ``final_upload_until`` (loop time; None: within RequestTimeout), or is dropped."""
+        assert self._loop is not None
+        if final_upload_until is None:
+            final_upload_until = self._loop.time() + self.config.request_timeout_ms / 1000.0
         if self._housekeeping is not None:
             self._housekeeping.cancel()
             with contextlib.suppress(asyncio.CancelledError):
@@ -358,15 +382,10 @@ class ProducerCore:
         if self.budget.outstanding_records:
             # Every path resolves its records; this would be a bug, and it must not pass silently.
             log.error("records still outstanding at shutdown", outstanding=self.budget.outstanding_records)
-            await self._abort("the producer shut down with the record outstanding")
+            await self._give_up("the producer shut down with the record outstanding", wait_for_requests=False)
         for pipeline in self._pipelines.values():
             await pipeline.close()
         if self._publisher is not None:
-            try:
-                # The final upload must not hold up close() on a dead network.
-                async with asyncio.timeout(2 * self.config.request_timeout_ms / 1000.0):
-                    await self._publisher.close()
-            except TimeoutError:
-                log.warning("final CloudWatch metrics upload did not finish in time; dropped")
+            await self._publisher.close(timeout=max(0.0, final_upload_until - self._loop.time()))
         await self._stack.aclose()
         self.closed = True

@@ -13,11 +13,31 @@ from collections.abc import Callable
 from operator import itemgetter
 from typing import Any
 
-from kpl.accumulator import ARRIVAL, DATA, EXPLICIT_HASH_KEY, LOG, PARTITION_KEY, SIZE, KinesisRecord, PendingRecord
+from kpl.accumulator import (
+    ARRIVAL,
+    DATA,
+    EXPLICIT_HASH_KEY,
+    LOG,
+    PARTITION_KEY,
+    SIZE,
+    KinesisRecord,
+    PendingRecord,
+    split,
+)
 from kpl.backpressure import Budget
 from kpl.futures import INVALID_STATE
 from kpl.metrics import ProducerMetrics
-from kpl.records import EXPIRED, AttemptLog, RecordError, RecordResult, UserRecord
+from kpl.records import (
+    EXPIRED,
+    OUTCOME_UNKNOWN,
+    PRODUCER_CLOSED,
+    AttemptLog,
+    RecordError,
+    RecordResult,
+    UserRecord,
+    last_unanswered,
+    maybe_written,
+)
 
 _size = itemgetter(SIZE)
 
@@ -64,6 +84,33 @@ class Resolver:
         if metrics.enabled:
             metrics.user_records(self.stream_name, shard_id, len(records), 0, sum(map(_size, records)))
 
+    def give_up(self, records: list[PendingRecord], futures: list[Any], kr_log: AttemptLog, reason: str, *,
+                shard_id: str | None) -> None:
+        """The producer closes with ``records`` undelivered: say what is known of each.
+
+        A record none of whose requests went unanswered is not in the stream: ``ProducerClosed``,
+        safe to send again.  One that a request without an answer carried may be:
+        ``OutcomeUnknown``, not retryable (sending it again may write it twice).
+        """
+        if not records:
+            return
+        if maybe_written(kr_log):
+            self.fail(records, futures, kr_log, OUTCOME_UNKNOWN, _unknown_message(reason, kr_log),
+                      retryable=False, shard_id=shard_id)
+            return
+        unknown, closed = split(records, futures, lambda record: maybe_written(record[LOG]))
+        last_error = next((f"{code}: {message}" for _, _, code, message in reversed(kr_log) if code), None)
+        self.fail(*closed, kr_log, PRODUCER_CLOSED,
+                  f"the producer closed before the record was written ({reason})"
+                  + (f"; its last attempt failed with {last_error}" if last_error else ""),
+                  retryable=True, shard_id=shard_id)
+        for record, future in zip(*unknown, strict=True):
+            self.fail([record], [future], kr_log, OUTCOME_UNKNOWN, _unknown_message(reason, record[LOG]),
+                      retryable=False, shard_id=shard_id)
+
+    def give_up_kinesis_record(self, kr: KinesisRecord, reason: str) -> None:
+        self.give_up(kr.records, kr.futures, tuple(kr.log), reason, shard_id=kr.shard_id)
+
     def fail_kinesis_record(self, kr: KinesisRecord, code: str, message: str, *, retryable: bool) -> None:
         self.fail(kr.records, kr.futures, tuple(kr.log), code, message, retryable=retryable, shard_id=kr.shard_id)
 
@@ -93,3 +140,9 @@ class Resolver:
             metrics.user_records(stream, shard_id, 0, len(records), 0)
             if code == EXPIRED:
                 metrics.expired(stream, len(records))
+
+
+def _unknown_message(reason: str, log: AttemptLog) -> str:
+    return (f"the producer closed before learning whether the record was written ({reason}): a request that "
+            f"carried it got no answer ({last_unanswered(log)}); it may be in the stream, and sending it again "
+            "may write it twice")

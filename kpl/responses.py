@@ -19,7 +19,10 @@ import asyncio
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
+import botocore.exceptions
+
 from kpl.accumulator import HASH_KEY, KinesisRecord
+from kpl.records import Unanswered
 from kpl.retry import ErrorKind, classify, classify_code, error_code, error_message
 from kpl.sender import NotSent
 from kpl.shard_map import ShardMap
@@ -48,6 +51,8 @@ class RequestFailure:
     code: str
     message: str
     kind: ErrorKind
+    #: No answer came, so the request may have written its records (see :func:`unanswered`).
+    unanswered: bool = False
 
 
 def read_response(
@@ -93,12 +98,40 @@ def read_response(
     return outcome
 
 
+#: Errors raised before a request reached the service: it wrote nothing.
+_BEFORE_SENDING: tuple[type[BaseException], ...] = (
+    botocore.exceptions.EndpointConnectionError,  # connect refused, DNS, unreachable
+    botocore.exceptions.ConnectTimeoutError,
+    botocore.exceptions.ProxyConnectionError,
+    botocore.exceptions.SSLError,
+    ConnectionRefusedError,
+)
+
+
+def unanswered(error: BaseException) -> bool:
+    """Whether a failed request may nevertheless have been written: it got no answer.
+
+    A service error with a 4xx status rejected the request; errors raised while connecting, or
+    before sending (credentials, parameters), never reached the service.  Everything else — a
+    timeout, a connection closed or reset mid-request, a 5xx — leaves the outcome unknown.
+    """
+    if isinstance(error, botocore.exceptions.ClientError):
+        status = error.response.get("ResponseMetadata", {}).get("HTTPStatusCode")
+        return not isinstance(status, int) or status >= 500
+    if isinstance(error, _BEFORE_SENDING):
+        return False
+    if isinstance(error, botocore.exceptions.BotoCoreError) and not isinstance(
+            error, (botocore.exceptions.HTTPClientError, botocore.exceptions.ConnectionError)):
+        return False  # NoCredentialsError, ParamValidationError, ...: raised before anything was sent
+    return not isinstance(error, ValueError)  # ValueError: a response came, unreadable (read_response)
+
+
 def request_failure(error: BaseException, request_timeout: float) -> RequestFailure:
     """The code, message and class of a whole-request failure."""
     code, message = error_code(error), error_message(error)
     if isinstance(error, TimeoutError) and not str(error):
         code, message = "RequestTimeout", f"no response within {request_timeout:g} s"
-    return RequestFailure(code, message, classify(error))
+    return RequestFailure(code, message, classify(error), unanswered(error))
 
 
 class OutcomeRouter(Protocol):
@@ -111,7 +144,8 @@ class OutcomeRouter(Protocol):
 
     def not_sent(self, batch: list[KinesisRecord], reason: NotSent) -> None: ...
 
-    def cancelled(self, batch: list[KinesisRecord]) -> None: ...
+    def cancelled(self, batch: list[KinesisRecord]) -> None:
+        """A request cancelled in flight (its records' last attempt is marked :class:`Unanswered`)."""
 
 
 class ResponseClassifier:
@@ -128,6 +162,9 @@ class ResponseClassifier:
         if isinstance(error, NotSent):
             router.not_sent(batch, error)
         elif isinstance(error, asyncio.CancelledError):
+            attempt = Unanswered((start, end, "RequestCancelled", "cancelled in flight when the producer shut down"))
+            for kr in batch:
+                kr.log.append(attempt)
             router.cancelled(batch)
         elif error is not None:
             self._failed(batch, request_failure(error, self._request_timeout), start, end)
@@ -141,7 +178,9 @@ class ResponseClassifier:
             router.response(batch, outcome, start, end)
 
     def _failed(self, batch: list[KinesisRecord], failure: RequestFailure, start: float, end: float) -> None:
-        attempt = (start, end, failure.code, failure.message)
+        attempt: tuple[float, float, str | None, str | None] = (start, end, failure.code, failure.message)
+        if failure.unanswered:
+            attempt = Unanswered(attempt)
         for kr in batch:
             kr.log.append(attempt)
         self._router.request_failed(batch, failure, start, end)

@@ -7,6 +7,10 @@ the shard map is refreshed).  A Kinesis record retried under an unchanged shard 
 it is, at the *front* of its shard's queue in the limiter.  When the map changed, or some of its
 records expired, its live records are predicted again and re-aggregated.  Records past their TTL
 fail as ``Expired``, with the last error in the message.
+
+Once the producer gives up (``close(timeout)`` ran out of time), nothing is retried any more:
+whatever would have been is resolved by :meth:`Resolver.give_up`, which tells records that are
+certainly not in the stream from those that may be.
 """
 
 from __future__ import annotations
@@ -46,9 +50,23 @@ class Retrier:
         #: Records that reached the wrong shard, waiting for the refreshed map to be sent again.
         self._misrouted: list[PendingRecord] = []
         self._misrouted_futures: list[Any] = []
+        #: Why the producer gave up, once it has: nothing is retried from then on.
+        self.giving_up: str | None = None
+
+    def start_giving_up(self, reason: str) -> None:
+        self.giving_up = reason
+
+    def give_up(self, krs: list[KinesisRecord]) -> None:
+        """No more attempts for these Kinesis records: resolved for what is known of them."""
+        reason = self.giving_up or "the producer shut down"
+        for kr in krs:
+            self._resolver.give_up_kinesis_record(kr, reason)
 
     def hold(self, krs: list[KinesisRecord]) -> None:
         """Retry after a jittered exponential backoff, never past the records' expiry."""
+        if self.giving_up is not None:
+            self.give_up(krs)
+            return
         now = self._loop.time()
         failures = max(kr.request_failures for kr in krs)
         delay = self._backoff.delay(failures)
@@ -72,6 +90,9 @@ class Retrier:
         Expired user records fail here; records whose prediction is no longer valid (the map
         changed under them) are predicted again and re-aggregated.
         """
+        if self.giving_up is not None:
+            self.give_up(krs)
+            return
         now = self._loop.time()
         shard_map = self._map
         generation = shard_map.generation
@@ -101,6 +122,9 @@ class Retrier:
 
     def requeue_records(self, records: list[PendingRecord], futures: list[Any], now: float) -> None:
         """Send user records again (their logs already hold their attempts), ahead of younger ones."""
+        if self.giving_up is not None:
+            self._resolver.give_up(records, futures, (), self.giving_up, shard_id=None)
+            return
         ttl = self._ttl
         (alive, alive_futures), (expired, expired_futures) = split(
             records, futures, lambda record: record[ARRIVAL] + ttl > now)
@@ -133,6 +157,9 @@ class Retrier:
 
     def park_misrouted(self, records: list[PendingRecord], futures: list[Any]) -> None:
         """Records that reached the wrong shard: sent again once the refresh under way is done."""
+        if self.giving_up is not None:
+            self._resolver.give_up(records, futures, (), self.giving_up, shard_id=None)
+            return
         self._misrouted.extend(records)
         self._misrouted_futures.extend(futures)
 

@@ -17,7 +17,7 @@ from kpl.discovery import RESOURCE_NOT_FOUND, StreamDiscovery
 from kpl.limiter import Limiter
 from kpl.logs import get_logger
 from kpl.metrics import ProducerMetrics, RequestSummary
-from kpl.records import PRODUCER_CLOSED, WRONG_SHARD
+from kpl.records import WRONG_SHARD
 from kpl.resolver import Resolver
 from kpl.responses import RequestFailure, ResponseOutcome
 from kpl.retrier import Retrier
@@ -25,8 +25,6 @@ from kpl.retry import ErrorKind
 from kpl.sender import NotSent
 
 log = get_logger(__name__)
-
-_CLOSED_BEFORE_SENT = "the producer closed before the record was sent"
 
 
 class ResultRouter:
@@ -122,14 +120,12 @@ class ResultRouter:
         if reason is NotSent.EXPIRED:
             self._retrier.requeue(batch)
             self._limiter.done({kr.shard_id for kr in batch})
-            return
-        for kr in batch:
-            self._resolver.fail_kinesis_record(kr, PRODUCER_CLOSED, _CLOSED_BEFORE_SENT, retryable=True)
+        else:
+            self._retrier.give_up(batch)
 
     def cancelled(self, batch: list[KinesisRecord]) -> None:
-        """A request cancelled in flight (the producer shut down)."""
-        for kr in batch:
-            self._resolver.fail_kinesis_record(kr, PRODUCER_CLOSED, _CLOSED_BEFORE_SENT, retryable=True)
+        """A request cancelled in flight (the producer shut down): nobody knows what it wrote."""
+        self._retrier.give_up(batch)
 
     def _done(self, batch: list[KinesisRecord], held: list[KinesisRecord]) -> None:
         """Ordered mode: a shard whose Kinesis record has an outcome may send its next one."""

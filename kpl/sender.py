@@ -60,9 +60,14 @@ class Sender:
         self._backlog: deque[_Request] = deque()
         self._in_flight: dict[asyncio.Task[None], _Request] = {}
         self._idle: list[asyncio.Future[None]] = []
+        #: After :meth:`close_backlog`: no request is started any more.
+        self._closed = False
 
     def submit(self, batch: list[KinesisRecord], target: dict[str, str], receiver: Receiver) -> None:
         """Send ``batch`` (to the stream ``target`` names) when a connection is free."""
+        if self._closed:
+            receiver.receive(batch, None, NotSent.CLOSED, 0.0, 0.0)
+            return
         request = _Request(batch, target, receiver)
         if len(self._in_flight) < self.max_in_flight:
             self._start(request)
@@ -116,7 +121,9 @@ class Sender:
         self._backlog = kept
 
     def close_backlog(self) -> None:
-        """Batches still waiting for a connection are not sent: each ends as :attr:`NotSent.CLOSED`."""
+        """Start no more requests: batches waiting for a connection (or submitted from now on) are not
+        sent, each ends as :attr:`NotSent.CLOSED`.  Requests in flight go on to their outcomes."""
+        self._closed = True
         backlog, self._backlog = self._backlog, deque()
         for request in backlog:
             request.receiver.receive(request.batch, None, NotSent.CLOSED, 0.0, 0.0)

@@ -14,7 +14,7 @@ flight, which makes the order per shard strict.
 :class:`StreamPipeline` builds the stages, answers what discovery learns (route the records that
 waited for the shard map, re-predict records of shards that closed, resend records parked for a
 refresh), and does what is asked of the stream as a whole: flush, expiry, its oldest record, and
-failing everything it holds when the producer closes.
+resolving everything it holds when the producer gives up on it.
 """
 
 from __future__ import annotations
@@ -176,18 +176,21 @@ class StreamPipeline:
         candidates += [kr.oldest_arrival for kr in krs]
         return min(candidates) if candidates else None
 
-    def abort(self, code: str, message: str) -> None:
-        """Fail every record this pipeline still holds (batches in the sender are the sender's)."""
-        fail = self.resolver.fail
-        fail(*self.intake.take_all(), (), code, message, retryable=True, shard_id=None)
-        fail(*self.retrier.take_misrouted(), (), code, message, retryable=True, shard_id=None)
-        fail(*self.aggregator.take(), (), code, message, retryable=True, shard_id=None)
+    def give_up(self, reason: str) -> None:
+        """The producer closes now: resolve every record held here; nothing is retried any more.
+
+        Records in requests in flight are not held here: their outcomes still come, and decide.
+        """
+        self.retrier.start_giving_up(reason)
+        give_up = self.resolver.give_up
+        give_up(*self.intake.take_all(), (), reason, shard_id=None)
+        give_up(*self.retrier.take_misrouted(), (), reason, shard_id=None)
+        give_up(*self.aggregator.take(), (), reason, shard_id=None)
         krs = [*self.collector.take(), *self.limiter.take(), *self.retrier.take_held()]
         for kr, shard_id, sequence_number in self.router.take_unverified():
             # Delivered; only the range check is outstanding.  Report what Kinesis said.
             self.resolver.deliver(kr, kr.records, kr.futures, shard_id, sequence_number)
-        for kr in krs:
-            self.resolver.fail_kinesis_record(kr, code, message, retryable=True)
+        self.retrier.give_up(krs)
 
     async def close(self) -> None:
         await self.discovery.close()
