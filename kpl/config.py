@@ -11,11 +11,12 @@ that names the key (and the file and line).
 
 from __future__ import annotations
 
+import difflib
 import re
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
-from typing import Any
+from typing import Any, TypedDict
 
 from kpl.aws import ClientConfig
 from kpl.errors import ConfigurationError
@@ -189,6 +190,8 @@ class ProducerConfig:
         return cls(**values)
 
     def with_(self, **changes: Any) -> ProducerConfig:
+        """A copy with ``changes`` (Python names); an unknown name is a TypeError naming it."""
+        check_setting_names(changes, "ProducerConfig.with_()")
         return replace(self, **changes)
 
     # --- derived values ---------------------------------------------------------------------------
@@ -242,6 +245,65 @@ class ProducerConfig:
             max_pool_connections=2,
             max_attempts=2,
         )
+
+
+class ProducerSettings(TypedDict, total=False):
+    """The settings ``Producer(...)`` and ``AsyncProducer(...)`` take as keywords (ProducerConfig's fields)."""
+
+    aggregation_enabled: bool
+    aggregation_max_count: int
+    aggregation_max_size: int
+    collection_max_count: int
+    collection_max_size: int
+    record_max_buffered_time_ms: int
+    record_ttl_ms: int
+    rate_limit: int
+    fail_if_throttled: bool
+    max_connections: int
+    request_timeout_ms: int
+    connect_timeout_ms: int
+    max_user_record_size: int | None
+    metrics_level: str
+    metrics_granularity: str
+    metrics_namespace: str
+    metrics_upload_delay_ms: int
+    kinesis_endpoint: str
+    kinesis_port: int
+    cloudwatch_endpoint: str
+    cloudwatch_port: int
+    region: str
+    ordered_per_shard: bool
+    max_outstanding_records: int
+    max_outstanding_bytes: int
+    client_config: ClientConfig
+
+
+def check_setting_names(names: Iterable[str], where: str) -> None:
+    """Raise TypeError for a name that is not a producer setting, with the closest ones as suggestions.
+
+    A KPL key (``RecordTtl``) is pointed to its Python name (``record_ttl_ms``).
+    """
+    known = ProducerSettings.__annotations__.keys()
+    for name in names:
+        if name in known:
+            continue
+        setting = _BY_KEY.get(_LEGACY_KEYS.get(name, name))
+        if setting is not None:
+            hint = f"the KPL's {name} is {setting.field!r} here (or use ProducerConfig.from_kpl_settings)"
+        else:
+            close = difflib.get_close_matches(name, known, n=3, cutoff=0.6) or difflib.get_close_matches(
+                name.lower(), known, n=3, cutoff=0.5)
+            hint = f"did you mean {' or '.join(map(repr, close))}?" if close else "see kpl.ProducerSettings"
+        raise TypeError(f"{where} got an unknown setting {name!r}: {hint}")
+
+
+def settings_config(config: ProducerConfig | None, settings: Mapping[str, Any], where: str) -> ProducerConfig:
+    """The configuration of a producer made with ``config`` and keyword ``settings``."""
+    if config is not None and not isinstance(config, ProducerConfig):
+        raise TypeError(f"{where} takes a kpl.ProducerConfig (or keyword settings), not {type(config).__name__}")
+    check_setting_names(settings, where)
+    base = config if config is not None else ProducerConfig()
+    return replace(base, **settings) if settings else base
 
 
 def _endpoint_url(endpoint: str, port: int) -> str | None:

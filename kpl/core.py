@@ -20,7 +20,7 @@ from kpl.aws import async_client
 from kpl.backpressure import Budget
 from kpl.cloudwatch import CloudWatchPublisher
 from kpl.config import ProducerConfig
-from kpl.errors import BufferFullError, ProducerClosedError, ProducerNotStartedError
+from kpl.errors import BufferFullError, ConfigurationError, ProducerClosedError, ProducerNotStartedError
 from kpl.futures import resolve_all
 from kpl.intake import KNOWN_KEYS, Intake, pending_record
 from kpl.logs import get_logger
@@ -28,6 +28,7 @@ from kpl.metrics import ProducerMetrics
 from kpl.records import RecordResult
 from kpl.retry import Backoff
 from kpl.sender import Sender
+from kpl.setup_errors import client_setup_error
 from kpl.shard_map import DEFAULT_MAX_RECORD_SIZE
 from kpl.stream import Shared, StreamPipeline
 from kpl.wire import install_put_records_codec
@@ -50,16 +51,16 @@ def clock_of(loop: asyncio.AbstractEventLoop) -> Callable[[], float]:
 
 
 def check_stream_name(stream_name: object) -> str:
-    if not isinstance(stream_name, str) or not stream_name.strip():
+    """A stream name (or ARN) as given; TypeError when it is not a string, ValueError when blank."""
+    if not isinstance(stream_name, str):
+        raise TypeError(f"stream_name must be a str (a stream name or ARN), not {type(stream_name).__name__}")
+    if not stream_name.strip():
         raise ValueError(f"stream_name must be a non-empty string, got {stream_name!r}")
     return stream_name
 
 
-def too_large(stream_name: str, size: int, limit: int) -> ValueError:
-    return ValueError(
-        f"record is {size} bytes (partition key + data), over the {limit}-byte maximum record size "
-        f"of stream {stream_name}"
-    )
+#: Closes of producers dropped without close(), kept here so that the loop does not lose them.
+_BACKGROUND: set[asyncio.Task[None]] = set()
 
 
 def _not_started() -> asyncio.Future[RecordResult]:
@@ -97,6 +98,12 @@ class ProducerCore:
         self._plain_futures = False
 
     async def start(self) -> None:
+        """Build the clients and start the background work.
+
+        A setup problem the clients show while being built (a missing profile, no or a malformed
+        region) raises :class:`ConfigurationError` naming it and the fix (:mod:`kpl.setup_errors`);
+        those that show only in the first calls (no credentials, an unknown region) fail records.
+        """
         if self.started:
             return
         if self.closed:
@@ -104,16 +111,23 @@ class ProducerCore:
         loop = self._loop = asyncio.get_running_loop()
         config = self.config
         try:
-            data_client = await self._stack.enter_async_context(
-                async_client("kinesis", config.kinesis_client_config()))
-            control_client = await self._stack.enter_async_context(
-                async_client("kinesis", config.control_client_config()))
+            try:
+                data_client = await self._stack.enter_async_context(
+                    async_client("kinesis", config.kinesis_client_config()))
+                control_client = await self._stack.enter_async_context(
+                    async_client("kinesis", config.control_client_config()))
+            except Exception as exc:
+                problem = client_setup_error(exc)
+                if problem is None:
+                    raise
+                raise ConfigurationError(f"{problem.code}: {problem.message}") from exc
             install_put_records_codec(data_client)
             self._sender = Sender(data_client, max_in_flight=config.max_connections,
                                   request_timeout=config.request_timeout_ms / 1000.0)
             self._shared = Shared(loop, config, control_client, self._sender, self.budget, self.metrics,
                                   Backoff(initial=0.1, maximum=max(1.0, min(10.0, config.record_ttl / 4))),
-                                  self._resolve)
+                                  self._resolve, region=control_client.meta.region_name,
+                                  endpoint_url=control_client.meta.endpoint_url)
             if self.metrics.enabled:
                 self._publisher = CloudWatchPublisher(
                     self.metrics.registry, config.metrics_namespace,
@@ -139,11 +153,13 @@ class ProducerCore:
 
     def _pipeline(self, stream_name: str) -> StreamPipeline:
         """The stream's pipeline, made on first use; raises when the producer does not take records."""
-        self.check_open()
         pipeline = self._pipelines.get(stream_name)
         if pipeline is None:
+            check_stream_name(stream_name)
+        self.check_open()
+        if pipeline is None:
             assert self._shared is not None
-            pipeline = self._pipelines[check_stream_name(stream_name)] = StreamPipeline(stream_name, self._shared)
+            pipeline = self._pipelines[stream_name] = StreamPipeline(stream_name, self._shared)
             self._intakes[stream_name] = pipeline.intake
         return pipeline
 
@@ -226,7 +242,7 @@ class ProducerCore:
         size = record[SIZE]
         limit, _ = self.size_limit(stream_name)
         if size > limit:
-            raise too_large(stream_name, size, limit)
+            raise self.too_large(stream_name, size)
         budget = self.budget
         if not budget.try_admit(size):
             raise BufferFullError(
@@ -260,16 +276,29 @@ class ProducerCore:
         default = DEFAULT_MAX_RECORD_SIZE if cap is None else min(cap, DEFAULT_MAX_RECORD_SIZE)
         return default, cap is not None and cap <= DEFAULT_MAX_RECORD_SIZE
 
+    def too_large(self, stream_name: str, size: int) -> ValueError:
+        """The error for a record of ``size`` bytes over the limit that applies to it, named."""
+        limit, final = self.size_limit(stream_name)
+        pipeline = self._pipelines.get(stream_name)
+        stream_limit = pipeline.discovery.max_record_size if pipeline is not None else None
+        cap = self.config.max_user_record_size
+        if cap is not None and cap == limit and (stream_limit is None or cap < stream_limit):
+            which = f"the {limit}-byte maximum record size set by the producer's MaxUserRecordSize"
+        elif final and stream_limit is not None:
+            which = f"the {limit}-byte maximum record size of stream {stream_name}"
+        else:
+            which = (f"the {limit}-byte default maximum record size (stream {stream_name}'s own is not known "
+                     "yet: put_record, unlike put_record_nowait, waits for it)")
+        return ValueError(f"record is {size} bytes (partition key + data), over {which}")
+
     async def check_size(self, stream_name: str, size: int) -> None:
         """Wait for the stream's limits when a record is over the default, then check against them."""
-        if size > ABSOLUTE_MAX_RECORD_SIZE:
-            raise too_large(stream_name, size, ABSOLUTE_MAX_RECORD_SIZE)
         limit, final = self.size_limit(stream_name)
         if size > limit and not final:
             await self._pipeline(stream_name).wait_for_limits()
             limit, _ = self.size_limit(stream_name)
         if size > limit:
-            raise too_large(stream_name, size, limit)
+            raise self.too_large(stream_name, size)
 
     # --- the producer as a whole ----------------------------------------------------------------------
 
@@ -281,13 +310,24 @@ class ProducerCore:
     def outstanding_bytes(self) -> int:
         return self.budget.outstanding_bytes
 
+    def check_not_closed(self, call: str) -> None:
+        if self.closing:
+            raise ProducerClosedError(f"{call} on a closed (or closing) producer: close() has sent what it held")
+
     def flush(self, stream_name: str | None = None) -> None:
+        """Send everything buffered now (for one stream, or all)."""
+        self.check_not_closed("flush()")
+        self._flush(stream_name)
+
+    def _flush(self, stream_name: str | None = None) -> None:
         for name, pipeline in list(self._pipelines.items()):
             if stream_name is None or name == stream_name:
                 pipeline.flush()
 
     async def flush_all(self) -> None:
-        self.flush()
+        """Send everything now; return once every outstanding record has its result."""
+        self.check_not_closed("flush_all()")
+        self._flush()
         await self.budget.wait_idle()
 
     def oldest_record_age(self) -> float:
@@ -295,6 +335,30 @@ class ProducerCore:
         if not arrivals or self._loop is None:
             return 0.0
         return max(0.0, self._loop.time() - min(arrivals))
+
+    def close_in_background(self, then: Callable[[], object] | None = None) -> None:
+        """Close on the producer's loop without waiting (for a face dropped unclosed); then ``then()``.
+
+        Callable from any thread; does nothing once the loop is closed.
+        """
+        loop = self._loop
+        if loop is None or loop.is_closed():
+            return
+
+        async def close() -> None:
+            try:
+                await self.close()
+            finally:
+                if then is not None:
+                    then()
+
+        def schedule() -> None:
+            task = loop.create_task(close(), name="kpl-close-dropped-producer")
+            _BACKGROUND.add(task)
+            task.add_done_callback(_BACKGROUND.discard)
+
+        with contextlib.suppress(RuntimeError):  # the loop closed meanwhile
+            loop.call_soon_threadsafe(schedule)
 
     def metrics_snapshot(self) -> dict[str, list[dict[str, Any]]]:
         return self.metrics.snapshot()
@@ -339,7 +403,7 @@ class ProducerCore:
         request_timeout = self.config.request_timeout_ms / 1000.0
         deadline = None if timeout is None else self._loop.time() + max(0.0, timeout)
         try:
-            self.flush()
+            self._flush()
             try:
                 async with asyncio.timeout_at(deadline):
                     await self.budget.wait_idle()

@@ -6,8 +6,9 @@ partition keys itself (the KPL 1.1 does not aggregate for such streams, and neit
 producer).  Records wait in the intake until both are known.
 
 A stream that does not exist, or an error that will repeat on every call (no credentials, denied
-access), makes the stream *unusable* for the shard-map backoff period (1 s growing to 30 s): what
-waits fails at once, non-retryable, and so do new records until the next attempt.  Discovery
+access, an invalid region: :mod:`kpl.setup_errors`), makes the stream *unusable* for the shard-map
+backoff period (1 s growing to 30 s): what waits fails at once, non-retryable, and so do new records
+until the next attempt.  Discovery
 reports what it learns to one listener, the stream's pipeline (:mod:`kpl.stream`).
 """
 
@@ -19,7 +20,8 @@ from typing import Any, Protocol
 from kpl.hashing import ShardRanges
 from kpl.logs import get_logger
 from kpl.records import RecordError
-from kpl.retry import error_code, error_message
+from kpl.retry import ErrorKind, classify, error_code, error_message
+from kpl.setup_errors import setup_error
 from kpl.shard_map import DEFAULT_MAX_RECORD_SIZE, ShardMap, ShardMapRefresher, describe_stream_limits
 
 log = get_logger(__name__)
@@ -47,7 +49,8 @@ class StreamDiscovery:
     """The shard map and the limits of one stream, loaded and refreshed in the background."""
 
     def __init__(self, stream_name: str, loop: asyncio.AbstractEventLoop, control_client: Any,
-                 listener: DiscoveryListener, *, max_user_record_size: int | None, aggregate: bool) -> None:
+                 listener: DiscoveryListener, *, max_user_record_size: int | None, aggregate: bool,
+                 region: str | None = None, endpoint_url: str | None = None) -> None:
         self.stream_name = stream_name
         self._loop = loop
         self._client = control_client
@@ -68,6 +71,8 @@ class StreamDiscovery:
         self.ready = False
         #: The hash ranges records are routed by (the map's, once ready).
         self.ranges = ShardRanges(())
+        self._region = region
+        self._endpoint_url = endpoint_url
         self.start()
 
     def start(self) -> None:
@@ -83,8 +88,9 @@ class StreamDiscovery:
         except asyncio.CancelledError:
             raise
         except Exception as exc:
-            if error_code(exc) == RESOURCE_NOT_FOUND:
-                self._make_unusable(exc)
+            problem = self._problem(exc)
+            if problem is not None:
+                self._make_unusable(problem)
                 return
             # Narrow IAM policies may allow PutRecords but not DescribeStreamSummary.
             log.warning("DescribeStreamSummary failed; assuming the default 1 MiB record limit",
@@ -139,10 +145,15 @@ class StreamDiscovery:
     def request_refresh(self, seen_at: float, predicted_shard: str | None = None) -> None:
         self.refresher.request(seen_at, predicted_shard)
 
-    def _make_unusable(self, error: BaseException) -> None:
-        code, message = error_code(error), error_message(error)
+    def _problem(self, error: BaseException) -> RecordError | None:
+        """The error records fail with at once, when ``error`` will repeat (a missing stream, a setup problem)."""
+        problem = setup_error(error, region=self._region, endpoint_url=self._endpoint_url)
+        if problem is None and error_code(error) == RESOURCE_NOT_FOUND:
+            problem = RecordError(RESOURCE_NOT_FOUND, error_message(error))
+        return problem
+
+    def _make_unusable(self, record_error: RecordError) -> None:
         delay = self.map.refresh_failed()
-        record_error = RecordError(code, message)
         self.unusable = (record_error, self._loop.time() + delay)
         self.ready = False
         if not self._limits_known.done():
@@ -157,10 +168,13 @@ class StreamDiscovery:
         self._listener.map_refreshed(changed)
 
     def _refresh_failed(self, error: BaseException) -> None:
-        code = error_code(error)
-        self.last_error = f"{code}: {error_message(error)}"
-        if code == RESOURCE_NOT_FOUND:
-            self._make_unusable(error)
+        self.last_error = f"{error_code(error)}: {error_message(error)}"
+        problem = self._problem(error)
+        if problem is None and classify(error) is ErrorKind.FATAL:
+            # Without ListShards there is no routing: a denied or invalid call fails the records now.
+            problem = RecordError(error_code(error), f"ListShards failed: {error_message(error)}")
+        if problem is not None:
+            self._make_unusable(problem)
         self._listener.map_refresh_failed()
 
     def retry_later(self) -> None:

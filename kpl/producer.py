@@ -2,30 +2,90 @@
 
 Both are faces of one core (:mod:`kpl.core`) that runs on an asyncio event loop: ``AsyncProducer``
 on the caller's loop, ``Producer`` on a loop in a background thread.  They use only the core's
-public methods.  The sync face validates and admits records in the calling thread and hands them
-over in bursts: it never makes a cross-thread call per record.
+public methods.  Bad input raises at the call, in both faces, before anything else happens.  The
+sync face validates and admits records in the calling thread and hands them over in bursts: it
+never makes a cross-thread call per record.
+
+A producer is meant to be closed (``close()``, or ``async with`` / ``with``): that is when what it
+holds is delivered.  One dropped without closing, or still open when the interpreter exits, with
+records unresolved, says so (a ResourceWarning and a WARNING log naming the count); a dropped one
+is then closed in the background, so its records are still delivered while its loop runs.
 """
 
 from __future__ import annotations
 
 import asyncio
+import atexit
 import concurrent.futures
 import threading
 import time
-from collections.abc import Coroutine
-from typing import Any, TypeVar
+import warnings
+import weakref
+from collections.abc import Awaitable, Coroutine, Generator
+from typing import Any, TypeVar, Unpack
 
 from kpl.accumulator import ARRIVAL, SIZE, PendingRecord
-from kpl.config import ProducerConfig
-from kpl.core import ABSOLUTE_MAX_RECORD_SIZE, ProducerCore, check_stream_name, too_large
+from kpl.config import ProducerConfig, ProducerSettings, settings_config
+from kpl.core import ProducerCore, check_stream_name
 from kpl.errors import BackpressureTimeoutError, FlushTimeoutError, ProducerClosedError
 from kpl.futures import ThreadFuture, ThreadFutures
 from kpl.intake import pending_record
+from kpl.logs import get_logger
 from kpl.records import RecordResult
+
+log = get_logger(__name__)
 
 _monotonic = time.monotonic
 
 T = TypeVar("T")
+
+#: Producers started and not closed, for the check at interpreter exit.
+_OPEN: weakref.WeakSet[AsyncProducer | Producer] = weakref.WeakSet()
+
+
+def _warn_unresolved(producer: AsyncProducer | Producer, unresolved: int, how: str) -> None:
+    name = type(producer).__name__
+    warnings.warn(f"kpl.{name} {how} with {unresolved} records unresolved (put, without a result yet): close it "
+                  "(or use it with 'with' / 'async with') so that they are delivered or reported",
+                  ResourceWarning, source=producer, stacklevel=2)
+    log.warning(f"kpl.{name} {how} with {unresolved} records unresolved; close() it to deliver them",
+                unresolved=unresolved)
+
+
+@atexit.register
+def _check_open_producers() -> None:
+    for producer in list(_OPEN):
+        unresolved = producer.outstanding_records
+        if unresolved:
+            _warn_unresolved(producer, unresolved, "still open at interpreter exit")
+
+
+class _Ready:
+    """What ``AsyncProducer.put_record`` returns when the record went in at once: awaiting it gives
+    the record's future without suspending (cheaper than a coroutine per call)."""
+
+    __slots__ = ("_future",)
+
+    def __init__(self, future: asyncio.Future[RecordResult]) -> None:
+        self._future = future
+
+    def __await__(self) -> Generator[Any, None, asyncio.Future[RecordResult]]:
+        return self  # an iterator that is finished at once
+
+    def __iter__(self) -> _Ready:
+        return self
+
+    def __next__(self) -> Any:
+        raise StopIteration(self._future)
+
+    def send(self, value: object) -> Any:
+        raise StopIteration(self._future)
+
+    def throw(self, *exc_info: Any) -> Any:
+        raise exc_info[0] if len(exc_info) == 1 else exc_info[1]
+
+    def close(self) -> None:
+        return None
 
 
 class AsyncProducer:
@@ -33,22 +93,23 @@ class AsyncProducer:
 
     ::
 
-        async with kpl.AsyncProducer(kpl.ProducerConfig(record_max_buffered_time_ms=50)) as producer:
+        async with kpl.AsyncProducer(record_max_buffered_time_ms=50) as producer:
             future = await producer.put_record("clicks", b'{"page": "/"}', partition_key="user-1")
             result = await future          # a kpl.RecordResult; it never raises
 
-    One producer serves any number of streams.
+    Takes a :class:`ProducerConfig`, keyword settings (its field names, see :class:`ProducerSettings`),
+    or both (the keywords win).  One producer serves any number of streams.
     """
 
-    def __init__(self, config: ProducerConfig | None = None, **settings: Any) -> None:
-        base = config if config is not None else ProducerConfig()
-        self.config = base.with_(**settings) if settings else base
+    def __init__(self, config: ProducerConfig | None = None, **settings: Unpack[ProducerSettings]) -> None:
+        self.config = settings_config(config, settings, "AsyncProducer()")
         self._core = core = ProducerCore(self.config)
         self._put = core.put
 
     async def start(self) -> None:
         """Create the AWS clients and background tasks (``async with`` does this)."""
         await self._core.start()
+        _OPEN.add(self)
 
     async def __aenter__(self) -> AsyncProducer:
         await self.start()
@@ -57,19 +118,30 @@ class AsyncProducer:
     async def __aexit__(self, *exc_info: object) -> None:
         await self.close()
 
-    async def put_record(
+    def __del__(self) -> None:
+        core: ProducerCore | None = self.__dict__.get("_core")
+        if core is None or not core.started or core.closing:
+            return
+        unresolved = core.outstanding_records
+        if unresolved:
+            _warn_unresolved(self, unresolved, "garbage-collected")
+        core.close_in_background()
+
+    def put_record(
         self, stream_name: str, data: bytes | bytearray | memoryview, partition_key: str | None = None,
         explicit_hash_key: str | int | None = None,
-    ) -> asyncio.Future[RecordResult]:
-        """Queue a record; returns a future resolving to its :class:`RecordResult`.
+    ) -> Awaitable[asyncio.Future[RecordResult]]:
+        """Queue a record; ``await`` it for a future resolving to its :class:`RecordResult`.
 
-        Waits while the outstanding-records or outstanding-bytes bound is reached (backpressure).
-        The returned future never raises: a failure is a result with ``success`` False.
+        Bad input raises here, at the call (TypeError, ValueError), as do a producer that is not
+        started or closed.  Awaiting waits while the outstanding-records or outstanding-bytes bound
+        is reached (backpressure), or for the stream's limits for a record over 1 MiB.  The future
+        never raises: a failure is a result with ``success`` False.
         """
         future = self._put(stream_name, data, partition_key, explicit_hash_key)
-        if future is None:
-            future = await self._core.put_after_waiting(stream_name, data, partition_key, explicit_hash_key)
-        return future
+        if future is not None:
+            return _Ready(future)
+        return self._core.put_after_waiting(stream_name, data, partition_key, explicit_hash_key)
 
     def put_record_nowait(
         self, stream_name: str, data: bytes | bytearray | memoryview, partition_key: str | None = None,
@@ -77,9 +149,9 @@ class AsyncProducer:
     ) -> asyncio.Future[RecordResult]:
         """Like :meth:`put_record` without waiting: raises :class:`BufferFullError` when full.
 
-        The cheapest way in (no coroutine per record), for callers that handle backpressure
-        themselves.  A record over 1 MiB for a stream whose limits are not known yet raises
-        ValueError: use ``put_record``, which waits for them.
+        The cheapest way in, for callers that handle backpressure themselves.  A record over 1 MiB
+        for a stream whose limits are not known yet raises ValueError: use ``put_record``, which
+        waits for them.
         """
         future = self._put(stream_name, data, partition_key, explicit_hash_key)
         if future is None:
@@ -91,16 +163,23 @@ class AsyncProducer:
         self._core.flush(stream_name)
 
     async def flush_all(self) -> None:
-        """Send everything now and return once every outstanding record has its result."""
+        """Send everything now and return once every outstanding record has its result.
+
+        Raises :class:`ProducerClosedError` once the producer is closed (or closing).
+        """
         await self._core.flush_all()
 
     async def close(self, timeout: float | None = None) -> None:
-        """Stop accepting records and deliver the outstanding ones, then release all resources.
+        """Stop accepting records, deliver the outstanding ones, then release all resources.
 
-        Records still outstanding after ``timeout`` seconds fail with ``ProducerClosed``; without a
-        timeout the wait is bounded by RecordTtl.  Every future is resolved when this returns.
+        Every future is resolved when this returns.  When ``timeout`` runs out, records never
+        written fail with ``ProducerClosed``, requests in flight are awaited up to RequestTimeout,
+        and records that may have been written fail with ``OutcomeUnknown`` (docs/kpl.md, Closing).
         """
-        await self._core.close(timeout)
+        try:
+            await self._core.close(timeout)
+        finally:
+            _OPEN.discard(self)
 
     @property
     def outstanding_records(self) -> int:
@@ -129,12 +208,12 @@ class Producer:
             future = producer.put_record("clicks", b"...", partition_key="user-1")
             producer.flush_all(timeout=30)
 
-    It runs the async core on an event loop in a daemon thread.  Methods are thread-safe.
+    It runs the async core on an event loop in a daemon thread.  Methods are thread-safe.  Takes a
+    :class:`ProducerConfig`, keyword settings (:class:`ProducerSettings`), or both.
     """
 
-    def __init__(self, config: ProducerConfig | None = None, **settings: Any) -> None:
-        base = config if config is not None else ProducerConfig()
-        self.config = base.with_(**settings) if settings else base
+    def __init__(self, config: ProducerConfig | None = None, **settings: Unpack[ProducerSettings]) -> None:
+        self.config = settings_config(config, settings, "Producer()")
         self._futures = ThreadFutures()
         self._core = ProducerCore(self.config, self._futures.resolve_all)
         self._lock = threading.Lock()
@@ -151,12 +230,31 @@ class Producer:
         self._loop = asyncio.new_event_loop()
         self._thread = threading.Thread(target=self._loop.run_forever, name="kpl-producer", daemon=True)
         self._thread.start()
-        self._core.budget.on_release = self._released
+        # Weakly: the core (alive while its loop runs) must not keep a dropped face alive.
+        released = weakref.WeakMethod(self._released)
+
+        def on_release() -> None:
+            method = released()
+            if method is not None:
+                method()
+
+        self._core.budget.on_release = on_release
         try:
             self._call(self._core.start())
         except BaseException:
             self._stop_loop()
             raise
+        _OPEN.add(self)
+
+    def __del__(self) -> None:
+        core: ProducerCore | None = self.__dict__.get("_core")
+        if core is None or self.__dict__.get("_closed", True) or not core.started:
+            return
+        unresolved = core.outstanding_records
+        if unresolved:
+            _warn_unresolved(self, unresolved, "garbage-collected")
+        loop: asyncio.AbstractEventLoop = self._loop
+        core.close_in_background(then=loop.stop)
 
     def __enter__(self) -> Producer:
         return self
@@ -205,8 +303,8 @@ class Producer:
         """A record over the default limit: check it against the stream's own (waiting for it if need be)."""
         limit, final = self._core.size_limit(stream_name)
         if size > limit:
-            if final or size > ABSOLUTE_MAX_RECORD_SIZE:
-                raise too_large(stream_name, size, limit)
+            if final:
+                raise self._core.too_large(stream_name, size)
             self._call(self._core.check_size(stream_name, size))
 
     def _wait_for_room(self, size: int, timeout: float | None) -> None:
@@ -243,8 +341,14 @@ class Producer:
         for stream_name, (records, futures) in handoff.items():
             add_burst(stream_name, records, futures)
 
+    def _check_not_closed(self, call: str) -> None:
+        if self._closed:
+            raise ProducerClosedError(f"{call} on a closed (or closing) producer: close() has sent what it held")
+
     def flush(self, stream_name: str | None = None) -> None:
         """Send everything buffered now, without waiting for results."""
+        self._check_not_closed("flush()")
+
         def flush_now() -> None:
             self._take_handoff()
             self._core.flush(stream_name)
@@ -254,8 +358,11 @@ class Producer:
     def flush_all(self, timeout: float | None = None) -> None:
         """Send everything now and block until every outstanding record has its result.
 
-        Raises :class:`FlushTimeoutError` after ``timeout`` seconds (records stay in flight).
+        Raises :class:`FlushTimeoutError` after ``timeout`` seconds (records stay in flight), and
+        :class:`ProducerClosedError` once the producer is closed (or closing).
         """
+        self._check_not_closed("flush_all()")
+
         async def flush_all() -> None:
             self._take_handoff()
             await self._core.flush_all()
@@ -271,14 +378,16 @@ class Producer:
     def close(self, timeout: float | None = None) -> None:
         """Stop accepting records, deliver the outstanding ones and stop the background thread.
 
-        Records still outstanding after ``timeout`` seconds fail with ``ProducerClosed``.  Every
-        future is resolved when this returns.
+        Every future is resolved when this returns.  When ``timeout`` runs out, records never
+        written fail with ``ProducerClosed``, requests in flight are awaited up to RequestTimeout,
+        and records that may have been written fail with ``OutcomeUnknown`` (docs/kpl.md, Closing).
         """
         with self._lock:
             if self._closed:
                 return
             self._closed = True
             self._room.notify_all()
+        _OPEN.discard(self)
         if not self._thread.is_alive():
             return
 

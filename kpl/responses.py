@@ -25,6 +25,7 @@ from kpl.accumulator import HASH_KEY, KinesisRecord
 from kpl.records import Unanswered
 from kpl.retry import ErrorKind, classify, classify_code, error_code, error_message
 from kpl.sender import NotSent
+from kpl.setup_errors import setup_error
 from kpl.shard_map import ShardMap
 
 
@@ -128,6 +129,9 @@ def unanswered(error: BaseException) -> bool:
 
 def request_failure(error: BaseException, request_timeout: float) -> RequestFailure:
     """The code, message and class of a whole-request failure."""
+    problem = setup_error(error)
+    if problem is not None:  # credentials gone (say, a role that can no longer be assumed)
+        return RequestFailure(problem.code, problem.message, ErrorKind.FATAL)
     code, message = error_code(error), error_message(error)
     if isinstance(error, TimeoutError) and not str(error):
         code, message = "RequestTimeout", f"no response within {request_timeout:g} s"

@@ -54,6 +54,9 @@ class Shared:
     backoff: Backoff
     #: Sets one result on many futures of the producer's face (skipping cancelled ones).
     resolve: Callable[[list[Any], RecordResult], None]
+    #: The clients' region and endpoint (to tell an invalid region from a network problem).
+    region: str | None = None
+    endpoint_url: str | None = None
 
 
 class StreamPipeline:
@@ -69,7 +72,7 @@ class StreamPipeline:
         self._max_buffered = max_buffered
         self.discovery = discovery = StreamDiscovery(
             stream_name, loop, shared.control_client, self, max_user_record_size=config.max_user_record_size,
-            aggregate=config.aggregation_enabled)
+            aggregate=config.aggregation_enabled, region=shared.region, endpoint_url=shared.endpoint_url)
         self.resolver = resolver = Resolver(stream_name, shared.resolve, shared.budget, shared.metrics)
         self.collector = collector = Collector(loop, self._send, max_count=config.collection_max_count,
                                                max_size=config.collection_max_size)
@@ -87,6 +90,8 @@ class StreamPipeline:
                                             resolver=resolver, metrics=shared.metrics,
                                             fail_if_throttled=config.fail_if_throttled)
         self.classifier = ResponseClassifier(discovery.map, router, request_timeout=shared.sender.request_timeout)
+        #: A flush found records waiting for the shard map: they go out at once when routed.
+        self._flush_when_routed = False
 
     def _send(self, batch: list[KinesisRecord]) -> None:
         """The collector's batches go to the sender, whose outcomes go to this stream's classifier."""
@@ -100,14 +105,19 @@ class StreamPipeline:
 
     def stream_ready(self) -> None:
         self._set_collect_extra()
-        self.intake.route_waiting()
+        self._route_waiting()
 
     def map_refreshed(self, changed: bool) -> None:
         if changed:
             self.aggregator.generation = self.discovery.map.generation
             self._reroute_closed_shards()
-        self.intake.route_waiting()
+        self._route_waiting()
         self._resend_parked()
+
+    def _route_waiting(self) -> None:
+        self.intake.route_waiting()
+        if self._flush_when_routed and not self.intake.waiting:
+            self.flush()
 
     def map_refresh_failed(self) -> None:
         if self.discovery.unusable is None and self.intake.waiting:
@@ -154,8 +164,12 @@ class StreamPipeline:
         return received
 
     def flush(self) -> None:
-        """Everything buffered goes out now, as far as the shards' rate limits allow."""
+        """Everything buffered goes out now, as far as the shards' rate limits allow.
+
+        Records still waiting for the shard map go out as soon as they are routed.
+        """
         self.intake.take_incoming()
+        self._flush_when_routed = self.intake.waiting
         self.aggregator.flush()
         self.limiter.drain_all()
         self.collector.flush()
