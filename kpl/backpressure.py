@@ -67,6 +67,21 @@ class Budget:
         self.admitted_bytes += size
         return True
 
+    def try_admit_many(self, sizes: list[int]) -> int:
+        """Admit records of ``sizes``, in order, while they fit now; how many were admitted."""
+        total = sum(sizes)
+        if self.admitted_records + len(sizes) <= self._records_limit and \
+                self.admitted_bytes + total <= self._bytes_limit:
+            self.admitted_records += len(sizes)
+            self.admitted_bytes += total
+            return len(sizes)
+        admitted = 0
+        for size in sizes:
+            if not self.try_admit(size):
+                break
+            admitted += 1
+        return admitted
+
     def admit(self, size: int) -> None:
         self.admitted_records += 1
         self.admitted_bytes += size

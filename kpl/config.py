@@ -71,6 +71,7 @@ _SETTINGS = (
     _Setting("OrderedPerShard", "ordered_per_shard", bool),
     _Setting("MaxOutstandingRecords", "max_outstanding_records", int, 1, MAX_LONG),
     _Setting("MaxOutstandingBytes", "max_outstanding_bytes", int, 1, MAX_LONG),
+    _Setting("CborProtocol", "cbor_protocol", bool),
 )
 _BY_KEY = {setting.key: setting for setting in _SETTINGS}
 _BY_FIELD = {setting.field: setting for setting in _SETTINGS}
@@ -126,6 +127,9 @@ class ProducerConfig:
     #: Not KPL settings: the backpressure bounds.  ``put_record`` waits while either is reached.
     max_outstanding_records: int = 100_000
     max_outstanding_bytes: int = 64 * MIB
+    #: Not a KPL setting: PutRecords in Kinesis' CBOR protocol (as the AWS SDK for Java), without
+    #: base64; the other calls stay JSON.  See kpl/wire.py.
+    cbor_protocol: bool = False
     #: Not a KPL setting: where the producer's clients get credentials (explicit keys, an assumed
     #: role) when standard AWS configuration is not what the application wants.  Its timeouts, pool
     #: size and retries are replaced per client; its region applies unless ``region`` is set, its
@@ -275,6 +279,7 @@ class ProducerSettings(TypedDict, total=False):
     ordered_per_shard: bool
     max_outstanding_records: int
     max_outstanding_bytes: int
+    cbor_protocol: bool
     client_config: ClientConfig
 
 

@@ -11,8 +11,10 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import itertools
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
+from operator import itemgetter
 from typing import Any
 
 from kpl.accumulator import NO_LOG, SIZE, PendingRecord
@@ -22,7 +24,7 @@ from kpl.cloudwatch import CloudWatchPublisher
 from kpl.config import ProducerConfig
 from kpl.errors import BufferFullError, ConfigurationError, ProducerClosedError, ProducerNotStartedError
 from kpl.futures import resolve_all
-from kpl.intake import KNOWN_KEYS, Intake, pending_record
+from kpl.intake import KNOWN_KEYS, Intake, pending_record, pending_records
 from kpl.logs import get_logger
 from kpl.metrics import ProducerMetrics
 from kpl.records import RecordResult
@@ -36,6 +38,7 @@ from kpl.wire import install_put_records_codec
 log = get_logger(__name__)
 
 _known_key = KNOWN_KEYS.get
+_record_size = itemgetter(SIZE)
 
 #: The largest record Kinesis accepts on any stream (MaxRecordSizeInKiB tops out at 10 MiB).
 ABSOLUTE_MAX_RECORD_SIZE = 10 * 1024 * 1024
@@ -121,7 +124,7 @@ class ProducerCore:
                 if problem is None:
                     raise
                 raise ConfigurationError(f"{problem.code}: {problem.message}") from exc
-            install_put_records_codec(data_client)
+            install_put_records_codec(data_client, cbor=config.cbor_protocol)
             self._sender = Sender(data_client, max_in_flight=config.max_connections,
                                   request_timeout=config.request_timeout_ms / 1000.0)
             self._shared = Shared(loop, config, control_client, self._sender, self.budget, self.metrics,
@@ -208,6 +211,9 @@ class ProducerCore:
         instead, at half the cost.  That is the same future when the producer's loop is running
         here, and it still is for the rest of the burst, because the loop has not run since.
         """
+        return self._start_burst_future(intake)()
+
+    def _start_burst_future(self, intake: Intake) -> Callable[[], asyncio.Future[RecordResult]]:
         loop = self._loop
         assert loop is not None
         loop.call_soon(intake.take_incoming)
@@ -215,7 +221,7 @@ class ProducerCore:
             self._burst_future = asyncio.Future
         else:
             self._burst_future = self._create_future
-        return self._create_future()
+        return self._burst_future
 
     async def put_after_waiting(
         self, stream_name: str, data: object, partition_key: object, explicit_hash_key: object,
@@ -259,6 +265,50 @@ class ProducerCore:
         intake.incoming_futures.append(future)
         intake.take_incoming()
         return future
+
+    def prepare(self, stream_name: str, records: Iterable[object]) -> list[PendingRecord]:
+        """A batch of records validated at the call (and the stream name)."""
+        batch = pending_records(records, self._clock())
+        if stream_name not in self._intakes:
+            check_stream_name(stream_name)
+        return batch
+
+    def put_many(self, stream_name: str, batch: list[PendingRecord]) -> list[asyncio.Future[RecordResult]]:
+        """Queue, on the loop's thread, the leading records of ``batch`` that can be admitted now; their
+        futures (fewer than the records when the rest must wait for room or for the stream's limits)."""
+        intake = self._intakes.get(stream_name)
+        if intake is None or self.closing:
+            intake = self._pipeline(stream_name).intake
+        sizes = list(map(_record_size, batch))
+        if max(sizes, default=0) > self.checked_size:
+            sizes = list(itertools.takewhile(lambda size: size <= self.checked_size, sizes))
+        admitted = self.budget.try_admit_many(sizes)
+        if not admitted:
+            return []
+        make = self._burst_future if intake.incoming else self._start_burst_future(intake)
+        futures = [make() for _ in range(admitted)]
+        intake.incoming += batch[:admitted] if admitted < len(batch) else batch
+        intake.incoming_futures += futures
+        if len(intake.incoming) >= BURST:
+            intake.take_incoming()
+        return futures
+
+    async def put_many_after_waiting(
+        self, stream_name: str, batch: list[PendingRecord], futures: list[asyncio.Future[RecordResult]],
+    ) -> list[asyncio.Future[RecordResult]]:
+        """put_many's slow way for the records it could not queue at once: one by one, waiting."""
+        budget = self.budget
+        for record in batch[len(futures):]:
+            size = record[SIZE]
+            if size > self.checked_size:
+                await self.check_size(stream_name, size)
+                self.check_open()
+            if not budget.try_admit(size):
+                await budget.wait_for_room(size)
+                self.check_open()
+                budget.admit(size)
+            futures.append(self._enqueue(stream_name, record))
+        return futures
 
     def add_burst(self, stream_name: str, records: list[PendingRecord], futures: list[Any]) -> None:
         """Records validated and admitted elsewhere (the sync face), with their futures, oldest first."""

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import asyncio
 import random
+from collections.abc import Iterable
 from operator import itemgetter
 from typing import Any
 
@@ -48,6 +49,33 @@ def pending_record(data: object, partition_key: object, explicit_hash_key: objec
             return (partition_key, None, data, key[0], key[1] + len(data), arrival, NO_LOG)
     data, partition_key, explicit_hash_key, hash_key, size = validate_record(data, partition_key, explicit_hash_key)
     return (partition_key, explicit_hash_key, data, hash_key, size, arrival, NO_LOG)
+
+
+def pending_records(records: Iterable[object], arrival: float) -> list[PendingRecord]:
+    """The producer's records for a batch of ``(data, partition_key)`` or ``(data, partition_key,
+    explicit_hash_key)``, all arriving at ``arrival``; raises TypeError/ValueError naming the first bad one."""
+    out: list[PendingRecord] = []
+    append = out.append
+    known = KNOWN_KEYS.get
+    try:
+        for item in records:
+            if type(item) is tuple and len(item) == 2:
+                data, partition_key = item
+                if type(data) is bytes and type(partition_key) is str:
+                    key = known(partition_key)
+                    if key is not None:
+                        append((partition_key, None, data, key[0], key[1] + len(data), arrival, NO_LOG))
+                        continue
+                append(pending_record(data, partition_key, None, arrival))
+            elif isinstance(item, (tuple, list)) and len(item) in (2, 3):
+                explicit_hash_key = item[2] if len(item) == 3 else None
+                append(pending_record(item[0], item[1], explicit_hash_key, arrival))
+            else:
+                raise TypeError("each record must be (data, partition_key) or (data, partition_key, explicit_hash_key)"
+                                f", not {type(item).__name__}")
+    except (TypeError, ValueError) as exc:
+        raise type(exc)(f"records[{len(out)}]: {exc}") from exc
+    return out
 
 
 def validate_record(

@@ -248,3 +248,42 @@ def test_a_producer_open_at_interpreter_exit_says_how_many_records_are_unresolve
     assert "WARNING:kpl.producer:kpl.Producer still open at interpreter exit with 4 records unresolved" in (
         completed.stderr)
     assert completed.stdout == ""
+
+
+async def test_put_records_queues_a_batch_in_order_and_validates_it_whole(
+    make_stream: Callable[..., str], kinesis: Any
+) -> None:
+    stream = make_stream(shards=2)
+    async with kpl.AsyncProducer(CONFIG.with_(max_outstanding_records=50)) as producer:
+        with pytest.raises(TypeError, match=r"records\[2\]: data must be bytes-like"):
+            producer.put_records(stream, [(b"a", "k"), (b"b", "k"), ("text", "k")])  # the call raises
+        with pytest.raises(ValueError, match=r"records\[1\]: partition_key"):
+            producer.put_records(stream, [(b"a", "k"), (b"b", "")])
+        with pytest.raises(TypeError, match=r"records\[0\]: each record must be"):
+            producer.put_records(stream, [b"no key"])
+        assert producer.outstanding_records == 0, "nothing of a bad batch was queued"
+        # 120 records against a bound of 50: the batch waits for room, record by record.
+        batch: list[tuple[Any, ...]] = [(f"r{i}".encode(), f"k{i % 7}") for i in range(100)]
+        batch += [(f"e{i}".encode(), "k", str(2**127 + i)) for i in range(20)]
+        futures = await producer.put_records(stream, batch)
+        assert len(futures) == 120
+        assert all([(await f).success for f in futures])
+        assert await producer.put_records(stream, []) == []
+    landed, _ = read_back(kinesis, stream)
+    assert sorted(r.data for r in landed) == sorted(data for data, *_ in batch)
+
+
+def test_sync_put_records_blocks_for_room_and_says_what_was_queued_on_timeout(
+    make_stream: Callable[..., str]
+) -> None:
+    stream = make_stream(shards=1)
+    with kpl.Producer(CONFIG.with_(max_outstanding_records=30, record_max_buffered_time_ms=60_000)) as producer:
+        with pytest.raises(kpl.BackpressureTimeoutError) as raised:
+            producer.put_records(stream, [(f"r{i}".encode(), "k") for i in range(50)], timeout=0.3)
+        assert len(raised.value.queued) == 30 and producer.outstanding_records == 30
+        producer.flush_all(timeout=60)
+        assert all(f.result().success for f in raised.value.queued)  # type: ignore[attr-defined]
+    with kpl.Producer(CONFIG.with_(max_outstanding_records=30)) as producer:
+        futures = producer.put_records(stream, [(f"s{i}".encode(), "k") for i in range(50)], timeout=60)
+        producer.flush_all(timeout=60)
+        assert len(futures) == 50 and all(f.result().success for f in futures)
