@@ -169,8 +169,9 @@ class _OpenAggregate:
 class Aggregator:
     """One open aggregate per predicted shard of a stream; sealed aggregates go to ``on_sealed``.
 
-    An aggregate is sealed when the next record does not fit, or ``max_buffered`` seconds after the
-    arrival of its first record.
+    An aggregate is sealed when the next record does not fit, or ``max_buffered - seal_early`` seconds
+    after the arrival of its first record; its deadline (when it must leave the collector) is
+    ``max_buffered`` after that arrival.
     """
 
     def __init__(
@@ -189,6 +190,9 @@ class Aggregator:
         self.max_count = max_count
         self.ttl = ttl
         self.max_buffered = max_buffered
+        #: How long before its deadline an open aggregate is sealed: the time it is given in the
+        #: collector to share a request with others (the deadline is when it must leave that).
+        self.seal_early = 0.0
         self.generation = 0
         self._open: dict[str | None, _OpenAggregate] = {}
 
@@ -215,8 +219,8 @@ class Aggregator:
             if end > index:
                 if not aggregate.records:
                     self._open[shard_id] = aggregate
-                    aggregate.timer = self._loop.call_at(aggregate.deadline, self._deadline_reached, shard_id,
-                                                         aggregate)
+                    aggregate.timer = self._loop.call_at(aggregate.deadline - self.seal_early,
+                                                         self._deadline_reached, shard_id, aggregate)
                 aggregate.records += records[index:end]
                 aggregate.futures += futures[index:end]
                 index = end

@@ -121,7 +121,7 @@ class Limiter:
     """Per-shard queues and token buckets of one stream; released records go to ``on_released``.
 
     ``on_released(record, deadline)`` receives each record with the time by which it must leave the
-    collector: its own deadline plus :attr:`collect_extra`.
+    collector, its deadline.
     """
 
     def __init__(
@@ -132,8 +132,6 @@ class Limiter:
         self._on_released = on_released
         self._rate_limit = float(rate_limit)
         self._ordered = ordered
-        #: Aggregates get a little extra time in the collector to share a request (KPL PR #280).
-        self.collect_extra = 0.0
         self._shards: dict[str | None, _ShardQueue] = {}
 
     def _state(self, shard_id: str | None) -> _ShardQueue:
@@ -166,7 +164,7 @@ class Limiter:
     def _release(self, state: _ShardQueue, kr: KinesisRecord) -> None:
         if self._ordered:
             state.busy = True
-        self._on_released(kr, kr.deadline + self.collect_extra)
+        self._on_released(kr, kr.deadline)
 
     def _drain(self, state: _ShardQueue) -> None:
         queue = state.queue

@@ -78,10 +78,10 @@ class StreamPipeline:
                                                max_size=config.collection_max_size)
         self.limiter = limiter = Limiter(loop, collector.add, rate_limit=config.rate_limit,
                                          ordered=config.ordered_per_shard)
-        self._set_collect_extra()
         self.aggregator = aggregator = Aggregator(
             loop, limiter.add, max_size=config.aggregation_max_size, max_count=config.aggregation_max_count,
             ttl=ttl, max_buffered=max_buffered)
+        self._set_collection_time()
         self.intake = intake = Intake(loop, discovery, aggregator, limiter, resolver, max_buffered=max_buffered,
                                       ttl=ttl)
         self.retrier = retrier = Retrier(loop, config, discovery=discovery, intake=intake, limiter=limiter,
@@ -97,14 +97,16 @@ class StreamPipeline:
         """The collector's batches go to the sender, whose outcomes go to this stream's classifier."""
         self._sender.submit(batch, self._target, self.classifier)
 
-    def _set_collect_extra(self) -> None:
-        # Aggregates get a little extra time in the collector to share a request (KPL PR #280).
-        self.limiter.collect_extra = min(0.05, 0.2 * self._max_buffered) if self.discovery.aggregate else 0.0
+    def _set_collection_time(self) -> None:
+        # An aggregate gets some time in the collector to share a request with others (as in the KPL,
+        # PR #280: min(50 ms, 0.2 x RecordMaxBufferedTime)), taken out of its aggregation time rather
+        # than added after it, so that a record still leaves within RecordMaxBufferedTime.
+        self.aggregator.seal_early = min(0.05, 0.2 * self._max_buffered) if self.discovery.aggregate else 0.0
 
     # --- what discovery learns --------------------------------------------------------------------------
 
     def stream_ready(self) -> None:
-        self._set_collect_extra()
+        self._set_collection_time()
         self._route_waiting()
 
     def map_refreshed(self, changed: bool) -> None:
