@@ -109,7 +109,7 @@ class ProducerConfig:
     #: Client-side cap on partition key + data.  None: the stream's own maximum record size
     #: (1 MiB unless the stream was created or updated with a larger MaxRecordSizeInKiB).
     max_user_record_size: int | None = None
-    metrics_level: str = "none"
+    metrics_level: str = "detailed"
     metrics_granularity: str = "shard"
     metrics_namespace: str = "KinesisProducerLibrary"
     metrics_upload_delay_ms: int = 60000
