@@ -124,7 +124,7 @@ class ProducerCore:
                 if problem is None:
                     raise
                 raise ConfigurationError(f"{problem.code}: {problem.message}") from exc
-            pass  # measurement aid: botocore writes and reads PutRecords bodies itself
+            install_put_records_codec(data_client, cbor=config.cbor_protocol)
             self._sender = Sender(data_client, max_in_flight=config.max_connections,
                                   request_timeout=config.request_timeout_ms / 1000.0)
             self._shared = Shared(loop, config, control_client, self._sender, self.budget, self.metrics,
