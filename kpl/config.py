@@ -129,7 +129,7 @@ class ProducerConfig:
     max_outstanding_bytes: int = 64 * MIB
     #: Not a KPL setting: PutRecords in Kinesis' CBOR protocol (as the AWS SDK for Java), without
     #: base64; the other calls stay JSON.  See kpl/wire.py.
-    cbor_protocol: bool = True
+    cbor_protocol: bool = False
     #: Not a KPL setting: where the producer's clients get credentials (explicit keys, an assumed
     #: role) when standard AWS configuration is not what the application wants.  Its timeouts, pool
     #: size and retries are replaced per client; its region applies unless ``region`` is set, its
