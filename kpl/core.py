@@ -99,6 +99,8 @@ class ProducerCore:
         #: How the futures of the current burst are made (see _start_burst).
         self._burst_future: Callable[[], asyncio.Future[RecordResult]] = _not_started
         self._plain_futures = False
+        #: A burst was handed on inside a put: the next awaited put lets the loop run once.
+        self.yield_due = False
 
     async def start(self) -> None:
         """Build the clients and start the background work.
@@ -203,6 +205,7 @@ class ProducerCore:
             intake.incoming_futures.append(future)
             if len(incoming) >= BURST:
                 intake.take_incoming()
+                self.yield_due = True
         else:
             future = self._start_burst(intake)
             incoming.append(record)

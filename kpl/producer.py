@@ -67,6 +67,18 @@ async def _ready(future: T) -> T:
     return future
 
 
+async def _after_a_loop_turn(future: T) -> T:
+    """put_record's ready path once per handed-on burst: the loop runs once before the caller goes on.
+
+    An application that awaits ``put_record`` in a tight loop never suspends while the producer
+    has room, so without this the loop would not run, and nothing would be sent, until the
+    outstanding-records bound is reached (100,000 futures alive, then a stall while they drain).
+    One loop turn per 1024 records lets requests start and results come back as records arrive.
+    """
+    await asyncio.sleep(0)
+    return future
+
+
 class AsyncProducer:
     """A KPL-compatible Kinesis producer for asyncio applications.
 
@@ -114,11 +126,16 @@ class AsyncProducer:
 
         Bad input raises here, at the call (TypeError, ValueError), as do a producer that is not
         started or closed.  Awaiting waits while the outstanding-records or outstanding-bytes bound
-        is reached (backpressure), or for the stream's limits for a record over 1 MiB.  The future
-        never raises: a failure is a result with ``success`` False.
+        is reached (backpressure), or for the stream's limits for a record over 1 MiB, and lets the
+        event loop run once every 1024 records (so that records are sent while the caller puts).
+        The future never raises: a failure is a result with ``success`` False.
         """
         future = self._put(stream_name, data, partition_key, explicit_hash_key)
         if future is not None:
+            core = self._core
+            if core.yield_due:
+                core.yield_due = False
+                return _after_a_loop_turn(future)
             return _ready(future)
         return self._core.put_after_waiting(stream_name, data, partition_key, explicit_hash_key)
 
