@@ -48,8 +48,8 @@ def _warn_unresolved(producer: AsyncProducer | Producer, unresolved: int, how: s
     warnings.warn(f"kpl.{name} {how} with {unresolved} records unresolved (put, without a result yet): close it "
                   "(or use it with 'with' / 'async with') so that they are delivered or reported",
                   ResourceWarning, source=producer, stacklevel=2)
-    log.warning(f"kpl.{name} {how} with {unresolved} records unresolved; close() it to deliver them",
-                unresolved=unresolved)
+    log.warning("producer not closed while records are unresolved; close() it to deliver them",
+                producer=f"kpl.{name}", how=how, unresolved=unresolved)
 
 
 @atexit.register

@@ -146,3 +146,27 @@ async def test_a_cancelled_close_still_resolves_every_future(
         await closing
     codes = Counter(f.result().error.code for f in futures)  # type: ignore[union-attr]
     assert set(codes) <= {"OutcomeUnknown", "ProducerClosed"} and codes["OutcomeUnknown"] >= 1, codes
+
+
+async def test_close_against_an_endpoint_that_refuses_keeps_the_callers_timeout_with_default_settings(
+    make_stream: Callable[..., str], fault_proxy: FaultProxy
+) -> None:
+    """A dead endpoint (connections reset) with the default RequestTimeout: close(timeout=2) takes ~2 s.
+
+    Only a request that hangs (an unreachable endpoint) may hold close up to RequestTimeout longer.
+    """
+    stream = make_stream(shards=1)
+    producer = kpl.AsyncProducer(kpl.ProducerConfig(kinesis_endpoint=fault_proxy.url, metrics_level="summary",
+                                                    cloudwatch_endpoint=fault_proxy.url, record_ttl_ms=600_000))
+    await producer.start()
+    assert (await (await producer.put_record(stream, b"warm-up", "w"))).success
+    fault_proxy.reset()
+    futures = [await producer.put_record(stream, f"r{i}".encode(), f"k{i % 5}") for i in range(50)]
+    producer.flush()
+    started = time.monotonic()
+    await producer.close(timeout=2)
+    elapsed = time.monotonic() - started
+    assert elapsed < 3.0, f"close(timeout=2) against a refusing endpoint took {elapsed:.2f} s"
+    results = [f.result() for f in futures]
+    assert not any(r.success for r in results)
+    assert {r.error.code for r in results if r.error is not None} <= {"ProducerClosed", "OutcomeUnknown"}
