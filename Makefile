@@ -11,13 +11,15 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 LOCALSTACK_PORT ?= 4566
 
-.PHONY: install localstack localstack-stop demo test unit lint bench clean
+.PHONY: install install-check localstack localstack-stop demo test unit lint bench clean
 
 $(STAMP): pyproject.toml
 	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else "Python 3.11+ is required (set PYTHON=...)")'
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	@echo "[install] installing the toolkit and its dev tools into $(VENV)"
-	@$(PY) -m pip install --disable-pip-version-check -q -e '.[dev]' > $(VENV)/install.log 2>&1 \
+	@# A current pip first: older ones backtrack for minutes over the boto3/aiobotocore releases.
+	@{ $(PY) -m pip install --disable-pip-version-check -q --upgrade 'pip>=25.1' \
+		&& $(PY) -m pip install --disable-pip-version-check -q -e '.[dev]'; } > $(VENV)/install.log 2>&1 \
 		|| { tail -40 $(VENV)/install.log; echo "[install] failed: see $(VENV)/install.log"; exit 1; }
 	@touch $(STAMP)
 
@@ -34,10 +36,17 @@ demo: localstack
 	@LOCALSTACK_PORT=$(LOCALSTACK_PORT) examples/with-localstack python -m examples.demo.pipeline $(DEMO_ARGS)
 
 lint: install
-	@$(VENV)/bin/ruff check kpl kcl agent tests examples bench localstack
+	@$(VENV)/bin/ruff check kpl kcl agent tests examples bench localstack .ci
 	@$(VENV)/bin/mypy
 
-test: lint localstack
+# Can an application install the toolkit beside the boto3 it already has?  Resolves (pip --dry-run, nothing
+# installed, needs the package index) the runtime dependencies of pyproject.toml together with boto3 1.35.x,
+# and together with the newest boto3 that the newest aiobotocore release allows; fails when either does not
+# resolve or when our aiobotocore range excludes the newest aiobotocore.  About 10 s.  See .ci/install_check.py.
+install-check: install
+	@$(PY) .ci/install_check.py
+
+test: lint install-check localstack
 	@LOCALSTACK_PORT=$(LOCALSTACK_PORT) $(PY) -m pytest
 
 unit: install

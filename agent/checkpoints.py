@@ -10,6 +10,7 @@ The running agent changes rows in memory (``put``/``remove``) and a writer task 
 changed in one transaction, in a thread of its own, as fast as commits complete; so a checkpoint that
 moved is on disk within a commit or two, and the event loop never waits for SQLite.  The default
 location is under /var/lib: the Java agent's /var/run is a tmpfs that forgets everything at reboot.
+The directory and database are created private to the agent's user (agent.private_files).
 """
 
 from __future__ import annotations
@@ -24,6 +25,7 @@ from pathlib import Path
 from typing import Any
 
 from agent.errors import CheckpointStoreError
+from agent.private_files import create_private_file, make_private_directories, warn_if_writable_by_others
 from kpl.logs import get_logger
 
 log = get_logger(__name__)
@@ -37,6 +39,7 @@ create table if not exists FILE_CHECKPOINTS(
        size bigint,
        offset bigint,
        lastUpdated datetime,
+       fingerprint text,
        primary key (flow, path))
 """
 _NOW = "strftime('%Y-%m-%d %H:%M:%f', 'now')"
@@ -65,7 +68,7 @@ class CheckpointRow:
 
 def _fix_hint(path: Path) -> str:
     return (f"create the directory and give the agent's user write access to it (for example "
-            f"'sudo install -d -o aws-kinesis-agent-user -m 750 {path.parent}'), or set checkpointFile in "
+            f"'sudo install -d -o aws-kinesis-agent-user -m 700 {path.parent}'), or set checkpointFile in "
             f"agent.json to a writable path")
 
 
@@ -94,11 +97,16 @@ class CheckpointStore:
 
     def _open(self) -> None:
         try:
-            self.path.parent.mkdir(parents=True, exist_ok=True)
+            make_private_directories(self.path.parent)
         except OSError as exc:
             raise CheckpointStoreError(
                 f"cannot create the checkpoint directory {self.path.parent}: {exc.strerror}; {_fix_hint(self.path)}"
             ) from None
+        # Created here, the database is 0600 whatever the umask, and SQLite gives its WAL files the
+        # database's mode.  (A path that is a directory or not writable fails just below, with the fix.)
+        with contextlib.suppress(OSError):
+            create_private_file(self.path)
+        warn_if_writable_by_others(self.path.parent, self.path, *self._wal_files())
         try:
             connection = sqlite3.connect(self.path, timeout=self._query_timeout, isolation_level=None)
         except sqlite3.Error as exc:
@@ -121,6 +129,9 @@ class CheckpointStore:
                 f"cannot write the checkpoint database {self.path}: {exc}; {_fix_hint(self.path)}"
             ) from None
         self._connection = connection
+
+    def _wal_files(self) -> list[Path]:
+        return [path for path in (Path(f"{self.path}-wal"), Path(f"{self.path}-shm")) if path.exists()]
 
     def _db(self) -> sqlite3.Connection:
         if self._connection is None:

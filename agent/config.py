@@ -3,7 +3,11 @@
 The format has habits a plain ``json.load`` rejects or misreads, and existing files rely on all of them:
 ``//`` and ``/* */`` comments (Jackson's ALLOW_COMMENTS), flat keys that contain dots
 (``"cloudwatch.emitMetrics"``), numbers and booleans written as strings (``"maxBufferAgeMillis": "1000"``),
-and flows merged in from every file of the ``agent.d/`` directory next to the main file.
+empty strings for keys that are not set, a byte order mark, and flows merged in from every file of the
+``agent.d/`` directory next to the main file (the format itself is read by agent.config_reader).
+
+Every value that would stop the agent at start-up is checked here (endpoints, region, the Kinesis
+producer's ranges), so that ``--check-config`` refuses what the daemon would refuse.
 
 Where the Java agent silently ignores a misspelt key or starts with a broken value, this loader stops
 with one error that names the file and the key, so that a typo cannot turn into a flow that never
@@ -14,18 +18,33 @@ agent.md §2), except the checkpoint file, which lives under /var/lib so that it
 
 from __future__ import annotations
 
-import difflib
-import json
 import os
 import re
-from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path, PurePosixPath
-from typing import Any, Literal
+from typing import Any
+from urllib.parse import urlsplit
 
+from botocore.exceptions import InvalidRegionError
+from botocore.utils import is_valid_endpoint_url, is_valid_ipv6_endpoint_url, validate_region_name
+
+from agent.config_reader import (
+    DestinationKind,
+    Reader,
+    Setting,
+    json_type,
+    mask_secret,
+    read_json_object,
+    strip_comments,
+)
 from agent.converters import ConverterChain, build_converter_chain
 from agent.errors import AgentConfigurationError
+from agent.globs import FilePattern
 from kpl.aws import ClientConfig, StaticCredentials
+from kpl.errors import ConfigurationError
+from kpl.observability import DEFAULT_ADDRESS, EndpointSettings, check_address
+
+__all__ = ["AgentConfig", "FlowConfig", "load_config", "strip_comments"]
 
 DEFAULT_CONFIG_FILE = "/etc/aws-kinesis/agent.json"
 DEFAULT_CHECKPOINT_FILE = "/var/lib/aws-kinesis-agent/checkpoints"
@@ -37,32 +56,11 @@ KINESIS_MAX_BUFFER_BYTES = 5 * 1024 * 1024
 FIREHOSE_MAX_BUFFER_BYTES = 4 * 1024 * 1024
 MAX_BUFFER_RECORDS = 500
 
-Kind = Literal["int", "bool", "str", "enum", "regex", "str_list"]
-DestinationKind = Literal["kinesis", "firehose"]
-
-
-@dataclass(frozen=True, slots=True)
-class Setting:
-    """One configuration key: how its value is read, its default and its valid range."""
-
-    key: str
-    kind: Kind
-    default: Any = None
-    minimum: int | None = None
-    maximum: int | None = None
-    choices: tuple[str, ...] = ()
-    #: Why the key is accepted although it changes nothing (Java thread-pool knobs and the like).
-    no_effect: str | None = None
-    #: Only valid on flows of this destination.
-    only_for: DestinationKind | None = None
-    secret: bool = False
-
-
 def _cores() -> int:
     return os.cpu_count() or 1
 
 
-_GLOBAL_SETTINGS: tuple[Setting, ...] = (
+_GLOBAL_TABLE: tuple[Setting, ...] = (
     Setting("checkpointFile", "str", DEFAULT_CHECKPOINT_FILE),
     Setting("checkpointTimeToLiveDays", "int", 7, minimum=1),
     Setting("checkpoints.queryTimeoutSeconds", "int", 30, minimum=1),
@@ -78,10 +76,10 @@ _GLOBAL_SETTINGS: tuple[Setting, ...] = (
     Setting("kinesis.region", "str"),
     Setting("firehose.endpoint", "str"),
     Setting("sts.endpoint", "str", no_effect="set AWS_ENDPOINT_URL_STS in the agent's environment instead"),
-    Setting("awsAccessKeyId", "str"),
+    Setting("awsAccessKeyId", "str", secret=True),
     Setting("awsSecretAccessKey", "str", secret=True),
     Setting("assumeRoleARN", "str"),
-    Setting("assumeRoleExternalId", "str"),
+    Setting("assumeRoleExternalId", "str", secret=True),
     Setting("shutdownTimeoutMillis", "int", 10_000, minimum=0),
     Setting("maxSendingThreadsPerCore", "int", 12, minimum=1),
     # Default computed from maxSendingThreadsPerCore; bounds concurrent Firehose requests.
@@ -99,7 +97,13 @@ _GLOBAL_SETTINGS: tuple[Setting, ...] = (
     Setting("log.emitMetrics", "bool", False, no_effect="metrics are readable in the progress log line"),
     Setting("log.emitInternalMetrics", "bool", False, no_effect="metrics are readable in the progress log line"),
     Setting("log.statusReportingPeriodSeconds", "int", 30, minimum=1),
+    # Extensions (the Java agent has no HTTP endpoint): /metrics, /healthz and /readyz (kpl.observability).
+    Setting("prometheus.port", "int", None, minimum=0, maximum=65535),
+    Setting("prometheus.address", "str", DEFAULT_ADDRESS),
+    Setting("prometheus.maxDeliveryStallMillis", "int", 60_000, minimum=1_000),
 )
+#: As in the Java agent, a global string set to "" is not set (its installer ships empty endpoints).
+_GLOBAL_SETTINGS = tuple(replace(s, empty_is_unset=True) if s.kind == "str" else s for s in _GLOBAL_TABLE)
 
 _UNSUPPORTED_GLOBALS = {
     "userDefinedCredentialsProvider.classname":
@@ -115,6 +119,7 @@ _FLOW_SETTINGS: tuple[Setting, ...] = (
     Setting("deliveryStream", "str"),
     Setting("partitionKeyOption", "enum", "RANDOM", choices=("RANDOM", "DETERMINISTIC"), only_for="kinesis"),
     Setting("aggregationEnabled", "bool", False, only_for="kinesis"),
+    Setting("orderedDelivery", "bool", False, only_for="kinesis"),
     Setting("aggregatedRecordSizeBytes", "int", 0, minimum=0, maximum=FIREHOSE_MAX_RECORD_BYTES, only_for="firehose"),
     Setting("initialPosition", "enum", "END_OF_FILE", choices=("END_OF_FILE", "START_OF_FILE")),
     Setting("skipHeaderLines", "int", 0, minimum=0),
@@ -144,174 +149,6 @@ _FLOW_SETTINGS: tuple[Setting, ...] = (
 _GLOBALS_BY_KEY = {s.key: s for s in _GLOBAL_SETTINGS}
 _FLOW_BY_KEY = {s.key: s for s in _FLOW_SETTINGS}
 
-_INT_TEXT = re.compile(r"[+-]?[0-9]+")
-_TRUE_WORDS = frozenset({"true", "yes", "t", "y", "1"})
-_FALSE_WORDS = frozenset({"false", "no", "f", "n", "0"})
-
-
-# --- reading the file -----------------------------------------------------------------------------
-
-
-def strip_comments(text: str) -> str:
-    """``text`` with ``//`` and ``/* */`` comments blanked out, leaving strings alone.
-
-    Comments become spaces (newlines are kept) so that JSON error positions still point at the right
-    line and column of the original file.
-    """
-    out: list[str] = []
-    i = 0
-    n = len(text)
-    in_string = False
-    while i < n:
-        char = text[i]
-        if in_string:
-            out.append(char)
-            if char == "\\" and i + 1 < n:
-                out.append(text[i + 1])
-                i += 2
-                continue
-            if char == '"':
-                in_string = False
-            i += 1
-        elif char == '"':
-            in_string = True
-            out.append(char)
-            i += 1
-        elif text.startswith("//", i):
-            end = text.find("\n", i)
-            end = n if end < 0 else end
-            out.append(" " * (end - i))
-            i = end
-        elif text.startswith("/*", i):
-            end = text.find("*/", i + 2)
-            if end < 0:
-                line = text.count("\n", 0, i) + 1
-                raise ValueError(f"comment opened at line {line} is never closed (missing */)")
-            comment = text[i:end + 2]
-            out.append(re.sub(r"[^\n]", " ", comment))
-            i = end + 2
-        else:
-            out.append(char)
-            i += 1
-    return "".join(out)
-
-
-def _read_json_object(path: Path) -> dict[str, Any]:
-    try:
-        text = path.read_text(encoding="utf-8")
-    except FileNotFoundError:
-        raise AgentConfigurationError(f"{path}: configuration file not found") from None
-    except PermissionError:
-        raise AgentConfigurationError(
-            f"{path}: permission denied reading the configuration file (the agent's user needs read access)"
-        ) from None
-    except (OSError, UnicodeDecodeError) as exc:
-        raise AgentConfigurationError(f"{path}: cannot read the configuration file: {exc}") from None
-    try:
-        document = json.loads(strip_comments(text))
-    except json.JSONDecodeError as exc:
-        raise AgentConfigurationError(
-            f"{path}: not valid JSON at line {exc.lineno}, column {exc.colno}: {exc.msg}"
-        ) from None
-    except ValueError as exc:
-        raise AgentConfigurationError(f"{path}: {exc}") from None
-    if not isinstance(document, dict):
-        raise AgentConfigurationError(f"{path}: the top level must be a JSON object, not {_json_type(document)}")
-    return document
-
-
-def _json_type(value: object) -> str:
-    if value is None:
-        return "null"
-    if isinstance(value, bool):
-        return "a boolean"
-    if isinstance(value, int | float):
-        return "a number"
-    if isinstance(value, str):
-        return "a string"
-    if isinstance(value, list):
-        return "a list"
-    return "an object"
-
-
-# --- converting values ----------------------------------------------------------------------------
-
-
-class _Reader:
-    """Reads the values of one JSON object against a table of settings, naming keys in its errors."""
-
-    def __init__(self, source: Path, where: str, values: Mapping[str, Any]) -> None:
-        self.source = source
-        self.where = where
-        self.values = values
-
-    def error(self, key: str, problem: str) -> AgentConfigurationError:
-        return AgentConfigurationError(f"{self.source}: {self.where}{key}: {problem}")
-
-    def check_keys(self, known: Sequence[str], extra_message: Mapping[str, str] | None = None) -> None:
-        for key in self.values:
-            if extra_message and key in extra_message:
-                raise self.error(key, f"not supported: {extra_message[key]}")
-            if key not in known:
-                close = difflib.get_close_matches(key, known, n=1, cutoff=0.75)
-                hint = f" (did you mean {close[0]!r}?)" if close else ""
-                place = f" in {self.where.rstrip('.')}" if self.where else ""
-                raise AgentConfigurationError(f"{self.source}: unknown key {key!r}{place}{hint}")
-
-    def read(self, setting: Setting, default: Any = None) -> Any:
-        key = setting.key
-        if key not in self.values or self.values[key] is None:
-            return setting.default if default is None else default
-        raw = self.values[key]
-        value = self._convert(setting, raw)
-        if setting.kind == "int":
-            too_small = setting.minimum is not None and value < setting.minimum
-            too_large = setting.maximum is not None and value > setting.maximum
-            if too_small or too_large:
-                upper = "" if setting.maximum is None else str(setting.maximum)
-                raise self.error(key, f"{value} is outside the valid range {setting.minimum}..{upper}")
-        return value
-
-    def _convert(self, setting: Setting, raw: Any) -> Any:
-        key = setting.key
-        if setting.kind == "int":
-            if isinstance(raw, bool) or not isinstance(raw, int | str):
-                raise self.error(key, f"expected an integer (or a string holding one), got {_json_type(raw)} {raw!r}")
-            if isinstance(raw, str):
-                if not _INT_TEXT.fullmatch(raw):
-                    raise self.error(key, f"expected an integer, got {raw!r}")
-                return int(raw)
-            return raw
-        if setting.kind == "bool":
-            if isinstance(raw, bool):
-                return raw
-            if isinstance(raw, str | int):
-                word = str(raw).lower()
-                if word in _TRUE_WORDS:
-                    return True
-                if word in _FALSE_WORDS:
-                    return False
-            raise self.error(key, f"expected true or false, got {raw!r}")
-        if setting.kind in ("str", "enum", "regex"):
-            if isinstance(raw, bool):
-                text = "true" if raw else "false"
-            elif isinstance(raw, int | float | str):
-                text = str(raw)
-            else:
-                raise self.error(key, f"expected a string, got {_json_type(raw)}")
-            if setting.kind == "enum" and text not in setting.choices:
-                raise self.error(key, f"{text!r} is not one of {', '.join(setting.choices)}")
-            if setting.kind == "regex":
-                if not text:
-                    return None
-                try:
-                    re.compile(text)
-                except re.error as exc:
-                    raise self.error(key, f"not a valid regular expression: {exc}") from None
-            return text
-        raise AssertionError(f"unhandled kind {setting.kind}")
-
-
 # --- the typed configuration ----------------------------------------------------------------------
 
 
@@ -325,6 +162,8 @@ class FlowConfig:
     destination: str
     partition_key_option: str
     aggregation_enabled: bool
+    #: ``orderedDelivery``: one partition key for the flow and the producer's ordered mode.
+    ordered: bool
     aggregated_record_size_bytes: int
     initial_position: str
     skip_header_lines: int
@@ -345,6 +184,14 @@ class FlowConfig:
     converters: ConverterChain | None
     #: Every key with its effective value, as ``--check-config`` prints it.
     effective: dict[str, Any] = field(repr=False, compare=False)
+
+    @property
+    def partition_key_bytes(self) -> int:
+        """The longest partition key this flow sends (counted in the record and batch size limits):
+        RANDOM keys are up to ~20 characters, DETERMINISTIC and orderedDelivery ones 32 hex digits."""
+        if self.destination_kind != "kinesis":
+            return 0
+        return 32 if self.ordered or self.partition_key_option == "DETERMINISTIC" else 24
 
     @property
     def max_record_bytes(self) -> int:
@@ -373,6 +220,11 @@ class AgentConfig:
     shutdown_timeout: float
     max_sending_threads: int
     status_period: float
+    #: ``prometheus.port``/``prometheus.address``: where /metrics, /healthz and /readyz are served (None: nowhere).
+    metrics_endpoint: EndpointSettings | None
+    #: ``prometheus.maxDeliveryStallMillis``: /readyz fails once a flow has delivered nothing for this long
+    #: while records wait.
+    max_delivery_stall: float
     kinesis_client: ClientConfig
     firehose_client: ClientConfig
     cloudwatch_client: ClientConfig
@@ -385,7 +237,9 @@ class AgentConfig:
 
     def describe(self) -> dict[str, Any]:
         """The effective configuration, secrets masked: what ``--check-config`` prints."""
-        return {**self.effective, "flows": [flow.effective for flow in self.flows]}
+        endpoint = {} if self.metrics_endpoint is None else {
+            "prometheus.port": self.metrics_endpoint.port, "prometheus.address": self.metrics_endpoint.address}
+        return {**self.effective, **endpoint, "flows": [flow.effective for flow in self.flows]}
 
 
 # --- loading ----------------------------------------------------------------------------------------
@@ -394,21 +248,21 @@ class AgentConfig:
 def load_config(path: str | os.PathLike[str]) -> AgentConfig:
     """Read, merge and validate agent.json and agent.d/; raise AgentConfigurationError naming the key."""
     source = Path(path)
-    document = _read_json_object(source)
-    reader = _Reader(source, "", document)
+    document = read_json_object(source)
+    reader = Reader(source, "", document)
     reader.check_keys([*_GLOBALS_BY_KEY, "flows"], _UNSUPPORTED_GLOBALS)
 
     flows_with_source: list[tuple[Path, str, Any]] = []
     flows = document.get("flows", [])
     if not isinstance(flows, list):
-        raise reader.error("flows", f"expected a list of flow objects, got {_json_type(flows)}")
+        raise reader.error("flows", f"expected a list of flow objects, got {json_type(flows)}")
     flows_with_source.extend((source, f"flows[{i}].", flow) for i, flow in enumerate(flows))
     ignored: list[str] = []
     for extra in _agent_d_files(source):
-        extra_document = _read_json_object(extra)
+        extra_document = read_json_object(extra)
         extra_flows = extra_document.get("flows", [])
         if not isinstance(extra_flows, list):
-            raise _Reader(extra, "", extra_document).error("flows", "expected a list of flow objects")
+            raise Reader(extra, "", extra_document).error("flows", "expected a list of flow objects")
         flows_with_source.extend((extra, f"flows[{i}].", flow) for i, flow in enumerate(extra_flows))
         ignored.extend(f"{extra}: {key}" for key in extra_document if key != "flows")
     if not flows_with_source:
@@ -444,6 +298,21 @@ def load_config(path: str | os.PathLike[str]) -> AgentConfig:
             )
         seen[flow_config.id] = f"{flow_source}: {where.rstrip('.')}"
 
+    namespace = values["cloudwatch.namespace"]
+    if namespace.startswith("AWS/") or len(namespace) > 255:
+        raise reader.error("cloudwatch.namespace", f"{namespace!r} is not a namespace CloudWatch accepts for custom "
+                           "metrics (at most 255 characters, not starting with AWS/)")
+    region = values["kinesis.region"]
+    if region is not None:
+        try:
+            validate_region_name(region)
+        except InvalidRegionError:
+            raise reader.error("kinesis.region", f"{region!r} is not a region name (for example us-east-1)") from None
+    try:
+        address = check_address(values["prometheus.address"])
+    except ConfigurationError as exc:
+        raise reader.error("prometheus.address", str(exc).split(": ", 1)[-1]) from None
+    port = values["prometheus.port"]
     base_client = ClientConfig(
         connect_timeout=values["connectionTimeoutMillis"] / 1000,
         read_timeout=values["socketTimeoutMillis"] / 1000,
@@ -457,15 +326,10 @@ def load_config(path: str | os.PathLike[str]) -> AgentConfig:
         assume_role_session_name="AWSKinesisAgent",
     )
     effective = {
-        key: ("***" if _GLOBALS_BY_KEY[key].secret and value is not None else value)
+        key: (mask_secret(value) if _GLOBALS_BY_KEY[key].secret and value is not None else value)
         for key, value in values.items()
     }
-    def endpoint(key: str) -> str | None:
-        # The Java agent's examples write host names ("kinesis.us-west-2.amazonaws.com") as well as URLs.
-        value: str | None = values[key]
-        return value if not value or "://" in value else f"https://{value}"
-
-    return AgentConfig(
+    config = AgentConfig(
         source=source,
         checkpoint_file=Path(values["checkpointFile"]),
         checkpoint_ttl_days=values["checkpointTimeToLiveDays"],
@@ -478,14 +342,56 @@ def load_config(path: str | os.PathLike[str]) -> AgentConfig:
         shutdown_timeout=values["shutdownTimeoutMillis"] / 1000,
         max_sending_threads=values["maxSendingThreads"],
         status_period=float(values["log.statusReportingPeriodSeconds"]),
-        kinesis_client=base_client.with_(endpoint_url=endpoint("kinesis.endpoint"), region=values["kinesis.region"]),
-        firehose_client=base_client.with_(endpoint_url=endpoint("firehose.endpoint"), region=values["kinesis.region"]),
-        cloudwatch_client=base_client.with_(endpoint_url=endpoint("cloudwatch.endpoint")),
+        metrics_endpoint=EndpointSettings(port, address) if port is not None else None,
+        max_delivery_stall=values["prometheus.maxDeliveryStallMillis"] / 1000,
+        kinesis_client=base_client.with_(endpoint_url=_endpoint(reader, "kinesis.endpoint", values), region=region),
+        firehose_client=base_client.with_(endpoint_url=_endpoint(reader, "firehose.endpoint", values), region=region),
+        cloudwatch_client=base_client.with_(endpoint_url=_endpoint(reader, "cloudwatch.endpoint", values)),
         flows=tuple(flow_configs),
         ineffective=tuple(ineffective),
-        explicit=frozenset(document),
+        explicit=frozenset(key for key, value in document.items() if value is not None and value != ""),
         effective=effective,
     )
+    _check_producer_settings(reader, config, flows_with_source)
+    return config
+
+
+def _endpoint(reader: Reader, key: str, values: dict[str, Any]) -> str | None:
+    """An endpoint key as a URL (None when not set), refused here if botocore would refuse it at start-up."""
+    value: str | None = values[key]
+    if value is None:
+        return None
+    # The Java agent's examples write host names ("kinesis.us-west-2.amazonaws.com") as well as URLs.
+    url = value if "://" in value else f"https://{value}"
+    scheme = urlsplit(url).scheme
+    if scheme not in ("http", "https") or not (is_valid_endpoint_url(url) or is_valid_ipv6_endpoint_url(url)):
+        raise reader.error(key, f"{value!r} is not an endpoint: write a host name (kinesis.us-east-1.amazonaws.com), "
+                           "a URL (https://host:port), or \"\" to use the standard AWS configuration")
+    return url
+
+
+#: The agent keys behind the producer settings they feed, for errors that name what the user wrote.
+_PRODUCER_KEYS = {"connect_timeout_ms": "connectionTimeoutMillis", "request_timeout_ms": "socketTimeoutMillis"}
+
+
+def _check_producer_settings(reader: Reader, config: AgentConfig,
+                             flows_with_source: list[tuple[Path, str, Any]]) -> None:
+    """Build every Kinesis flow's producer settings now, so a value the producer refuses fails here."""
+    from agent.producer_settings import producer_config
+
+    for flow, (flow_source, where, _) in zip(config.flows, flows_with_source, strict=True):
+        if flow.destination_kind != "kinesis":
+            continue
+        try:
+            producer_config(config, flow)
+        except ConfigurationError as exc:
+            field_name = str(exc).split(" ", 1)[0]
+            if field_name in _PRODUCER_KEYS:
+                raise reader.error(_PRODUCER_KEYS[field_name],
+                                   f"outside the range Kinesis flows accept: {exc}") from None
+            raise AgentConfigurationError(
+                f"{flow_source}: {where.rstrip('.')}: the Kinesis producer refuses these settings: {exc}"
+            ) from None
 
 
 def _agent_d_files(source: Path) -> list[Path]:
@@ -507,8 +413,8 @@ def flow_id(destination_kind: DestinationKind, destination: str, file_pattern: s
 
 def _load_flow(source: Path, where: str, flow: Any, ineffective: list[str]) -> FlowConfig:
     if not isinstance(flow, dict):
-        raise AgentConfigurationError(f"{source}: {where.rstrip('.')}: expected a flow object, got {_json_type(flow)}")
-    reader = _Reader(source, where, flow)
+        raise AgentConfigurationError(f"{source}: {where.rstrip('.')}: expected a flow object, got {json_type(flow)}")
+    reader = Reader(source, where, flow)
     reader.check_keys([*_FLOW_BY_KEY, "dataProcessingOptions"])
 
     file_pattern = reader.read(_FLOW_BY_KEY["filePattern"])
@@ -518,6 +424,10 @@ def _load_flow(source: Path, where: str, flow: Any, ineffective: list[str]) -> F
         raise reader.error("filePattern", f"{file_pattern!r} names a directory; add a file-name pattern such as *.log")
     if not PurePosixPath(file_pattern).is_absolute():
         raise reader.error("filePattern", f"{file_pattern!r} must be an absolute path")
+    try:
+        FilePattern(file_pattern)
+    except ValueError as exc:
+        raise reader.error("filePattern", str(exc)) from None
     stream = reader.read(_FLOW_BY_KEY["kinesisStream"])
     delivery = reader.read(_FLOW_BY_KEY["deliveryStream"])
     if stream and delivery:
@@ -552,21 +462,30 @@ def _load_flow(source: Path, where: str, flow: Any, ineffective: list[str]) -> F
     max_record = KINESIS_MAX_RECORD_BYTES if kind == "kinesis" else FIREHOSE_MAX_RECORD_BYTES
     if len(terminator) >= max_record // 2:
         raise reader.error("truncatedRecordTerminator", "is longer than half the maximum record size")
+    if values["orderedDelivery"] and "partitionKeyOption" in flow:
+        raise reader.error("partitionKeyOption", "does not apply with orderedDelivery, which sends all of the "
+                           "flow's records with one partition key (one shard); remove one of the two keys")
+    start_pattern = values["multiLineStartPattern"]
+    try:
+        start_regex = re.compile(start_pattern.encode()) if start_pattern else None
+    except re.error as exc:
+        raise reader.error("multiLineStartPattern", f"not a valid regular expression: {exc}") from None
 
     options = flow.get("dataProcessingOptions") or []
     if not isinstance(options, list):
-        raise reader.error("dataProcessingOptions", f"expected a list of option objects, got {_json_type(options)}")
+        raise reader.error("dataProcessingOptions", f"expected a list of option objects, got {json_type(options)}")
     converters = build_converter_chain(
         options, lambda index, key, problem: reader.error(f"dataProcessingOptions[{index}].{key}", problem)
     )
 
-    start_pattern = values["multiLineStartPattern"]
     footer_pattern = values["fileFooterPattern"]
     effective: dict[str, Any] = {"id": flow_id(kind, destination, file_pattern)}
     for setting in _FLOW_SETTINGS:
         applies = setting.only_for is None or setting.only_for == kind
         if applies and (setting.key not in ("kinesisStream", "deliveryStream") or values[setting.key]):
             effective[setting.key] = values[setting.key]
+    if values["orderedDelivery"]:
+        effective["partitionKeyOption"] = "one key for the whole flow (orderedDelivery)"
     effective["dataProcessingOptions"] = options
     return FlowConfig(
         id=effective["id"],
@@ -575,10 +494,11 @@ def _load_flow(source: Path, where: str, flow: Any, ineffective: list[str]) -> F
         destination=destination,
         partition_key_option=values["partitionKeyOption"],
         aggregation_enabled=values["aggregationEnabled"],
+        ordered=values["orderedDelivery"],
         aggregated_record_size_bytes=values["aggregatedRecordSizeBytes"],
         initial_position=values["initialPosition"],
         skip_header_lines=values["skipHeaderLines"],
-        multi_line_start_pattern=re.compile(start_pattern.encode()) if start_pattern else None,
+        multi_line_start_pattern=start_regex,
         multi_line_flush_timeout=values["multiLineFlushTimeoutMillis"] / 1000,
         file_footer_pattern=re.compile(footer_pattern, re.MULTILINE) if footer_pattern else None,
         truncated_record_terminator=terminator,

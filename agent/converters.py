@@ -22,13 +22,12 @@ import asyncio
 import datetime as dt
 import json
 import math
-import os
 import re
-import urllib.request
 from collections.abc import Callable, Sequence
 from decimal import Decimal
 from typing import Any, Protocol
 
+from agent.ec2_metadata import fetch_ec2_metadata
 from agent.errors import AgentConfigurationError, ConversionError
 from kpl.logs import get_logger
 
@@ -295,42 +294,9 @@ class AddBrackets:
 
 Ec2MetadataFetcher = Callable[[], dict[str, Any] | None]
 
-IMDS_TIMEOUT_SECONDS = 1.0
-
-
-def fetch_ec2_metadata() -> dict[str, Any] | None:
-    """The instance identity document through IMDSv2, or None off EC2 (honours the SDK's IMDS variables)."""
-    if os.environ.get("AWS_EC2_METADATA_DISABLED", "").lower() == "true":
-        return None
-    base = os.environ.get("AWS_EC2_METADATA_SERVICE_ENDPOINT", "http://169.254.169.254").rstrip("/")
-    try:
-        token_request = urllib.request.Request(
-            f"{base}/latest/api/token", method="PUT", headers={"X-aws-ec2-metadata-token-ttl-seconds": "21600"}
-        )
-        with urllib.request.urlopen(token_request, timeout=IMDS_TIMEOUT_SECONDS) as response:
-            token = response.read().decode()
-        document_request = urllib.request.Request(
-            f"{base}/latest/dynamic/instance-identity/document", headers={"X-aws-ec2-metadata-token": token}
-        )
-        with urllib.request.urlopen(document_request, timeout=IMDS_TIMEOUT_SECONDS) as response:
-            document: dict[str, Any] = json.loads(response.read())
-    except (OSError, ValueError):
-        return None
-    now = dt.datetime.now().astimezone()
-    return {
-        "privateIp": document.get("privateIp"),
-        "availabilityZone": document.get("availabilityZone"),
-        "instanceId": document.get("instanceId"),
-        "instanceType": document.get("instanceType"),
-        "accountId": document.get("accountId"),
-        "amiId": document.get("imageId"),
-        "region": document.get("region"),
-        "metadataTimestamp": now.strftime("%Y-%m-%dT%H:%M:%S%z"),
-    }
-
 
 class AddEc2Metadata:
-    """Merges the instance's identity into a JSON record.
+    """Merges the instance's identity and tags into a JSON record (agent.ec2_metadata says what and how).
 
     The metadata is fetched off the event loop by :meth:`refresh` (the flow calls it at start and every
     ``metadataTTL``); ``convert`` only reads what was fetched.  Off EC2 the records pass through

@@ -9,6 +9,11 @@ SIGTERM or SIGINT stops reading at once; batches already read are sent for up to
 ``shutdownTimeoutMillis``, then the checkpoints of what was delivered are saved and the agent exits 0.
 A second signal cuts the wait short.  An unexpected error inside a flow stops the agent with exit
 status 70 so that systemd restarts it (the Java agent's tailer threads used to die silently).
+
+With ``prometheus.port`` (or ``--metrics-port``) the HTTP endpoint (kpl.observability) is bound first of
+all, so that a port in use stops the agent (exit 78) before it touches checkpoints; it answers
+``/readyz`` with 503 while the agent starts and stops (agent.health), and is closed last, which
+releases the port.
 """
 
 from __future__ import annotations
@@ -23,13 +28,18 @@ import time
 
 from agent.checkpoints import CheckpointStore
 from agent.config import AgentConfig, FlowConfig
-from agent.converters import AddEc2Metadata, fetch_ec2_metadata
+from agent.converters import AddEc2Metadata
+from agent.ec2_metadata import fetch_instance_id
 from agent.flow import Flow, Sink
+from agent.health import register_checks
 from agent.metrics import SendMetrics
+from agent.producer_settings import producer_config
+from agent.prometheus import AgentCollector
 from agent.sinks import FirehoseSink, KinesisSink
-from kpl import ProducerConfig
 from kpl.cloudwatch import CloudWatchPublisher, MetricsRegistry
+from kpl.health import HealthChecks
 from kpl.logs import get_logger
+from kpl.observability import ObservabilityServer, daemon_registry
 
 log = get_logger(__name__)
 
@@ -58,6 +68,14 @@ class Agent:
         self._background: list[asyncio.Task[None]] = []
         self._publisher: CloudWatchPublisher | None = None
         self.started = asyncio.Event()
+        self.checks = HealthChecks()
+        register_checks(self.checks, self)
+        #: The /metrics, /healthz, /readyz endpoint, while it runs.
+        self.endpoint: ObservabilityServer | None = None
+
+    @property
+    def stopping(self) -> bool:
+        return self._stop.is_set()
 
     def request_stop(self) -> None:
         if self._stop.is_set():
@@ -69,7 +87,23 @@ class Agent:
         self._stop.set()
 
     async def run(self) -> int:
-        """Run until a signal or a flow failure; the exit status."""
+        """Run until a signal or a flow failure; the exit status.
+
+        Raises :class:`kpl.observability.EndpointBindError` (a ConfigurationError) when the metrics port
+        cannot be bound, before anything else is done."""
+        if self.config.metrics_endpoint is not None:
+            registry = daemon_registry()
+            registry.register(AgentCollector(self))
+            self.endpoint = ObservabilityServer(registry, self.checks, self.config.metrics_endpoint,
+                                                name="kinesis-agent")
+            await self.endpoint.start()
+        try:
+            return await self._open_and_run()
+        finally:
+            if self.endpoint is not None:
+                await self.endpoint.close()
+
+    async def _open_and_run(self) -> int:
         await asyncio.to_thread(self.store.open)
         log.info("checkpoint database open", path=str(self.config.checkpoint_file))
         for note in self.config.ineffective:
@@ -125,7 +159,7 @@ class Agent:
     def _sink(self, flow: FlowConfig, metrics: SendMetrics, concurrency: asyncio.Semaphore) -> Sink:
         if flow.destination_kind == "firehose":
             return FirehoseSink(flow, self.config.firehose_client, metrics, concurrency)
-        return KinesisSink(flow, _producer_config(self.config, flow), metrics)
+        return KinesisSink(flow, producer_config(self.config, flow), metrics)
 
     async def _wait_for_stop(self) -> int:
         stop = asyncio.create_task(self._stop.wait())
@@ -198,33 +232,4 @@ async def _refresh_forever(converter: AddEc2Metadata) -> None:
 
 def _instance_tag() -> str:
     """``cloudwatch.tagInstance``: the EC2 instance id, else the host name (as the Java agent does)."""
-    metadata = fetch_ec2_metadata()
-    if metadata and metadata.get("instanceId"):
-        return str(metadata["instanceId"])
-    return socket.gethostname()
-
-
-def _producer_config(config: AgentConfig, flow: FlowConfig) -> ProducerConfig:
-    client = config.kinesis_client
-    producer = ProducerConfig(
-        aggregation_enabled=flow.aggregation_enabled,
-        # Credentials (awsAccessKeyId, assumeRoleARN), region and kinesis.endpoint from agent.json.
-        client_config=client,
-        metrics_level="none",
-        # The Java agent's buffer limits are its PutRecords limits; they bound the producer's requests too.
-        collection_max_count=flow.max_buffer_size_records,
-        collection_max_size=max(52_224, flow.max_buffer_size_bytes),
-        # The flow's byte budget already bounds what is outstanding; the producer's own bounds must
-        # not be the tighter ones, or the flow would wait on them instead.
-        max_outstanding_bytes=max(64 << 20, 2 * flow.publish_queue_capacity_bytes),
-        max_outstanding_records=max(100_000, 2 * flow.publish_queue_capacity_bytes // 8),
-    )
-    # The Java SDK's 50 s socket timeout would stall PutRecords for a minute on a dead connection; the
-    # producer's own timeouts apply unless agent.json sets them.
-    if "connectionTimeoutMillis" in config.explicit:
-        producer = producer.with_(connect_timeout_ms=int(client.connect_timeout * 1000))
-    if "socketTimeoutMillis" in config.explicit:
-        producer = producer.with_(request_timeout_ms=int(client.read_timeout * 1000))
-    if "maxConnections" in config.explicit:
-        producer = producer.with_(max_connections=min(256, client.max_pool_connections))
-    return producer
+    return fetch_instance_id() or socket.gethostname()

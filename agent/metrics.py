@@ -7,6 +7,7 @@ Senders record one observation per request, never per record; kpl.cloudwatch agg
 
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass
 
 from kpl.cloudwatch import Dimensions, MetricsRegistry, dimensions
@@ -30,12 +31,22 @@ class SendTotals:
 
 
 class SendMetrics:
-    """One flow's sender metrics."""
+    """One flow's sender metrics: the CloudWatch ones, plus what Prometheus and /readyz read."""
 
     def __init__(self, registry: MetricsRegistry, destination: str, instance: str | None = None) -> None:
         self.registry = registry
         self.dims: Dimensions = dimensions(Destination=destination, Instance=instance)
         self.totals = SendTotals()
+        #: ``time.monotonic()`` of the last request that delivered at least one record.
+        self.last_delivered_at: float | None = None
+        #: Waits before a retry, by the error code that caused them; and the last such code.
+        self.retries_by_error: dict[str, int] = {}
+        self.last_error: str | None = None
+
+    def retry(self, code: str) -> None:
+        """A send failed with ``code`` and is retried after a backoff."""
+        self.retries_by_error[code] = self.retries_by_error.get(code, 0) + 1
+        self.last_error = code
 
     def request(self, *, attempted: int, sent: int, failed: int, bytes_sent: int, service_error: bool) -> None:
         """One PutRecords / PutRecordBatch (or one producer round): what went in and what came back."""
@@ -44,6 +55,8 @@ class SendMetrics:
         totals.records_sent += sent
         totals.record_errors += failed
         totals.bytes_sent += bytes_sent
+        if sent:
+            self.last_delivered_at = time.monotonic()
         put = self.registry.put
         dims = self.dims
         put(RECORD_SEND_ATTEMPTS, attempted, dims=dims)

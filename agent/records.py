@@ -3,11 +3,13 @@
 Two steps with one job each:
 
 * :class:`LineCutter` (one per open file) cuts blocks into raw records: lines ending in ``\\n``, or
-  multi-line records that begin at a line matching ``multiLineStartPattern``.  An unterminated last line
-  is held until its newline arrives (or the multi-line flush timeout passes, or the file is finished),
-  never dropped.  A record longer than the limit keeps only its first bytes in memory; the rest is
-  counted so that file offsets stay exact.
-* :class:`RecordShaper` (one per flow) turns raw records into what is sent: header lines skipped,
+  multi-line records that begin at a line matching ``multiLineStartPattern``.  The first
+  ``skipHeaderLines`` lines of a file read from its start are header *lines* (as in the Java agent),
+  set aside before lines are grouped into records, so a multi-line record is never taken for a header.
+  An unterminated last line is held until its newline arrives (or the multi-line flush timeout
+  passes, or the file is finished), never dropped.  A record longer than the limit keeps only its
+  first bytes in memory; the rest is counted so that file offsets stay exact.
+* :class:`RecordShaper` (one per flow) turns raw records into what is sent: header lines dropped,
   converters applied, over-long records truncated at a UTF-8 boundary with the terminator (or dropped),
   a footer line ending the file.
 
@@ -49,6 +51,8 @@ class Cut(NamedTuple):
 
     records: list[bytes]
     lengths: list[int] | None
+    #: The first ``headers`` records are skipped header lines (empty, covering their bytes).
+    headers: int = 0
 
 
 EMPTY_CUT = Cut([], None)
@@ -57,10 +61,10 @@ EMPTY_CUT = Cut([], None)
 class LineCutter:
     """Cuts one file's bytes into raw records (see the module docstring)."""
 
-    __slots__ = ("_record", "_record_covered", "_record_kept", "keep_limit", "partial", "partial_covered",
-                 "start_pattern")
+    __slots__ = ("_header_lengths", "_header_pending", "_record", "_record_covered", "_record_kept", "keep_limit",
+                 "partial", "partial_covered", "skip_lines", "start_pattern")
 
-    def __init__(self, keep_limit: int, start_pattern: re.Pattern[bytes] | None = None) -> None:
+    def __init__(self, keep_limit: int, start_pattern: re.Pattern[bytes] | None = None, skip_lines: int = 0) -> None:
         #: Bytes of a record kept in memory; a longer record is over the send limit anyway.
         self.keep_limit = keep_limit
         self.start_pattern = start_pattern
@@ -71,16 +75,47 @@ class LineCutter:
         self._record: list[bytes] = []
         self._record_kept = 0
         self._record_covered = 0
+        #: Header lines still to skip; the covered length of those skipped so far, and of the header
+        #: line being read.  They are handed on together once the last one is complete, so that a
+        #: checkpoint never lands between two header lines (a restart would take the second for data).
+        self.skip_lines = skip_lines
+        self._header_lengths: list[int] = []
+        self._header_pending = 0
 
     @property
     def pending_bytes(self) -> int:
-        """File bytes read but not yet part of a finished record."""
+        """File bytes read but not yet part of a finished record (header lines are not records)."""
         return self.partial_covered + self._record_covered
 
     def feed(self, block: bytes) -> Cut:
         """Cut ``block`` (the bytes that follow everything fed before) into finished records."""
         if not block:
             return EMPTY_CUT
+        if self.skip_lines:
+            block = self._skip_header_lines(block)
+            if self.skip_lines:
+                return EMPTY_CUT
+            headers, self._header_lengths = self._header_lengths, []
+            cut = self._cut(block) if block else EMPTY_CUT
+            lengths = cut.lengths if cut.lengths is not None else [len(record) for record in cut.records]
+            return Cut([b""] * len(headers) + cut.records, headers + lengths, len(headers))
+        return self._cut(block)
+
+    def _skip_header_lines(self, block: bytes) -> bytes:
+        """Consume header lines from the start of ``block``; what follows the last one."""
+        start = 0
+        while self.skip_lines:
+            newline = block.find(NEWLINE, start)
+            if newline < 0:
+                self._header_pending += len(block) - start
+                return b""
+            self._header_lengths.append(self._header_pending + newline + 1 - start)
+            self._header_pending = 0
+            self.skip_lines -= 1
+            start = newline + 1
+        return block[start:]
+
+    def _cut(self, block: bytes) -> Cut:
         newline = block.find(NEWLINE)
         if newline < 0:
             self._extend_partial(block)
@@ -214,10 +249,10 @@ class RecordShaper:
         self.footer = footer
         self.stats = stats
 
-    def shape(self, cut: Cut, skip_headers: int) -> tuple[list[bytes | None], list[int], int | None]:
+    def shape(self, cut: Cut) -> tuple[list[bytes | None], list[int], int | None]:
         """For each raw record: what is sent (None: nothing), the bytes it covers; and the footer index.
 
-        ``skip_headers`` raw records at the start are header lines and are not sent.
+        The first ``cut.headers`` raw records are header lines and are not sent.
         """
         records = cut.records
         count = len(records)
@@ -227,11 +262,11 @@ class RecordShaper:
         stats.bytes_consumed += sum(lengths)
         out: list[bytes | None] = list(records)
         footer_index: int | None = None
-        if skip_headers:
-            skipped = min(skip_headers, count)
-            for index in range(skipped):
+        if cut.headers:
+            for index in range(cut.headers):
                 out[index] = None
-            stats.header_lines_skipped += skipped
+            stats.header_lines_skipped += cut.headers
+            stats.records_parsed -= cut.headers
         if self.footer is not None:
             for index in range(count):
                 if out[index] is not None and self.footer.fullmatch(

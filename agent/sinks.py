@@ -33,12 +33,15 @@ LOG_INTERVAL = 60.0
 class Retrier:
     """How a flow waits between attempts, and how loudly it says why."""
 
-    def __init__(self, flow: FlowConfig) -> None:
+    def __init__(self, flow: FlowConfig, metrics: SendMetrics | None = None) -> None:
         self.flow = flow
+        self.metrics = metrics
         self.backoff = Backoff(flow.retry_initial_backoff, flow.retry_max_backoff)
         self._logged: dict[str, tuple[float, int]] = {}
 
     async def wait(self, kind: ErrorKind, code: str, message: str, attempt: int, records: int) -> None:
+        if self.metrics is not None:
+            self.metrics.retry(code)
         if kind is ErrorKind.FATAL:
             delay = self.backoff.maximum
             self._log(code, "error", "the destination rejects records: they are kept and retried, and the files' "
@@ -73,7 +76,7 @@ class FirehoseSink:
         self.client_config = client_config.with_(max_attempts=1, parameter_validation=False)
         self.metrics = metrics
         self.concurrency = concurrency
-        self.retrier = Retrier(flow)
+        self.retrier = Retrier(flow, metrics)
         self._client: Any = None
         self._exit: contextlib.AsyncExitStack | None = None
 
@@ -149,13 +152,16 @@ class KinesisSink:
         self.flow = flow
         self.producer_config = producer_config
         self.metrics = metrics
-        self.retrier = Retrier(flow)
+        self.retrier = Retrier(flow, metrics)
         self._producer: AsyncProducer | None = None
         self._deterministic = flow.partition_key_option == "DETERMINISTIC"
         # RANDOM spreads records over shards.  With aggregation, one random key per batch spreads them
         # as well, and lets the batch's lines share aggregates and a partition-key table entry instead
         # of carrying 20 bytes of key each (and an MD5 each for shard prediction).
         self._key_per_batch = flow.partition_key_option == "RANDOM" and flow.aggregation_enabled
+        #: orderedDelivery: every record of the flow goes to one shard, one batch at a time.
+        self._flow_key = flow_partition_key(flow.id) if flow.ordered else None
+        self._one_at_a_time = asyncio.Lock() if flow.ordered else None
 
     async def start(self) -> None:
         self._producer = AsyncProducer(self.producer_config)
@@ -169,6 +175,23 @@ class KinesisSink:
             await producer.close(timeout=1.0)
 
     async def deliver(self, batch: Batch) -> None:
+        if self._one_at_a_time is None:
+            await self._deliver(batch)
+            return
+        # Batches are delivered in the order the flow queued them (asyncio.Lock wakes waiters first in,
+        # first out): a batch is not handed to the producer before the previous one is delivered, so
+        # the agent's own retries of rejected records cannot overtake younger records.
+        async with self._one_at_a_time:
+            while True:
+                try:
+                    await self._deliver(batch)
+                    return
+                except Exception as exc:  # unexpected (a bug): retried here, so the lock is not given up
+                    log.error("sending a batch failed unexpectedly; retrying it before any later batch",
+                              flow=self.flow.id, records=len(batch.records), error=repr(exc), exc_info=exc)
+                    await asyncio.sleep(self.flow.retry_max_backoff)
+
+    async def _deliver(self, batch: Batch) -> None:
         assert self._producer is not None
         put_nowait = self._producer.put_record_nowait
         put = self._producer.put_record
@@ -181,16 +204,19 @@ class KinesisSink:
             attempt += 1
             futures: list[asyncio.Future[RecordResult]] = []
             append = futures.append
-            batch_key = repr(rand() * 1e6) if self._key_per_batch else None
+            batch_key = self._flow_key or (repr(rand() * 1e6) if self._key_per_batch else None)
             for data in pending:
                 key = batch_key or (md5(data).hexdigest() if deterministic else repr(rand() * 1e6))
                 try:
                     append(put_nowait(stream, data, key))
                 except BufferFullError:
                     append(await put(stream, data, key))
-            for future in futures:
-                if not future.done():
-                    await future
+            if self._flow_key is None:
+                for future in futures:
+                    if not future.done():
+                        await future
+            else:
+                await self._wait_in_order(futures)
             failed: list[bytes] = []
             failure: RecordResult | None = None
             for data, future in zip(pending, futures, strict=True):
@@ -208,3 +234,21 @@ class KinesisSink:
             message = failure.error.message if failure.error is not None else ""
             await self.retrier.wait(kind, code, message, attempt, len(failed))
             pending = failed
+
+    async def _wait_in_order(self, futures: list[asyncio.Future[RecordResult]]) -> None:
+        """orderedDelivery: the producer retries until delivered, so say so while it takes long."""
+        pending = {future for future in futures if not future.done()}
+        waited = 0.0
+        while pending:
+            _, pending = await asyncio.wait(pending, timeout=LOG_INTERVAL)
+            if pending:
+                waited += LOG_INTERVAL
+                log.warning("records not delivered yet; the producer keeps retrying them in order "
+                            "(orderedDelivery), and the flow's later batches wait for them", flow=self.flow.id,
+                            records=len(pending), waiting_seconds=waited)
+
+
+def flow_partition_key(flow_id: str) -> str:
+    """orderedDelivery's one partition key for a flow: stable across restarts (the flow id is the
+    checkpoint key too), 32 characters whatever the length of the id."""
+    return md5(flow_id.encode()).hexdigest()

@@ -16,7 +16,9 @@ Every poll the flow's pattern is listed (in a thread) and reconciled with what i
   directory, it is the copy and reading continues there at the same offset (the unread tail is not
   lost); the truncated inode starts again at offset 0 as a new file;
 * an unknown inode is a new file, read from offset 0, except at start-up, where checkpoints (matched by
-  file id and fingerprint, wherever the file now lives) or ``initialPosition`` decide.
+  file id and fingerprint, wherever the file now lives, see agent.restore) or ``initialPosition`` decide.
+
+agent.tracker applies these rules poll after poll; this module holds the pieces they are made of.
 
 Files are opened when they have data and closed after :data:`IDLE_CLOSE` seconds without growth, so a
 directory of a thousand dated logs does not hold a thousand descriptors; a closed file that grows is
@@ -38,9 +40,6 @@ from agent.batch import BatchBuilder
 from agent.checkpoints import CheckpointRow
 from agent.globs import IGNORED_EXTENSIONS, FilePattern
 from agent.records import LineCutter
-from kpl.logs import get_logger
-
-log = get_logger(__name__)
 
 FINGERPRINT_BYTES = 1024
 #: Seconds a file that was renamed away or deleted stays open after it stopped growing.
@@ -65,7 +64,7 @@ def fingerprint_text(prefix: bytes) -> str:
     return f"{len(prefix)}:{blake2b(prefix, digest_size=16).hexdigest()}"
 
 
-def _read_prefix(path: str, key: FileKey, length: int = FINGERPRINT_BYTES) -> bytes | None:
+def read_prefix(path: str, key: FileKey, length: int = FINGERPRINT_BYTES) -> bytes | None:
     """The first bytes of the file at ``path``, if it still is the file ``key``."""
     try:
         fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
@@ -127,7 +126,7 @@ def scan(pattern: FilePattern, previous: dict[FileKey, Seen], open_fds: dict[Fil
             if not os.access(match.path, os.R_OK):
                 unreadable.append((match.path, "permission denied"))
                 continue
-            prefix = _read_prefix(match.path, key)
+            prefix = read_prefix(match.path, key)
             if prefix is None:
                 # Replaced between listing and opening, or not openable: looked at again next time.
                 continue
@@ -181,7 +180,7 @@ def find_copy(directory: str, prefix: bytes, min_size: int, exclude: Iterable[Fi
         key = (info.st_dev, info.st_ino)
         if not stat_module.S_ISREG(info.st_mode) or key in excluded or info.st_size < min_size:
             continue
-        head = _read_prefix(entry.path, key, len(prefix))
+        head = read_prefix(entry.path, key, len(prefix))
         if head != prefix:
             continue
         if best is None or info.st_mtime_ns > best.mtime_ns:
@@ -222,7 +221,6 @@ class TrackedFile:
         mtime_ns: int,
         cutter: LineCutter,
         builder: BatchBuilder,
-        headers: int,
     ) -> None:
         self.path = path
         self.key = key
@@ -235,7 +233,6 @@ class TrackedFile:
         self.finalizer = OrderedFinalizer(offset)
         self.cutter = cutter
         self.builder = builder
-        self.headers_left = headers
         #: The path no longer names this file (renamed away, deleted, or it is a copytruncate copy).
         self.rotated = False
         #: Checkpoints are written for this file (False once it is deleted or superseded).
@@ -288,24 +285,4 @@ def open_file(tracked: TrackedFile) -> str | None:
         os.close(fd)
         return "the path now names another file"
     tracked.fd = fd
-    return None
-
-
-def restore_offset(rows: list[CheckpointRow], seen: Seen) -> tuple[int, CheckpointRow] | None:
-    """The checkpointed offset for a listed file, if a row (by file id and fingerprint) belongs to it."""
-    file_id = java_file_id(*seen.key)
-    for row in rows:
-        if row.file_id != file_id:
-            continue
-        if row.fingerprint is not None:
-            length = int(row.fingerprint.split(":", 1)[0])
-            if seen.prefix is None or len(seen.prefix) < length:
-                continue
-            if fingerprint_text(seen.prefix[:length]) != row.fingerprint:
-                continue
-        if row.offset > seen.size:
-            log.warning("checkpoint is beyond the end of the file, which was truncated while the agent was "
-                        "stopped; reading it from the start", path=seen.path, offset=row.offset, size=seen.size)
-            return 0, row
-        return row.offset, row
     return None

@@ -52,7 +52,7 @@ def write_lines(path: Path, lines: int, line_bytes: int) -> int:
 
 async def run_agent(flow_settings: dict[str, Any], lines: int, line_bytes: int,
                     lift_rate_limit: bool = False) -> Measurement:
-    from agent import daemon
+    from agent import daemon, producer_settings
     from agent.config import load_config
     from agent.daemon import Agent
     from kpl.logs import configure_logging
@@ -61,8 +61,9 @@ async def run_agent(flow_settings: dict[str, Any], lines: int, line_bytes: int,
     if lift_rate_limit:
         # As in the producer benchmark: the sink does not throttle, so per-shard limiting measures the
         # stream's size rather than the client.  agent.json has no key for it; patch this process only.
-        configured = daemon._producer_config
-        daemon._producer_config = lambda config, flow: configured(config, flow).with_(rate_limit=10**9)
+        configured = producer_settings.producer_config
+        daemon.producer_config = lambda config, flow: configured(config, flow).with_(  # type: ignore[attr-defined]
+            rate_limit=10**9)
     directory = Path(tempfile.mkdtemp(prefix="agent-bench-"))
     log = directory / "app.log"
     size = write_lines(log, lines, line_bytes)

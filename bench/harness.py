@@ -26,12 +26,14 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import gc
 import importlib
 import inspect
 import json
 import os
 import platform
 import resource
+import shlex
 import subprocess
 import sys
 import tempfile
@@ -40,11 +42,11 @@ import time
 import traceback
 import urllib.error
 import urllib.request
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from types import TracebackType
-from typing import TYPE_CHECKING, Any, NoReturn
+from typing import TYPE_CHECKING, Any, NoReturn, Self
 
 if TYPE_CHECKING:
     from bench.sink_model import PrefillSpec
@@ -62,38 +64,29 @@ class PeerUnavailable(RuntimeError):
 # --- the sink as a process --------------------------------------------------------------------------
 
 
-class SinkProcess:
-    """``python -m bench.sink`` on a free 127.0.0.1 port, for the life of a ``with`` block."""
+class SinkBase:
+    """A sink module run as ``python -m <module> <args>`` on a free 127.0.0.1 port, for a ``with`` block.
 
-    def __init__(
-        self,
-        *,
-        streams: Mapping[str, int] | None = None,
-        delivery_streams: Sequence[str] = ("bench",),
-        prefill: Sequence[str | PrefillSpec] = (),
-        verify: str = "none",
-        fail_rate: float = 0.0,
-        latency_ms: float = 0.0,
-        retain: bool = False,
-        start_timeout: float = 60.0,
-    ) -> None:
-        self.args = ["--port", "0", "--verify", verify, "--fail-rate", str(fail_rate), "--latency-ms", str(latency_ms)]
-        for name, shards in (streams or {"bench": 4}).items():
-            self.args += ["--stream", f"{name}:{shards}"]
-        for name in delivery_streams:
-            self.args += ["--delivery-stream", name]
-        for spec in prefill:
-            self.args += ["--prefill", spec if isinstance(spec, str) else spec.to_arg()]
-        if retain:
-            self.args.append("--retain")
+    The module prints ``READY <url>`` once it listens; the harness then polls ``stats_path`` until
+    it answers.
+    """
+
+    module = ""
+    stats_path = ""
+    reset_path = ""
+    #: what the table calls this sink (the cross-check names its columns by it)
+    label = ""
+
+    def __init__(self, args: Sequence[str], start_timeout: float = 60.0) -> None:
+        self.args = list(args)
         self.start_timeout = start_timeout
         self.url = ""
         self._process: subprocess.Popen[str] | None = None
         self._stderr = tempfile.TemporaryFile(mode="w+")  # noqa: SIM115  (closed in stop())
 
-    def __enter__(self) -> SinkProcess:
+    def __enter__(self) -> Self:
         self._process = subprocess.Popen(
-            [sys.executable, "-m", "bench.sink", *self.args],
+            [sys.executable, "-m", self.module, *self.args],
             cwd=ROOT, env=_child_python_env(), stdout=subprocess.PIPE, stderr=self._stderr, text=True,
         )
         self.url = self._await_ready(self._process)
@@ -131,7 +124,7 @@ class SinkProcess:
         deadline = time.monotonic() + self.start_timeout
         while True:
             try:
-                _get_json(url + "/_sink/stats")
+                _get_json(url + self.stats_path)
                 return url
             except (urllib.error.URLError, ConnectionError) as error:
                 if time.monotonic() > deadline:
@@ -145,19 +138,14 @@ class SinkProcess:
         raise RuntimeError(f"{message}\n--- sink stderr ---\n{output}")
 
     def stats(self) -> dict[str, Any]:
-        return _get_json(self.url + "/_sink/stats")
+        return _get_json(self.url + self.stats_path)
 
     def reset(self) -> None:
-        _post_json(self.url + "/_sink/reset", {})
+        _post_json(self.url + self.reset_path, {})
 
-    def configure(self, **settings: Any) -> dict[str, Any]:
-        return _post_json(self.url + "/_sink/config", settings)
-
-    def prefill(self, **spec: Any) -> dict[str, Any]:
-        return _post_json(self.url + "/_sink/prefill", spec)
-
-    def create_stream(self, name: str, shards: int) -> None:
-        _post_json(self.url + "/_sink/streams", {"name": name, "shards": shards})
+    def delta(self, before: dict[str, Any], after: dict[str, Any]) -> dict[str, Any]:
+        """What the sink saw between two ``stats()`` (the keys :func:`_sink_summary` reads)."""
+        raise NotImplementedError
 
     def aws_env(self) -> dict[str, str]:
         """Standard AWS configuration pointing every client at this sink, and nowhere else."""
@@ -170,6 +158,81 @@ class SinkProcess:
             "AWS_CONFIG_FILE": os.devnull,
             "AWS_SHARED_CREDENTIALS_FILE": os.devnull,
             "AWS_EC2_METADATA_DISABLED": "true",
+        }
+
+
+class SinkProcess(SinkBase):
+    """``python -m bench.sink``: the project's sink (Kinesis, Firehose, CloudWatch, verification, prefill)."""
+
+    module = "bench.sink"
+    stats_path = "/_sink/stats"
+    reset_path = "/_sink/reset"
+    label = "bench.sink"
+
+    def __init__(
+        self,
+        *,
+        streams: Mapping[str, int] | None = None,
+        delivery_streams: Sequence[str] = ("bench",),
+        prefill: Sequence[str | PrefillSpec] = (),
+        verify: str = "none",
+        verify_inline: bool = False,
+        fail_rate: float = 0.0,
+        latency_ms: float = 0.0,
+        retain: bool = False,
+        start_timeout: float = 60.0,
+    ) -> None:
+        args = ["--port", "0", "--verify", verify, "--fail-rate", str(fail_rate), "--latency-ms", str(latency_ms)]
+        for name, shards in (streams or {"bench": 4}).items():
+            args += ["--stream", f"{name}:{shards}"]
+        for name in delivery_streams:
+            args += ["--delivery-stream", name]
+        for spec in prefill:
+            args += ["--prefill", spec if isinstance(spec, str) else spec.to_arg()]
+        if retain:
+            args.append("--retain")
+        if verify_inline:
+            args.append("--verify-inline")
+        super().__init__(args, start_timeout)
+
+    def configure(self, **settings: Any) -> dict[str, Any]:
+        return _post_json(self.url + "/_sink/config", settings)
+
+    def prefill(self, **spec: Any) -> dict[str, Any]:
+        return _post_json(self.url + "/_sink/prefill", spec)
+
+    def create_stream(self, name: str, shards: int) -> None:
+        _post_json(self.url + "/_sink/streams", {"name": name, "shards": shards})
+
+    def delta(self, before: dict[str, Any], after: dict[str, Any]) -> dict[str, Any]:
+        return _sink_delta(before, after)
+
+
+class MiniSinkProcess(SinkBase):
+    """``python -m bench.minisink``: the minimal independent Kinesis sink the cross-check compares against."""
+
+    module = "bench.minisink"
+    stats_path = "/_minisink/stats"
+    reset_path = "/_minisink/reset"
+    label = "minisink"
+
+    def __init__(self, *, streams: Mapping[str, int] | None = None, latency_ms: float = 0.0,
+                 behaviour: str = "keep-alive", start_timeout: float = 60.0) -> None:
+        args = ["--port", "0", "--latency-ms", str(latency_ms), "--behaviour", behaviour]
+        for name, shards in (streams or {"bench": 4}).items():
+            args += ["--stream", f"{name}:{shards}"]
+        super().__init__(args, start_timeout)
+        self.behaviour = behaviour
+
+    def delta(self, before: dict[str, Any], after: dict[str, Any]) -> dict[str, Any]:
+        streams = after.get("streams", {})
+        return {
+            "cpu_s": after["cpu_s"] - before["cpu_s"],
+            "wall_s": after["uptime_s"] - before["uptime_s"],
+            "requests": sum(after.get("requests", {}).values()),
+            "records": sum(s["records"] for s in streams.values()),
+            "failed": 0, "user_records": 0, "misrouted_user_records": 0, "invalid_aggregates": 0,
+            "served_user_records": 0, "firehose_records": 0, "verify": "none",
         }
 
 
@@ -212,7 +275,13 @@ def current_rss_mib() -> float:
 
 @dataclass(slots=True)
 class Measurement:
-    """What a variant reports: its records and the cost of its measured window."""
+    """What a variant reports: its records and the cost of its measured window.
+
+    ``cpu_s`` is the whole process's CPU time (every thread: a background event loop, botocore's
+    DNS threads); ``thread_cpu_s`` the calling thread's alone and ``gc_s`` the time spent in garbage
+    collection, so a table can say where a difference comes from.  ``phases`` holds the process CPU
+    seconds of named parts of the window (:meth:`Stopwatch.phase`), e.g. the client's set-up.
+    """
 
     records: int
     wall_s: float
@@ -220,32 +289,61 @@ class Measurement:
     rss_start_mib: float = 0.0
     peak_rss_mib: float = 0.0
     extra: dict[str, Any] = field(default_factory=dict)
+    thread_cpu_s: float = 0.0
+    gc_s: float = 0.0
+    gc_collections: int = 0
+    phases: dict[str, float] = field(default_factory=dict)
 
 
 class Stopwatch:
-    """Marks a variant's measured window: wall clock and the whole process's CPU time, all threads."""
+    """Marks a variant's measured window: wall clock, the whole process's CPU time (all threads), the
+    calling thread's CPU time, and the time garbage collection took inside the window."""
 
     def __init__(self) -> None:
         self.wall_s = 0.0
         self.cpu_s = 0.0
+        self.thread_cpu_s = 0.0
+        self.gc_s = 0.0
+        self.gc_collections = 0
         self.rss_start_mib = 0.0
+        self.phases: dict[str, float] = {}
         self._wall0 = 0.0
         self._cpu0 = 0.0
+        self._thread0 = 0.0
+        self._gc_started = 0.0
         self._running = False
+
+    def _on_gc(self, phase: str, info: dict[str, int]) -> None:
+        if phase == "start":
+            self._gc_started = time.perf_counter()
+        elif self._gc_started:
+            self.gc_s += time.perf_counter() - self._gc_started
+            self.gc_collections += 1
+            self._gc_started = 0.0
 
     def start(self) -> Stopwatch:
         self.rss_start_mib = current_rss_mib()
+        gc.callbacks.append(self._on_gc)
+        self._thread0 = time.thread_time()
         self._cpu0 = cpu_seconds()
         self._wall0 = time.perf_counter()
         self._running = True
         return self
+
+    def phase(self, name: str, since: str | None = None) -> None:
+        """Record the process CPU seconds from the window's start (or phase ``since``) until now as ``name``."""
+        elapsed = cpu_seconds() - self._cpu0
+        self.phases[name] = elapsed - (self.phases.get(since, 0.0) if since else 0.0)
 
     def stop(self) -> None:
         """Ends the window; later calls (such as leaving the ``with`` block) change nothing."""
         if self._running:
             self.wall_s = time.perf_counter() - self._wall0
             self.cpu_s = cpu_seconds() - self._cpu0
+            self.thread_cpu_s = time.thread_time() - self._thread0
             self._running = False
+            if self._on_gc in gc.callbacks:
+                gc.callbacks.remove(self._on_gc)
 
     def __enter__(self) -> Stopwatch:
         return self.start()
@@ -256,7 +354,9 @@ class Stopwatch:
         self.stop()
 
     def result(self, records: int, **extra: Any) -> Measurement:
-        return Measurement(records, self.wall_s, self.cpu_s, self.rss_start_mib, extra=extra)
+        return Measurement(records, self.wall_s, self.cpu_s, self.rss_start_mib, extra=extra,
+                           thread_cpu_s=self.thread_cpu_s, gc_s=self.gc_s, gc_collections=self.gc_collections,
+                           phases=dict(self.phases))
 
 
 def _resolve(target: str) -> Any:
@@ -311,6 +411,8 @@ class Variant:
     env: dict[str, str] = field(default_factory=dict)
     #: False keeps the record count in ``--quick`` runs (a rate-bound variant needs its full count)
     scale_in_quick: bool = True
+    #: a peer known to put sub-records in shards whose range excludes them: never "the best peer"
+    misroutes: bool = False
 
 
 @dataclass(slots=True)
@@ -342,22 +444,46 @@ class Options:
     only: tuple[str, ...] = ()
     json_path: Path | None = None
     verbose: bool = False
+    #: which sink a script that offers the choice runs against: "bench" (bench.sink) or "mini"
+    sink: str = "bench"
+    #: the arguments the script was given, to print the command that repeats the run
+    argv: tuple[str, ...] = ()
+    #: values of the script's own arguments (``parse_options(extra=...)``)
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    def command(self, module: str) -> str:
+        """The exact command that repeats this run."""
+        return shlex.join([".venv/bin/python", "-m", module, *self.argv])
 
 
-def parse_options(description: str, argv: Sequence[str] | None = None) -> Options:
-    """The command line every benchmark script shares."""
+def parse_options(description: str, argv: Sequence[str] | None = None, *, sink_choice: bool = False,
+                  extra: Callable[[argparse.ArgumentParser], None] | None = None) -> Options:
+    """The command line every benchmark script shares (``--sink`` too when ``sink_choice``).
+
+    ``extra`` adds a script's own arguments; their values land in ``Options.extra``.
+    """
     parser = argparse.ArgumentParser(description=description)
+    common = {action.dest for action in parser._actions}
+    if sink_choice:
+        parser.add_argument("--sink", choices=("bench", "mini"), default="bench",
+                            help="bench: bench.sink, which verifies every aggregate (default); "
+                                 "mini: bench.minisink, the independent minimal sink (no verification)")
     parser.add_argument("--quick", action="store_true", help="a smoke run: a tenth of the records")
     parser.add_argument("--repeat", type=int, default=1, help="runs per variant; the median run is reported")
     parser.add_argument("--only", action="append", default=[], metavar="TEXT",
                         help="run only variants whose name contains TEXT (repeatable)")
     parser.add_argument("--json", type=Path, help=f"also write results as JSON (e.g. under {RESULTS_DIR})")
     parser.add_argument("--verbose", action="store_true", help="print each run as it finishes")
-    args = parser.parse_args(argv)
+    common |= {action.dest for action in parser._actions}
+    if extra is not None:
+        extra(parser)
+    given = list(sys.argv[1:] if argv is None else argv)
+    args = parser.parse_args(given)
     if args.repeat < 1:
         parser.error("--repeat must be at least 1")
     return Options(quick=args.quick, repeat=args.repeat, only=tuple(args.only), json_path=args.json,
-                   verbose=args.verbose)
+                   verbose=args.verbose, sink=getattr(args, "sink", "bench"), argv=tuple(given),
+                   extra={k: v for k, v in vars(args).items() if k not in common})
 
 
 def quick_kwargs(kwargs: dict[str, Any], factor: float) -> dict[str, Any]:
@@ -376,7 +502,7 @@ def quick_kwargs(kwargs: dict[str, Any], factor: float) -> dict[str, Any]:
     return scaled
 
 
-def run_once(variant: Variant, sink: SinkProcess | None = None) -> Result:
+def run_once(variant: Variant, sink: SinkBase | None = None) -> Result:
     """One run of ``variant`` in a fresh interpreter."""
     env = _child_python_env({**(sink.aws_env() if sink else {}), **variant.env})
     if sink is not None:
@@ -404,7 +530,7 @@ def run_once(variant: Variant, sink: SinkProcess | None = None) -> Result:
     measurement = Measurement(**report)
     result = Result(variant, ok=True, measurement=measurement)
     if sink is not None:
-        result.sink = _sink_delta(sink_before, sink.stats())
+        result.sink = sink.delta(sink_before, sink.stats())
     return result
 
 
@@ -426,7 +552,20 @@ def _sink_delta(before: dict[str, Any], after: dict[str, Any]) -> dict[str, Any]
     }
 
 
-def run_variants(variants: Sequence[Variant], *, sink: SinkProcess | None = None,
+def median_run(runs: Sequence[Result]) -> Result:
+    """The run with the median CPU time per record among the successful ones (the last run if none was).
+
+    CPU per record is the number the tables compare; records/s follows the machine's load more.
+    """
+    good = [run for run in runs if run.ok]
+    if not good:
+        return runs[-1]
+    chosen = sorted(good, key=lambda r: r.cpu_us_per_record)[len(good) // 2]
+    chosen.runs = len(good)
+    return chosen
+
+
+def run_variants(variants: Sequence[Variant], *, sink: SinkBase | None = None,
                  options: Options | None = None) -> list[Result]:
     """Every variant (``options.repeat`` times each, the median run kept), in order."""
     options = options or Options()
@@ -437,13 +576,7 @@ def run_variants(variants: Sequence[Variant], *, sink: SinkProcess | None = None
         variant = listed
         if options.quick and listed.scale_in_quick:
             variant = replace(listed, kwargs=quick_kwargs(listed.kwargs, options.quick_factor))
-        runs = [run_once(variant, sink) for _ in range(options.repeat)]
-        good = [run for run in runs if run.ok]
-        if good:
-            chosen = sorted(good, key=lambda r: r.records_per_s)[len(good) // 2]
-            chosen.runs = len(good)
-        else:
-            chosen = runs[-1]
+        chosen = median_run([run_once(variant, sink) for _ in range(options.repeat)])
         if options.verbose:
             print(format_row(chosen), file=sys.stderr, flush=True)
         results.append(chosen)
@@ -454,8 +587,10 @@ def run_variants(variants: Sequence[Variant], *, sink: SinkProcess | None = None
 
 # --- reporting ------------------------------------------------------------------------------------
 
-COLUMNS = ("variant", "records", "wall s", "records/s", "CPU s", "CPU µs/rec", "CPU %", "RSS start", "RSS peak",
-           "sink CPU %", "note")
+COLUMNS = ("variant", "records", "wall s", "records/s", "CPU s", "CPU µs/rec", "CPU %", "set-up ms", "RSS start",
+           "RSS peak", "sink CPU %", "note")
+#: the column :func:`format_table` adds after "CPU µs/rec" when given a reference row
+RATIO_COLUMN = "vs best peer"
 
 
 def _sink_summary(result: Result) -> tuple[str, list[str]]:
@@ -479,15 +614,32 @@ def _sink_summary(result: Result) -> tuple[str, list[str]]:
     return f"{busy * 100:.0f}", notes
 
 
+def delivered_correctly(result: Result) -> bool:
+    """The run delivered every record, each in a shard whose range holds it, as far as the sink could tell.
+
+    A sink without verification cannot tell; then the variant's own ``misroutes`` flag decides.
+    """
+    if not result.ok or result.measurement is None or result.variant.misroutes:
+        return False
+    sink = result.sink
+    if not sink or sink.get("verify", "none") == "none":
+        return True
+    return (not sink["misrouted_user_records"] and not sink["invalid_aggregates"]
+            and (not sink["records"] or sink["user_records"] == result.measurement.records))
+
+
 def format_row(result: Result) -> str:
     return "  ".join(_row_cells(result))
 
 
-def _row_cells(result: Result) -> list[str]:
+def _row_cells(result: Result, reference: Result | None = None) -> list[str]:
     variant = result.variant
     m = result.measurement
+    ratio = [] if reference is None else ["-"]
     if not result.ok or m is None:
-        return [variant.name, "-", "-", "-", "-", "-", "-", "-", "-", "-", result.error]
+        return [variant.name, "-", "-", "-", "-", "-", *ratio, "-", "-", "-", "-", "-", result.error]
+    if reference is not None and reference.cpu_us_per_record:
+        ratio = [f"{result.cpu_us_per_record / reference.cpu_us_per_record:.2f}"]
     sink_busy, sink_notes = _sink_summary(result)
     notes = [variant.note] if variant.note else []
     notes += sink_notes
@@ -495,10 +647,11 @@ def _row_cells(result: Result) -> list[str]:
     if result.runs > 1:
         notes.append(f"median of {result.runs}")
     cpu_share = m.cpu_s / m.wall_s * 100 if m.wall_s > 0 else 0.0
+    setup = f"{m.phases['setup'] * 1000:.0f}" if "setup" in m.phases else ""
     return [
         variant.name, f"{m.records:,}", f"{m.wall_s:.2f}", f"{result.records_per_s:,.0f}", f"{m.cpu_s:.2f}",
-        f"{result.cpu_us_per_record:.1f}", f"{cpu_share:.0f}", f"{m.rss_start_mib:.0f}", f"{m.peak_rss_mib:.0f}",
-        sink_busy, "; ".join(notes),
+        f"{result.cpu_us_per_record:.2f}", *ratio, f"{cpu_share:.0f}", setup, f"{m.rss_start_mib:.0f}",
+        f"{m.peak_rss_mib:.0f}", sink_busy, "; ".join(notes),
     ]
 
 
@@ -508,10 +661,16 @@ def machine_summary() -> str:
             f"{os.cpu_count()} CPUs, load average {load[0]:.2f} {load[1]:.2f} {load[2]:.2f}")
 
 
-def format_table(results: Sequence[Result], *, title: str = "") -> str:
-    """A plain-text table; RSS in MiB, CPU % of one core, the note column last and unpadded."""
-    rows = [list(COLUMNS)] + [_row_cells(r) for r in results]
-    widths = [max(len(row[i]) for row in rows) for i in range(len(COLUMNS) - 1)]
+def format_table(results: Sequence[Result], *, title: str = "", reference: Result | None = None) -> str:
+    """A plain-text table; RSS in MiB, CPU % of one core, the note column last and unpadded.
+
+    With ``reference`` (the best peer), a column gives each row's CPU per record over the reference's.
+    """
+    header = list(COLUMNS)
+    if reference is not None:
+        header.insert(header.index("CPU µs/rec") + 1, RATIO_COLUMN)
+    rows = [header] + [_row_cells(r, reference) for r in results]
+    widths = [max(len(row[i]) for row in rows) for i in range(len(header) - 1)]
     lines = []
     if title:
         lines += [title, "=" * len(title)]
@@ -521,7 +680,11 @@ def format_table(results: Sequence[Result], *, title: str = "") -> str:
         lines.append("  ".join([*cells, row[-1]]).rstrip())
         if number == 0:
             lines.append("  ".join("-" * w for w in widths) + "  " + "-" * 4)
-    lines.append(f"({machine_summary()}; RSS in MiB; CPU % is of one core; sink CPU % is the sink process's)")
+    notes = ["RSS in MiB", "CPU % is of one core", "set-up: the client's construction and first calls, in CPU",
+             "sink CPU % is the sink process's"]
+    if reference is not None:
+        notes.append(f"{RATIO_COLUMN}: CPU µs/rec over {reference.variant.name}'s")
+    lines.append(f"({machine_summary()}; {'; '.join(notes)})")
     return "\n".join(lines)
 
 

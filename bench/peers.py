@@ -132,6 +132,7 @@ def agg_boto3_producer(workload: dict[str, Any], stream: str = "bench", shard_aw
                       for shard in page["Shards"]]
             ranges = ShardRanges((shard["ShardId"], HashRange.from_shard(shard)) for shard in shards)
             aggregators: dict[str | None, Any] = {s["ShardId"]: RecordAggregator(max_size=max_size) for s in shards}
+            watch.phase("setup")
             shard_for = ranges.shard_for
             for key, data in items.items_bytes_keys():
                 full = aggregators[shard_for(partition_key_hash(key))].add_user_record(key, data)
@@ -140,6 +141,7 @@ def agg_boto3_producer(workload: dict[str, Any], stream: str = "bench", shard_aw
             remaining = [aggregator.clear_and_get() for aggregator in aggregators.values()]
         else:
             aggregator = RecordAggregator(max_size=max_size)
+            watch.phase("setup")
             for key, data in items.items_bytes_keys():
                 full = aggregator.add_user_record(key, data)
                 if full is not None:
@@ -209,6 +211,7 @@ async def async_kinesis_producer(workload: dict[str, Any], stream: str = "bench"
         producer = kinesis.Producer(stream_name=stream, processor=_async_kinesis_processor(kpl_aggregation),
                                     after_flush_fun=count_flushed, **limits)
         async with producer:
+            watch.phase("setup")
             if kpl_aggregation:
                 for _key, data in items.items():
                     await producer.put(data)
@@ -288,6 +291,7 @@ async def aiokpl_producer(workload: dict[str, Any], stream: str = "bench", aggre
 
     with Stopwatch() as watch:
         async with Producer(config) as producer:
+            watch.phase("setup")
             for key, data in items.items():
                 pending.append(await producer.put_record(stream=stream, partition_key=key, data=data))
                 if len(pending) >= config.max_outstanding_records:
@@ -375,10 +379,11 @@ def producer_peer_variants(workload: Workload, stream: str = "bench") -> list[Va
         Variant("aws-kinesis-agg + boto3, aggregator per shard", target + "agg_boto3_producer",
                 {"workload": full, "stream": stream}, note="1 MiB aggregates, no per-record results"),
         Variant("aws-kinesis-agg + boto3, one aggregator", target + "agg_boto3_producer",
-                {"workload": full, "stream": stream, "shard_aware": False}, note="as its README's example"),
+                {"workload": full, "stream": stream, "shard_aware": False}, note="as its README's example",
+                misroutes=True),
         Variant("async-kinesis Producer, KPL aggregator", target + "async_kinesis_producer",
                 {"workload": full, "stream": stream, "kpl_aggregation": True},
-                note="limits lifted; inner keys all 'a', random outer key"),
+                note="limits lifted; inner keys all 'a', random outer key", misroutes=True),
         Variant("async-kinesis Producer", target + "async_kinesis_producer",
                 {"workload": slow, "stream": stream}, note="limits lifted"),
         Variant("async-kinesis Producer, default limits", target + "async_kinesis_producer",

@@ -8,6 +8,14 @@ service's error code, and the request limits (500 entries, 10 MiB) are enforced.
 
 PutRecords and GetRecords render their JSON by hand: they are the hot paths, and building dicts for
 ``json.dumps`` costs more than the routing itself.
+
+Verification (``verify=count`` or ``route``) is deferred: PutRecords answers at once and queues each
+aggregate it took; :meth:`KinesisService.verify_pending` decodes them when the counters are read
+(the harness reads them after a run) or when the queue holds more than ``VERIFY_BACKLOG_BYTES``.
+Decoding in the request path made a client that waits for its answer (boto3's ``put_records``,
+async-kinesis) wait for the sink's decoding too, which cut its records/s by up to half; decoding
+between requests still delayed the next request by one aggregate's decoding (docs/bench.md, "Why the
+peers ran slower against bench.sink").
 """
 
 from __future__ import annotations
@@ -17,6 +25,7 @@ import binascii
 import json
 import random
 import time
+from collections import deque
 from typing import Any
 
 from bench.sink_model import (
@@ -40,6 +49,8 @@ MAX_PUT_RECORDS_REQUEST_BYTES = 10 * 1024 * 1024
 MAX_GET_RECORDS_LIMIT = 10_000
 MAX_GET_RECORDS_BYTES = 10 * 1024 * 1024
 MAX_LIST_SHARDS_PAGE = 1000
+#: Base64 text of aggregates awaiting verification beyond which PutRecords verifies the oldest at once.
+VERIFY_BACKLOG_BYTES = 512 * 1024 * 1024
 #: Base64 of the aggregation magic's first three bytes: how an aggregate is spotted without decoding it.
 AGGREGATE_PREFIX_B64 = base64.b64encode(aggregation.MAGIC[:3]).decode()
 
@@ -52,6 +63,9 @@ class KinesisService:
         self.region = region
         self.streams: dict[str, Stream] = {}
         self._random = random.Random(seed)
+        #: aggregates put but not yet verified: (stream, shard, base64 data, the retained copy if any)
+        self._unverified: deque[tuple[Stream, Shard, str, StoredRecord | None]] = deque()
+        self._unverified_bytes = 0
 
     # --- set-up and counters -------------------------------------------------------------------------
 
@@ -70,11 +84,24 @@ class KinesisService:
         return stream
 
     def reset_counters(self) -> None:
+        self.verify_pending()
         for stream in self.streams.values():
             stream.reset_counters()
 
     def stats(self) -> dict[str, Any]:
+        self.verify_pending()
         return {name: stream.stats() for name, stream in self.streams.items()}
+
+    def verify_pending(self, keep_bytes: int = 0) -> None:
+        """Verify queued aggregates, oldest first, until at most ``keep_bytes`` of them remain."""
+        queue = self._unverified
+        while queue and self._unverified_bytes > keep_bytes:
+            stream, shard, data, stored = queue.popleft()
+            self._unverified_bytes -= len(data)
+            users = self._verify_aggregate(stream, shard, data)
+            stream.counters.user_records += users
+            if stored is not None:
+                stored.user_records = users
 
     def _stream(self, body: dict[str, Any]) -> Stream:
         name = body.get("StreamName")
@@ -216,16 +243,21 @@ class KinesisService:
             shard.counters.records += 1
             shard.counters.bytes += size
             accepted_bytes += size
-            users = 1
+            stored = StoredRecord(render_tail(data, partition_key), size, 1, now) if retain else None
+            if stored is not None:
+                shard.appended.append(stored)
             if data.startswith(AGGREGATE_PREFIX_B64):
                 counters.aggregated_records += 1
                 if verify:
-                    users = self._verify_aggregate(stream, shard, data)
-            if verify:
-                counters.user_records += users
-            if retain:
-                shard.appended.append(StoredRecord(render_tail(data, partition_key), size, users, now))
+                    self._unverified.append((stream, shard, data, stored))
+                    self._unverified_bytes += len(data)
+            elif verify:
+                counters.user_records += 1
             parts.append(f'{{"SequenceNumber":"{shard.sequence_prefix}{position:030d}","ShardId":"{shard.shard_id}"}}')
+        if settings.verify_inline:
+            self.verify_pending()
+        elif self._unverified_bytes > VERIFY_BACKLOG_BYTES:
+            self.verify_pending(VERIFY_BACKLOG_BYTES)
         counters.records += len(entries) - failed
         counters.failed += failed
         counters.bytes += accepted_bytes
@@ -332,6 +364,7 @@ class KinesisService:
 
     def get_records(self, body: dict[str, Any]) -> str:
         """Up to ``Limit`` records and 10 MiB from the iterator's position; MillisBehindLatest from arrivals."""
+        self.verify_pending()  # user-record counts of retained aggregates
         name, shard_index, position = decode_iterator(body.get("ShardIterator", ""))
         stream = self._stream({"StreamName": name})
         if shard_index >= len(stream.shards):

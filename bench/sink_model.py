@@ -454,6 +454,9 @@ class SinkSettings:
     #: Added before every AWS response, to imitate a network round trip.
     latency_ms: float = 0.0
     verify: VerifyMode = "none"
+    #: Verify each aggregate before answering its PutRecords, as the sink did before verification was
+    #: deferred: only to reproduce how that slowed clients that wait for their answers (bench.crosscheck).
+    verify_inline: bool = False
     #: Keep put records so GetRecords returns them (memory grows with every record: tests and short runs).
     retain: bool = False
     #: Create unknown streams and delivery streams on first use instead of answering ResourceNotFound.

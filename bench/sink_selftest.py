@@ -147,7 +147,8 @@ def _run_scenario(sink: SinkProcess, scenario: Scenario, duration: float) -> lis
     after = sink.stats()
     requests = sum(r[0] for r in runs)
     elapsed = max(r[2] for r in runs)
-    sink_cpu = after["cpu_s"] - before["cpu_s"]
+    # verification is deferred until the counters are read: add what decoding cost at that read
+    sink_cpu = after["cpu_s"] - before["cpu_s"] + after.get("verify_cpu_s", 0.0)
     records_per_request = scenario.records_per_request
     if not records_per_request:  # aggregated reads: how many user records one response carried
         served = sum(sh["served_user_records"] for s in after["streams"].values() for sh in s["shards"]) - sum(

@@ -2,14 +2,17 @@
 
     kcl-worker --stream NAME --application NAME --processor module:Class
                [--initial-position LATEST|TRIM_HORIZON|AT_TIMESTAMP] [--timestamp T] [--fan-out]
-               [--config FILE] [--worker-id ID] [--log-level LEVEL]
+               [--config FILE] [--worker-id ID] [--log-level LEVEL] [-l FILE]
     kcl-worker status --application NAME [--table NAME] [--json]
 
-Everything that can be checked locally (arguments, the properties file, importing the processor) is
-checked before any AWS call, and the stream's existence before the lease table is created: a failing
-start leaves nothing behind.  Exit codes: 0 after a graceful stop, 2 for bad arguments, 78 (EX_CONFIG)
-for bad configuration or an unusable processor (including a stream ARN of another account without a
-role to assume), 1 for a missing stream, table or another runtime failure.
+Everything that can be checked locally (arguments, the properties file, importing the processor, the
+AWS region and credentials) is checked before any AWS call, and the stream's existence before the lease
+table is created: a failing start leaves nothing behind.  Exit codes: 0 after a graceful stop, 2 for bad
+arguments, 78 (EX_CONFIG, as kinesis-agent) for an invalid configuration or processor (including a
+stream ARN of another account without a role to assume), a missing AWS profile, no credentials or an
+invalid region, 1 for a missing stream, table or another runtime failure.
+Logging is configured here, never by the library: JSON lines on stderr (console lines on a terminal), or
+appended to ``-l FILE``.
 """
 
 from __future__ import annotations
@@ -24,12 +27,14 @@ from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
 from typing import Any, NoReturn
 
-from kcl.config import InitialPosition, RetrievalMode
+from kcl.config import InitialPosition, MetricsLevel, RetrievalMode, WorkerConfig
 from kcl.errors import ConfigurationError, LeaseTableError, ProcessorLoadError
 from kcl.leases import Lease, LeaseTable, TableSettings
 from kcl.processor import RecordProcessor, check_processor_class
 from kcl.properties import LoadedProperties, load_properties
+from kcl.stream import kinesis_client_config
 from kcl.worker import Worker
+from kpl.aws import ClientConfig, check_setup
 from kpl.errors import KinesisToolkitError
 from kpl.logs import configure_logging, get_logger
 
@@ -61,6 +66,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--worker-id", help="this worker's id in the lease table (default host-pid-random)")
     parser.add_argument("--log-level", default="info", type=str.lower, choices=["debug", "info", "warning", "error"],
                         help="default info")
+    parser.add_argument("-l", "--log-file", metavar="FILE", help="append logs to FILE instead of stderr")
     return parser
 
 
@@ -100,9 +106,13 @@ def _run(args: argparse.Namespace) -> int:
         assert stream and application and processor_ref
         config = loaded.worker_config(**_overrides(args))
         factory = load_processor(processor_ref)
+        check_setup(_clients(config, stream))
     except (ConfigurationError, ProcessorLoadError) as exc:
         return _fail(str(exc), EXIT_CONFIG)
-    configure_logging(args.log_level)
+    try:
+        configure_logging(args.log_level, file=args.log_file)
+    except OSError as exc:
+        return _fail(f"cannot open the log file: {exc}", EXIT_CONFIG)
     log = get_logger("kcl.cli")
     for key in loaded.ignored_keys:
         log.warning("properties key has no meaning for this worker and is ignored", key=key)
@@ -113,6 +123,14 @@ def _run(args: argparse.Namespace) -> int:
     except KinesisToolkitError as exc:
         return _fail(str(exc), EXIT_FAILURE)
     return 0
+
+
+def _clients(config: WorkerConfig, stream: str) -> dict[str, ClientConfig]:
+    clients = {"kinesis": kinesis_client_config(config.kinesis_client_config(), stream),
+               "dynamodb": ClientConfig(region=config.region_name, endpoint_url=config.dynamo_db_endpoint)}
+    if config.metrics_level is not MetricsLevel.NONE:
+        clients["cloudwatch"] = config.cloudwatch_client_config()
+    return clients
 
 
 def _overrides(args: argparse.Namespace) -> dict[str, Any]:
@@ -179,6 +197,10 @@ def load_processor(reference: str) -> Callable[[], RecordProcessor]:
 
 
 def _status(args: argparse.Namespace) -> int:
+    try:
+        check_setup({"dynamodb": ClientConfig()})
+    except ConfigurationError as exc:
+        return _fail(str(exc), EXIT_CONFIG)
     configure_logging("warning")
     try:
         table = LeaseTable(TableSettings(table_name=args.table or args.application))

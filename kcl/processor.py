@@ -106,10 +106,13 @@ EXPECTED_SIGNATURES: dict[str, tuple[str, ...]] = {
     "shutdown_requested": ("checkpointer",),
 }
 
+#: Where a processor written for amazon-kclpy belongs.  The MultiLang mode (a properties file's
+#: ``executableName`` run as a child process) is not built yet: ``executableName`` is accepted
+#: without effect, so the hint says so rather than send the user to it.
 MULTILANG_HINT = (
-    "A processor written for amazon-kclpy runs unchanged in MultiLang mode (kcl-worker with executableName "
-    "in the properties file); to run it in-process instead, port it as docs/kcl.md "
-    "('Migrating from the Java KCL or amazon-kclpy') shows."
+    "A processor written for amazon-kclpy would run unchanged in MultiLang mode (kcl-worker running the "
+    "properties file's executableName), which this version does not have yet; to run it in-process, port it "
+    "as docs/kcl.md ('Migrating from the Java KCL or amazon-kclpy') shows."
 )
 
 

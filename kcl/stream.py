@@ -11,6 +11,7 @@ import re
 from dataclasses import dataclass
 from typing import Any
 
+from kpl.aws import ClientConfig
 from kpl.errors import ConfigurationError
 
 _ARN = re.compile(r"arn:(aws[a-z-]*):kinesis:([a-z0-9-]+):(\d{12}):stream/([A-Za-z0-9_.-]{1,128})")
@@ -54,3 +55,8 @@ def stream_name_of(stream: str) -> str:
 def stream_api_args(stream: str) -> dict[str, Any]:
     """``StreamARN`` for an ARN, ``StreamName`` for a name: the argument every Kinesis call takes."""
     return {"StreamARN": stream} if is_stream_arn(stream) else {"StreamName": stream}
+
+
+def kinesis_client_config(config: ClientConfig, stream: str) -> ClientConfig:
+    """The Kinesis client's configuration for ``stream``: an ARN's region wins over ``regionName``."""
+    return config.with_(region=parse_stream_arn(stream).region) if is_stream_arn(stream) else config

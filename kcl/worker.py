@@ -30,7 +30,7 @@ from kcl.processor import RecordProcessor, check_processor_class
 from kcl.renewer import HeldLease
 from kcl.retrieval import BatchQueue, FanOutFetcher, PollingFetcher, StartingPosition, register_stream_consumer
 from kcl.shard_consumer import ShardConsumer
-from kcl.stream import is_stream_arn, parse_stream_arn, stream_api_args
+from kcl.stream import is_stream_arn, kinesis_client_config, parse_stream_arn, stream_api_args
 from kpl.aws import ClientConfig, async_client
 from kpl.cloudwatch import CloudWatchPublisher, MetricsRegistry
 from kpl.logs import get_logger
@@ -221,14 +221,11 @@ class Worker:
 
     def _kinesis_client_config(self) -> ClientConfig:
         """regionName (or the standard configuration), except that a stream ARN's region wins for Kinesis."""
-        config = self.config.kinesis_client_config()
         arn = self.stream_arn
-        if arn is None:
-            return config
-        if self.config.region_name and self.config.region_name != arn.region:
+        if arn is not None and self.config.region_name and self.config.region_name != arn.region:
             log.info("reading the stream in the region its ARN names; regionName applies to the lease table and "
                      "metrics", stream=arn.arn, kinesis_region=arn.region, region_name=self.config.region_name)
-        return config.with_(region=arn.region)
+        return kinesis_client_config(self.config.kinesis_client_config(), self.stream)
 
     async def _check_account(self, kinesis_config: ClientConfig) -> None:
         """A stream ARN of another account needs a role to assume: say so now, not at the first access error."""

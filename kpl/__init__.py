@@ -9,7 +9,7 @@ import logging as _logging
 
 __version__ = "0.1.0"
 
-from kpl.config import ProducerConfig
+from kpl.config import ProducerConfig, ProducerSettings
 from kpl.errors import (
     BackpressureTimeoutError,
     BufferFullError,
@@ -41,6 +41,7 @@ __all__ = [
     "ProducerConfig",
     "ProducerError",
     "ProducerNotStartedError",
+    "ProducerSettings",
     "ProducerTimeoutError",
     "RecordError",
     "RecordFailedError",

@@ -1,18 +1,14 @@
-"""Buffering: user records into Kinesis records (aggregation), Kinesis records into PutRecords batches.
+"""The per-shard accumulator: user records into Kinesis records (aggregation), as in the KPL.
 
-Two stages, each flushed by size, count or deadline, as in the KPL:
+:class:`Aggregator` keeps one open aggregate per predicted shard (only records bound for the same
+shard may share an aggregate, or a consumer would drop sub-records outside its shard's range).  An
+aggregate is sealed when the next record does not fit, or when its oldest record has waited
+``RecordMaxBufferedTime``, and handed to the next stage (the limiter, :mod:`kpl.limiter`).
 
-* :class:`Aggregator` keeps one open aggregate per predicted shard (only records bound for the same
-  shard may share an aggregate, or a consumer would drop sub-records outside its shard's range).
-  An aggregate is sealed when the next record does not fit, or when its oldest record has waited
-  ``RecordMaxBufferedTime``.
-* :class:`Collector` groups sealed Kinesis records of one stream into PutRecords batches of at most
-  ``CollectionMaxCount`` entries and ``CollectionMaxSize`` bytes, sent when full, when one shard has
-  256 KiB in the batch (so no shard gets a burst), or at the earliest deadline of its entries.
-
-Timers exist per aggregate and per batch, never per record: the records of a burst bound for one
-shard enter its aggregate in one call (:meth:`Aggregator.add_group`), so the work per record is the
-encoder's loop.
+Timers exist per aggregate, never per record: the records of a burst bound for one shard enter its
+aggregate in one call (:meth:`Aggregator.add_group`), so the work per record is the encoder's loop.
+This module also defines the two shapes a record has inside the producer: :data:`PendingRecord` (a
+user record) and :class:`KinesisRecord` (one PutRecords entry, with the futures of its records).
 """
 
 from __future__ import annotations
@@ -24,9 +20,6 @@ from typing import Any, Final
 
 from kpl.aggregation import OVERHEAD, AggregateBuilder
 from kpl.records import AttemptLog
-
-#: A PutRecords batch flushes once one shard's entries in it reach this many bytes (KPL collector).
-SHARD_BYTES_PER_BATCH = 256 * 1024
 
 #: One user record inside the producer, from ``put_record`` until its result:
 #: (partition key, explicit hash key, data, hash key, size, arrival, attempt log).
@@ -176,8 +169,9 @@ class _OpenAggregate:
 class Aggregator:
     """One open aggregate per predicted shard of a stream; sealed aggregates go to ``on_sealed``.
 
-    An aggregate is sealed when the next record does not fit, or ``max_buffered`` seconds after the
-    arrival of its first record.
+    An aggregate is sealed when the next record does not fit, or ``max_buffered - seal_early`` seconds
+    after the arrival of its first record; its deadline (when it must leave the collector) is
+    ``max_buffered`` after that arrival.
     """
 
     def __init__(
@@ -196,6 +190,9 @@ class Aggregator:
         self.max_count = max_count
         self.ttl = ttl
         self.max_buffered = max_buffered
+        #: How long before its deadline an open aggregate is sealed: the time it is given in the
+        #: collector to share a request with others (the deadline is when it must leave that).
+        self.seal_early = 0.0
         self.generation = 0
         self._open: dict[str | None, _OpenAggregate] = {}
 
@@ -222,8 +219,8 @@ class Aggregator:
             if end > index:
                 if not aggregate.records:
                     self._open[shard_id] = aggregate
-                    aggregate.timer = self._loop.call_at(aggregate.deadline, self._deadline_reached, shard_id,
-                                                         aggregate)
+                    aggregate.timer = self._loop.call_at(aggregate.deadline - self.seal_early,
+                                                         self._deadline_reached, shard_id, aggregate)
                 aggregate.records += records[index:end]
                 aggregate.futures += futures[index:end]
                 index = end
@@ -279,77 +276,3 @@ class Aggregator:
 
     def __len__(self) -> int:
         return sum(len(a.records) for a in self._open.values())
-
-
-class Collector:
-    """Sealed Kinesis records of one stream, grouped into PutRecords batches for ``on_batch``."""
-
-    def __init__(
-        self,
-        loop: asyncio.AbstractEventLoop,
-        on_batch: Callable[[list[KinesisRecord]], None],
-        *,
-        max_count: int,
-        max_size: int,
-        shard_bytes_limit: int = SHARD_BYTES_PER_BATCH,
-    ) -> None:
-        self._loop = loop
-        self._on_batch = on_batch
-        self.max_count = max_count
-        self.max_size = max_size
-        self.shard_bytes_limit = shard_bytes_limit
-        self._batch: list[KinesisRecord] = []
-        self._size = 0
-        self._shard_bytes: dict[str | None, int] = {}
-        self._deadline = float("inf")
-        self._timer: asyncio.TimerHandle | None = None
-
-    def add(self, record: KinesisRecord, deadline: float) -> None:
-        """Add a Kinesis record that must be sent by ``deadline``."""
-        size = record.size
-        if self._batch and self._size + size > self.max_size:
-            self.flush()
-        batch = self._batch
-        batch.append(record)
-        self._size += size
-        shard_bytes = self._shard_bytes.get(record.shard_id, 0) + size
-        self._shard_bytes[record.shard_id] = shard_bytes
-        if len(batch) >= self.max_count or self._size >= self.max_size or shard_bytes >= self.shard_bytes_limit:
-            self.flush()
-        elif deadline < self._deadline:
-            self._deadline = deadline
-            if self._timer is not None:
-                self._timer.cancel()
-            self._timer = self._loop.call_at(deadline, self._deadline_reached)
-
-    def _deadline_reached(self) -> None:
-        self._timer = None
-        self.flush()
-
-    def flush(self) -> None:
-        """Hand the current batch on now (nothing happens when it is empty)."""
-        if self._timer is not None:
-            self._timer.cancel()
-            self._timer = None
-        self._deadline = float("inf")
-        batch = self._batch
-        if not batch:
-            return
-        self._batch = []
-        self._size = 0
-        self._shard_bytes = {}
-        self._on_batch(batch)
-
-    def take(self) -> list[KinesisRecord]:
-        """Remove and return the current batch without sending it."""
-        if self._timer is not None:
-            self._timer.cancel()
-            self._timer = None
-        self._deadline = float("inf")
-        batch, self._batch = self._batch, []
-        self._size = 0
-        self._shard_bytes = {}
-        return batch
-
-    def pending(self) -> list[KinesisRecord]:
-        return list(self._batch)

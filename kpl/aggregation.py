@@ -17,7 +17,8 @@
 The encoder writes protobuf bytes directly: building message objects costs more than the whole rest of
 the producer's per-record work, and the format is four field types.  Its size accounting is exact and
 O(1) per record, so an aggregate is never built past its limit.  The decoder parses with the upb
-protobuf runtime (C speed) through a descriptor built here, so no generated module is needed.
+protobuf runtime (C speed) through a descriptor built here on first use, so no generated module is
+needed and the producer does not import the runtime at all.
 
 As in the KPL, the partition-key and explicit-hash-key tables are de-duplicated, and a sub-record gets
 an explicit-hash-key index only when the user gave an explicit hash key.
@@ -25,11 +26,10 @@ an explicit-hash-key index only when the user gave an explicit hash key.
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Sequence
 from hashlib import md5
 from typing import Any, NamedTuple
-
-from google.protobuf import descriptor_pb2, descriptor_pool, message_factory
 
 MAGIC = b"\xf3\x89\x9a\xc2"
 DIGEST_SIZE = 16
@@ -263,7 +263,12 @@ def encode(records: list[SubRecord] | list[tuple[str, str | None, bytes]]) -> by
 # --- decoding -----------------------------------------------------------------------------------
 
 
-def _build_message_class() -> Any:
+@functools.cache
+def aggregated_record_message() -> Any:
+    """The AggregatedRecord message class, built on first use: importing the protobuf runtime costs
+    about 100 ms of CPU, which a producer (it only encodes) should not pay at import."""
+    from google.protobuf import descriptor_pb2, descriptor_pool, message_factory
+
     proto = descriptor_pb2.FileDescriptorProto(
         name="kinesis_toolkit_aggregation.proto", package="kinesis_toolkit.aggregation", syntax="proto2"
     )
@@ -291,8 +296,6 @@ def _build_message_class() -> Any:
         pool.FindMessageTypeByName("kinesis_toolkit.aggregation.AggregatedRecord")
     )
 
-
-AggregatedRecordMessage = _build_message_class()
 
 
 class AggregationFormatError(ValueError):
@@ -322,7 +325,7 @@ def parse(data: bytes) -> ParsedAggregate:
     body = data[4:-DIGEST_SIZE]
     if md5(body).digest() != data[-DIGEST_SIZE:]:
         raise AggregationFormatError("aggregated record's MD5 trailer does not match its body")
-    message = AggregatedRecordMessage()
+    message = aggregated_record_message()()
     try:
         message.ParseFromString(body)
     except Exception as exc:  # upb raises google.protobuf.message.DecodeError

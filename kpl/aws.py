@@ -9,6 +9,9 @@ formats that carry one (the agent's ``kinesis.endpoint``).
 Configuration formats that carry credentials of their own (the agent's ``awsAccessKeyId`` and
 ``assumeRoleARN``) pass them through :class:`ClientConfig`; everything else uses the standard chain.
 
+Programs check the setup before they start (:func:`check_setup`): a missing profile, no credentials
+or an invalid region is one clear error naming the fix, not a traceback or a worker retrying forever.
+
 Timeouts and botocore's retry policy are chosen here on purpose: botocore's defaults (60 s read
 timeout, legacy retry mode) would stall a producer for a minute on a dead connection and stack
 retries underneath our own.  Components whose own layer retries (the producer's PutRecords, the
@@ -18,17 +21,21 @@ agent's sends) ask for ``max_attempts=1``.
 from __future__ import annotations
 
 import contextlib
+import os
 import threading
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Mapping
 from dataclasses import dataclass, replace
 from typing import Any, Literal
+from urllib.parse import urlsplit
 
 import aiobotocore.credentials
 import aiobotocore.session
 import boto3
 import botocore.config
 import botocore.credentials
+import botocore.exceptions
 import botocore.session
+import botocore.utils
 from aiobotocore.config import AioConfig
 
 from kpl import __version__
@@ -116,8 +123,8 @@ def resolve_region(region: str | None = None, session: botocore.session.Session 
     configured = (session or _shared_aio_session()).get_config_variable("region")
     if not configured:
         raise ConfigurationError(
-            "no AWS region configured: set AWS_REGION or AWS_DEFAULT_REGION, a region in ~/.aws/config, "
-            "or pass one explicitly"
+            "no AWS region configured: set AWS_DEFAULT_REGION (or region in ~/.aws/config), "
+            "or name one in the configuration"
         )
     return str(configured)
 
@@ -189,3 +196,83 @@ def sync_client(service: str, config: ClientConfig = DEFAULT_CLIENT_CONFIG) -> A
         endpoint_url=config.endpoint_url,
         config=botocore.config.Config(**config.botocore_kwargs()),
     )
+
+
+# --- checking the setup before a program starts ----------------------------------------------------
+
+_CREDENTIALS_FIX = (
+    "set AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY, choose a profile that has them with AWS_PROFILE, "
+    "or run with an instance or container role"
+)
+
+#: Host name suffixes of AWS's own endpoints (an endpoint elsewhere accepts any region name).
+_AWS_DNS_SUFFIXES = (".amazonaws.com", ".amazonaws.com.cn", ".api.aws")
+
+
+def check_setup(clients: Mapping[str, ClientConfig]) -> None:
+    """Resolve the region and credentials of each client a program will make, before it starts.
+
+    ``clients`` maps a service name ("kinesis", "dynamodb"...) to the configuration its client is built
+    with.  Raises :class:`ConfigurationError` with one line naming the problem and the fix for a missing
+    profile, no credentials at all, no region, a region name that is not valid, or a region that is in
+    no AWS partition while the endpoint is AWS's own.  Nothing is sent over the network: a role to assume
+    is assumed later, by the clients (instance and container roles are looked up as the SDK does).
+    """
+    for service, config in clients.items():
+        try:
+            _check_client(service, config)
+        except botocore.exceptions.ProfileNotFound as exc:
+            raise ConfigurationError(_missing_profile(str(exc.kwargs.get("profile", "")))) from None
+        except botocore.exceptions.ConfigParseError as exc:
+            raise ConfigurationError(f"the AWS configuration cannot be read: {exc}: correct that file") from None
+        except (botocore.exceptions.PartialCredentialsError, botocore.exceptions.CredentialRetrievalError,
+                botocore.exceptions.InvalidConfigError) as exc:
+            raise ConfigurationError(
+                f"AWS credentials cannot be loaded: {exc}: fix the credentials in the environment or in "
+                "~/.aws/config and ~/.aws/credentials"
+            ) from None
+
+
+def _check_client(service: str, config: ClientConfig) -> None:
+    session = botocore.session.Session()  # fresh: the environment and files as they are now
+    region = resolve_region(config.region, session)
+    origin = _region_origin(config)
+    try:
+        botocore.utils.validate_region_name(region)
+    except botocore.exceptions.InvalidRegionError:
+        raise ConfigurationError(
+            f"AWS region {region!r} (from {origin}) is not a valid region name: set it to a region such as "
+            "us-east-1"
+        ) from None
+    if config.credentials is None and session.get_credentials() is None:
+        role = config.assume_role_arn
+        what = f"source credentials to assume role {role}" if role else "credentials"
+        raise ConfigurationError(f"no AWS {what} found: {_CREDENTIALS_FIX}")
+    # The endpoint the client will use (explicit, AWS_ENDPOINT_URL*, endpoint_url in ~/.aws/config, or AWS's);
+    # building a client sends nothing.
+    client = session.create_client(service, region_name=region, endpoint_url=config.endpoint_url,
+                                   aws_access_key_id="check", aws_secret_access_key="check")
+    host = urlsplit(client.meta.endpoint_url).hostname or ""
+    if host.endswith(_AWS_DNS_SUFFIXES):
+        try:
+            session.get_partition_for_region(region)
+        except botocore.exceptions.UnknownRegionError:
+            raise ConfigurationError(
+                f"AWS region {region!r} (from {origin}) is not an AWS region: set it to a region such as "
+                f"us-east-1, or set AWS_ENDPOINT_URL to reach a {service} endpoint outside AWS"
+            ) from None
+
+
+def _region_origin(config: ClientConfig) -> str:
+    if config.region:
+        return "the configuration"
+    if os.environ.get("AWS_DEFAULT_REGION"):
+        return "AWS_DEFAULT_REGION"
+    return "~/.aws/config"
+
+
+def _missing_profile(profile: str) -> str:
+    origin = next((f" (from {name})" for name in ("AWS_PROFILE", "AWS_DEFAULT_PROFILE")
+                   if os.environ.get(name) == profile), "")
+    return (f"AWS profile {profile!r}{origin} does not exist: add it to ~/.aws/config or ~/.aws/credentials, "
+            "or set AWS_PROFILE to a profile that exists")

@@ -20,8 +20,19 @@ from collections.abc import Callable
 class Budget:
     """Outstanding-record and outstanding-byte bounds with async waiting for room and for idleness."""
 
-    __slots__ = ("_bytes_limit", "_idle_waiters", "_records_limit", "_room_waiters", "admitted_bytes",
-                 "admitted_records", "max_bytes", "max_records", "on_release", "released_bytes", "released_records")
+    __slots__ = (
+        "_idle_waiters",
+        "_room_waiters",
+        "admitted_bytes",
+        "admitted_records",
+        "bytes_limit",
+        "max_bytes",
+        "max_records",
+        "on_release",
+        "records_limit",
+        "released_bytes",
+        "released_records",
+    )
 
     def __init__(self, max_records: int, max_bytes: int) -> None:
         self.max_records = max_records
@@ -33,8 +44,8 @@ class Budget:
         #: What ``admitted_*`` may reach: the bounds moved on by every release, so that admitting a
         #: record (once per put) is two comparisons.  Written by the releasing side only, and 0 while
         #: callers wait for room, so that nobody overtakes them.
-        self._records_limit = max_records
-        self._bytes_limit = max_bytes
+        self.records_limit = max_records
+        self.bytes_limit = max_bytes
         self._room_waiters: deque[asyncio.Future[None]] = deque()
         self._idle_waiters: list[asyncio.Future[None]] = []
         #: Called (on the event loop) after every release; the sync producer wakes its callers here.
@@ -56,7 +67,7 @@ class Budget:
 
     def try_admit(self, size: int) -> bool:
         """Admit a record of ``size`` bytes if it fits now and nobody is waiting ahead of it."""
-        if self.admitted_records < self._records_limit and self.admitted_bytes + size <= self._bytes_limit:
+        if self.admitted_records < self.records_limit and self.admitted_bytes + size <= self.bytes_limit:
             self.admitted_records += 1
             self.admitted_bytes += size
             return True
@@ -66,6 +77,21 @@ class Budget:
         self.admitted_records += 1
         self.admitted_bytes += size
         return True
+
+    def try_admit_many(self, sizes: list[int]) -> int:
+        """Admit records of ``sizes``, in order, while they fit now; how many were admitted."""
+        total = sum(sizes)
+        if self.admitted_records + len(sizes) <= self.records_limit and \
+                self.admitted_bytes + total <= self.bytes_limit:
+            self.admitted_records += len(sizes)
+            self.admitted_bytes += total
+            return len(sizes)
+        admitted = 0
+        for size in sizes:
+            if not self.try_admit(size):
+                break
+            admitted += 1
+        return admitted
 
     def admit(self, size: int) -> None:
         self.admitted_records += 1
@@ -88,10 +114,10 @@ class Budget:
 
     def _move_limits(self) -> None:
         if self._room_waiters:
-            self._records_limit = self._bytes_limit = 0
+            self.records_limit = self.bytes_limit = 0
         else:
-            self._records_limit = self.released_records + self.max_records
-            self._bytes_limit = self.released_bytes + self.max_bytes
+            self.records_limit = self.released_records + self.max_records
+            self.bytes_limit = self.released_bytes + self.max_bytes
 
     def _wake_next_room_waiter(self) -> None:
         head = self._room_waiters[0]

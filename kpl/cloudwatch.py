@@ -238,15 +238,30 @@ class CloudWatchPublisher:
             if len(pending) <= self.max_pending_keys:
                 self.registry.restore(pending)
 
-    async def close(self) -> None:
-        """Stop the periodic task and make a final upload."""
-        if self._task is not None:
-            async with self._uploading:  # an upload in progress finishes first
-                self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
-            self._task = None
-        if self._client is not None:
-            await self.publish()
-            await self._client_cm.__aexit__(None, None, None)
-            self._client = None
+    async def close(self, timeout: float | None = None) -> None:
+        """Stop the periodic task and make a final upload; give up after ``timeout`` seconds.
+
+        An upload in progress finishes first, within the same ``timeout``.  The client is closed in
+        every case (also when the upload is cut short or this is cancelled), so no connection or
+        session is left behind.
+        """
+        try:
+            async with asyncio.timeout(timeout):
+                if self._task is not None:
+                    async with self._uploading:  # an upload in progress finishes first
+                        self._task.cancel()
+                if self._client is not None:
+                    await self.publish()
+        except TimeoutError:
+            log.warning("final metrics upload did not finish in time; its data is dropped",
+                        namespace=self.namespace, timeout=timeout)
+        finally:
+            task, self._task = self._task, None
+            if task is not None:
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
+            client_cm, self._client = self._client_cm, None
+            if client_cm is not None:
+                self._client_cm = None
+                await client_cm.__aexit__(None, None, None)

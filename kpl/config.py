@@ -11,11 +11,12 @@ that names the key (and the file and line).
 
 from __future__ import annotations
 
+import difflib
 import re
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
-from typing import Any
+from typing import Any, TypedDict
 
 from kpl.aws import ClientConfig
 from kpl.errors import ConfigurationError
@@ -70,6 +71,7 @@ _SETTINGS = (
     _Setting("OrderedPerShard", "ordered_per_shard", bool),
     _Setting("MaxOutstandingRecords", "max_outstanding_records", int, 1, MAX_LONG),
     _Setting("MaxOutstandingBytes", "max_outstanding_bytes", int, 1, MAX_LONG),
+    _Setting("CborProtocol", "cbor_protocol", bool),
 )
 _BY_KEY = {setting.key: setting for setting in _SETTINGS}
 _BY_FIELD = {setting.field: setting for setting in _SETTINGS}
@@ -125,6 +127,9 @@ class ProducerConfig:
     #: Not KPL settings: the backpressure bounds.  ``put_record`` waits while either is reached.
     max_outstanding_records: int = 100_000
     max_outstanding_bytes: int = 64 * MIB
+    #: Not a KPL setting: PutRecords in Kinesis' CBOR protocol (as the AWS SDK for Java), without
+    #: base64; the other calls stay JSON.  See kpl/wire.py.
+    cbor_protocol: bool = False
     #: Not a KPL setting: where the producer's clients get credentials (explicit keys, an assumed
     #: role) when standard AWS configuration is not what the application wants.  Its timeouts, pool
     #: size and retries are replaced per client; its region applies unless ``region`` is set, its
@@ -148,7 +153,8 @@ class ProducerConfig:
         """Load a Java KPL ``.properties`` file; ``overrides`` (Python names) win over the file."""
         source = Path(path)
         try:
-            text = source.read_text(encoding="utf-8")
+            # utf-8-sig: a file saved by an editor that writes a byte-order mark loads the same.
+            text = source.read_text(encoding="utf-8-sig")
         except OSError as exc:
             raise ConfigurationError(f"cannot read KPL properties file {source}: {exc}") from exc
         settings: dict[str, tuple[str, str]] = {}
@@ -188,6 +194,8 @@ class ProducerConfig:
         return cls(**values)
 
     def with_(self, **changes: Any) -> ProducerConfig:
+        """A copy with ``changes`` (Python names); an unknown name is a TypeError naming it."""
+        check_setting_names(changes, "ProducerConfig.with_()")
         return replace(self, **changes)
 
     # --- derived values ---------------------------------------------------------------------------
@@ -241,6 +249,66 @@ class ProducerConfig:
             max_pool_connections=2,
             max_attempts=2,
         )
+
+
+class ProducerSettings(TypedDict, total=False):
+    """The settings ``Producer(...)`` and ``AsyncProducer(...)`` take as keywords (ProducerConfig's fields)."""
+
+    aggregation_enabled: bool
+    aggregation_max_count: int
+    aggregation_max_size: int
+    collection_max_count: int
+    collection_max_size: int
+    record_max_buffered_time_ms: int
+    record_ttl_ms: int
+    rate_limit: int
+    fail_if_throttled: bool
+    max_connections: int
+    request_timeout_ms: int
+    connect_timeout_ms: int
+    max_user_record_size: int | None
+    metrics_level: str
+    metrics_granularity: str
+    metrics_namespace: str
+    metrics_upload_delay_ms: int
+    kinesis_endpoint: str
+    kinesis_port: int
+    cloudwatch_endpoint: str
+    cloudwatch_port: int
+    region: str
+    ordered_per_shard: bool
+    max_outstanding_records: int
+    max_outstanding_bytes: int
+    cbor_protocol: bool
+    client_config: ClientConfig
+
+
+def check_setting_names(names: Iterable[str], where: str) -> None:
+    """Raise TypeError for a name that is not a producer setting, with the closest ones as suggestions.
+
+    A KPL key (``RecordTtl``) is pointed to its Python name (``record_ttl_ms``).
+    """
+    known = ProducerSettings.__annotations__.keys()
+    for name in names:
+        if name in known:
+            continue
+        setting = _BY_KEY.get(_LEGACY_KEYS.get(name, name))
+        if setting is not None:
+            hint = f"the KPL's {name} is {setting.field!r} here (or use ProducerConfig.from_kpl_settings)"
+        else:
+            close = difflib.get_close_matches(name, known, n=3, cutoff=0.6) or difflib.get_close_matches(
+                name.lower(), known, n=3, cutoff=0.5)
+            hint = f"did you mean {' or '.join(map(repr, close))}?" if close else "see kpl.ProducerSettings"
+        raise TypeError(f"{where} got an unknown setting {name!r}: {hint}")
+
+
+def settings_config(config: ProducerConfig | None, settings: Mapping[str, Any], where: str) -> ProducerConfig:
+    """The configuration of a producer made with ``config`` and keyword ``settings``."""
+    if config is not None and not isinstance(config, ProducerConfig):
+        raise TypeError(f"{where} takes a kpl.ProducerConfig (or keyword settings), not {type(config).__name__}")
+    check_setting_names(settings, where)
+    base = config if config is not None else ProducerConfig()
+    return replace(base, **settings) if settings else base
 
 
 def _endpoint_url(endpoint: str, port: int) -> str | None:

@@ -7,6 +7,8 @@ Python programmer would expect (``ValueError``), so ``except ValueError`` keeps 
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 
 class KinesisToolkitError(Exception):
     """Base class of every error raised by kpl, kcl and agent."""
@@ -40,7 +42,17 @@ class ProducerTimeoutError(ProducerError, TimeoutError):
 
 
 class BackpressureTimeoutError(ProducerTimeoutError):
-    """``put_record`` waited its whole timeout for buffer space; the record was not accepted."""
+    """``put_record`` waited its whole timeout for buffer space; the record was not accepted.
+
+    From ``put_records``: ``queued`` holds the futures of the records queued before the timeout
+    (the others were not accepted).
+    """
+
+    queued: Sequence[object]
+
+    def __init__(self, *args: object) -> None:
+        super().__init__(*args)
+        self.queued = []
 
 
 class FlushTimeoutError(ProducerTimeoutError):

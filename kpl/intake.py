@@ -1,4 +1,4 @@
-"""What happens to a record at the ``put_record`` call: validation, and its hash key and size.
+"""The intake: a record's validation at the ``put_record`` call, and its way to the accumulator.
 
 Input is validated in the calling thread, at the call, so a bad record raises where it was made:
 ``TypeError`` for data that is not bytes-like, ``ValueError`` naming the problem for a bad partition
@@ -8,14 +8,28 @@ Applications reuse partition keys (a user id, a device id), and MD5 is the large
 accepting a record, so the hash key and UTF-8 length of recently seen keys are cached.  A key is
 cached only once it has passed validation, so a cache hit needs no further checks: the common call
 (``bytes`` data, a known ``str`` key, no explicit hash key) is one dict lookup and a tuple.
+
+On the event loop, :class:`Intake` takes the records of a stream in bursts (the faces append to
+:attr:`Intake.incoming`; one loop callback per burst hands it in), predicts each record's shard
+from the stream's hash ranges, groups the burst by shard and hands each group to the shard's
+aggregate in one call.  Records that arrive before the stream's shard map and limits are known wait
+here (for at most their TTL).
 """
 
 from __future__ import annotations
 
+import asyncio
 import random
+from collections.abc import Iterable
+from operator import itemgetter
+from typing import Any
 
-from kpl.accumulator import NO_LOG, PendingRecord
+from kpl.accumulator import ARRIVAL, HASH_KEY, NO_LOG, SIZE, Aggregator, PendingRecord, seal, split
+from kpl.discovery import StreamDiscovery
 from kpl.hashing import MAX_PARTITION_KEY_LENGTH, parse_explicit_hash_key, partition_key_hash
+from kpl.limiter import Limiter
+from kpl.records import EXPIRED, RecordError
+from kpl.resolver import Resolver
 
 #: (hash key, UTF-8 length) of valid partition keys seen recently; dropped whole when it fills up.
 #: A key found here needs no further checks (the producer's faces look it up themselves).
@@ -23,6 +37,8 @@ KNOWN_KEYS: dict[str, tuple[int, int]] = {}
 _KEYS_LIMIT = 1 << 14
 
 _getrandbits = random.getrandbits
+_size = itemgetter(SIZE)
+_hash_key = itemgetter(HASH_KEY)
 
 
 def pending_record(data: object, partition_key: object, explicit_hash_key: object, arrival: float) -> PendingRecord:
@@ -33,6 +49,33 @@ def pending_record(data: object, partition_key: object, explicit_hash_key: objec
             return (partition_key, None, data, key[0], key[1] + len(data), arrival, NO_LOG)
     data, partition_key, explicit_hash_key, hash_key, size = validate_record(data, partition_key, explicit_hash_key)
     return (partition_key, explicit_hash_key, data, hash_key, size, arrival, NO_LOG)
+
+
+def pending_records(records: Iterable[object], arrival: float) -> list[PendingRecord]:
+    """The producer's records for a batch of ``(data, partition_key)`` or ``(data, partition_key,
+    explicit_hash_key)``, all arriving at ``arrival``; raises TypeError/ValueError naming the first bad one."""
+    out: list[PendingRecord] = []
+    append = out.append
+    known = KNOWN_KEYS.get
+    try:
+        for item in records:
+            if type(item) is tuple and len(item) == 2:
+                data, partition_key = item
+                if type(data) is bytes and type(partition_key) is str:
+                    key = known(partition_key)
+                    if key is not None:
+                        append((partition_key, None, data, key[0], key[1] + len(data), arrival, NO_LOG))
+                        continue
+                append(pending_record(data, partition_key, None, arrival))
+            elif isinstance(item, (tuple, list)) and len(item) in (2, 3):
+                explicit_hash_key = item[2] if len(item) == 3 else None
+                append(pending_record(item[0], item[1], explicit_hash_key, arrival))
+            else:
+                raise TypeError("each record must be (data, partition_key) or (data, partition_key, explicit_hash_key)"
+                                f", not {type(item).__name__}")
+    except (TypeError, ValueError) as exc:
+        raise type(exc)(f"records[{len(out)}]: {exc}") from exc
+    return out
 
 
 def validate_record(
@@ -83,3 +126,142 @@ def _encode_partition_key(partition_key: str) -> bytes:
         return partition_key.encode()
     except UnicodeEncodeError as exc:
         raise ValueError(f"partition_key is not encodable as UTF-8: {exc}") from exc
+
+
+class Intake:
+    """One stream's records from the faces to the per-shard accumulator (or, unaggregated, the limiter)."""
+
+    def __init__(self, loop: asyncio.AbstractEventLoop, discovery: StreamDiscovery, aggregator: Aggregator,
+                 limiter: Limiter, resolver: Resolver, *, max_buffered: float, ttl: float) -> None:
+        self._loop = loop
+        self._discovery = discovery
+        self._aggregator = aggregator
+        self._limiter = limiter
+        self._resolver = resolver
+        self._max_buffered = max_buffered
+        self._ttl = ttl
+        #: Records (and their futures) put since the last :meth:`take_incoming`.  The faces append
+        #: to these lists and schedule one ``take_incoming`` per burst.
+        self.incoming: list[PendingRecord] = []
+        self.incoming_futures: list[Any] = []
+        #: Records (and their futures) that arrived before the shard map and the stream's limits.
+        self._waiting: list[PendingRecord] = []
+        self._waiting_futures: list[Any] = []
+        #: Records taken in since the last metrics sample.
+        self.received = 0
+
+    def take_incoming(self) -> None:
+        """Take the records appended to :attr:`incoming` since the last call."""
+        records = self.incoming
+        if records:
+            futures = self.incoming_futures
+            self.incoming, self.incoming_futures = [], []
+            self.add_burst(records, futures)
+
+    def add_burst(self, records: list[PendingRecord], futures: list[Any]) -> None:
+        """Take validated, admitted records and their futures, oldest first: the hot path."""
+        self.received += len(records)
+        if self._discovery.ready:
+            self._route_ready(records, futures)
+        else:
+            self._add_before_map(records, futures)
+
+    def _route_ready(self, records: list[PendingRecord], futures: list[Any]) -> None:
+        """Predict each record's shard and pass it on: into its shard's aggregate, or alone."""
+        discovery = self._discovery
+        shard_ids = discovery.ranges.shards_for(map(_hash_key, records))
+        if not discovery.aggregate:
+            for record, future, shard_id in zip(records, futures, shard_ids, strict=True):
+                self._route(record, future, shard_id)
+            return
+        # Grouped by shard first (order kept within each), so that each shard's aggregate takes its
+        # records in one call and the loop here is the only per-record Python work besides the encoder's.
+        groups: dict[str | None, tuple[list[PendingRecord], list[Any]]] = {}
+        group_of = groups.get
+        for record, future, shard_id in zip(records, futures, shard_ids, strict=True):
+            group = group_of(shard_id)
+            if group is None:
+                group = groups[shard_id] = ([], [])
+            group[0].append(record)
+            group[1].append(future)
+        add_group = self._aggregator.add_group
+        for shard_id, (group_records, group_futures) in groups.items():
+            if shard_id is None:
+                for record, future in zip(group_records, group_futures, strict=True):
+                    self._route(record, future, None)
+            else:
+                add_group(shard_id, group_records, group_futures)
+
+    def _route(self, record: PendingRecord, future: Any, shard_id: str | None) -> None:
+        discovery = self._discovery
+        if shard_id is None:
+            # A hole in the map (a reshard in progress): send it alone, routed by its own hash key.
+            discovery.request_refresh(self._loop.time())
+        elif discovery.aggregate:
+            self._aggregator.add(record, future, shard_id)
+            return
+        self._limiter.add(seal([record], [future], None, shard_id, discovery.map.generation,
+                               record[ARRIVAL] + self._max_buffered, self._ttl, record[SIZE]))
+
+    def _add_before_map(self, records: list[PendingRecord], futures: list[Any]) -> None:
+        refused = self._discovery.refusal(self._loop.time())
+        if refused is not None:
+            self._resolver.fail(records, futures, (), refused.code, refused.message, retryable=False, shard_id=None)
+            return
+        self._waiting += records
+        self._waiting_futures += futures
+
+    def wait_again(self, records: list[PendingRecord], futures: list[Any]) -> None:
+        """Retried records that need the shard map, which is not there: first in line for it."""
+        self._waiting[:0] = records
+        self._waiting_futures[:0] = futures
+
+    @property
+    def waiting(self) -> bool:
+        return bool(self._waiting)
+
+    def _take_waiting(self) -> tuple[list[PendingRecord], list[Any]]:
+        waiting, futures = self._waiting, self._waiting_futures
+        self._waiting, self._waiting_futures = [], []
+        return waiting, futures
+
+    def route_waiting(self) -> None:
+        """Route the records that waited, if the map and the limits are known now."""
+        if not self._discovery.check_ready() or not self._waiting:
+            return
+        limit = self._discovery.record_size_limit()
+        waiting, futures = self._take_waiting()
+        if max(map(_size, waiting)) <= limit:  # the common case, checked without a Python call per record
+            self._route_ready(waiting, futures)
+            return
+        (fitting, fitting_futures), too_large = split(waiting, futures, lambda record: record[SIZE] <= limit)
+        self._route_ready(fitting, fitting_futures)
+        self._resolver.fail(*too_large, (), "ValidationException",
+                            f"record is larger than the stream's maximum record size of {limit} bytes",
+                            retryable=False, shard_id=None)
+
+    def fail_waiting(self, error: RecordError) -> None:
+        self._resolver.fail(*self._take_waiting(), (), error.code, error.message, retryable=False, shard_id=None)
+
+    def expire(self, now: float) -> None:
+        """Fail records that waited for the shard map past their TTL."""
+        ttl = self._ttl
+        if self._waiting and self._waiting[0][ARRIVAL] + ttl <= now:
+            (alive, alive_futures), (expired, expired_futures) = split(
+                *self._take_waiting(), lambda record: record[ARRIVAL] + ttl > now)
+            self._waiting, self._waiting_futures = alive, alive_futures
+            reason = self._discovery.last_error or "the stream's shard map could not be loaded in time"
+            self._resolver.fail(expired, expired_futures, (), EXPIRED,
+                                f"record reached its RecordTtl waiting for the shard map ({reason})",
+                                retryable=True, shard_id=None)
+
+    def take_all(self) -> tuple[list[PendingRecord], list[Any]]:
+        """Remove every record the intake holds (incoming and waiting), with their futures."""
+        records, futures = self.incoming + self._waiting, self.incoming_futures + self._waiting_futures
+        self.incoming, self.incoming_futures = [], []
+        self._waiting, self._waiting_futures = [], []
+        return records, futures
+
+    def oldest_arrival(self) -> float | None:
+        arrivals = [r[ARRIVAL] for r in (*self.incoming[:1], *self._waiting[:1])]
+        return min(arrivals) if arrivals else None

@@ -21,6 +21,7 @@ aiohttp, pynamodb) are rendered the same way.
 from __future__ import annotations
 
 import logging
+import os
 import sys
 from collections.abc import MutableMapping
 from typing import Any, TextIO
@@ -116,21 +117,35 @@ def _level_number(level: str | int) -> int:
     return number
 
 
-def configure_logging(level: str | int = "info", *, json: bool | None = None, stream: TextIO | None = None) -> None:
-    """Route all logging to ``stream`` (stderr by default).  For programs' entry points only.
+def configure_logging(
+    level: str | int = "info",
+    *,
+    json: bool | None = None,
+    stream: TextIO | None = None,
+    file: str | os.PathLike[str] | None = None,
+) -> None:
+    """Route all logging to ``file`` (appended to) or ``stream`` (stderr by default).  For programs' entry
+    points only: a library never calls it.
 
-    ``json=None`` chooses by the stream: console rendering on a TTY, JSON lines otherwise.
+    ``json=None`` chooses by the destination: console rendering on a TTY, JSON lines otherwise (a file
+    gets JSON lines).  Raises ValueError for an unknown level and OSError when ``file`` cannot be opened.
     """
-    out = stream or sys.stderr
-    use_json = not out.isatty() if json is None else json
+    threshold = _level_number(level)
+    handler: logging.StreamHandler[Any]
+    if file is not None:
+        handler = logging.FileHandler(file, mode="a", encoding="utf-8")
+        tty = False
+    else:
+        out = stream or sys.stderr
+        handler = logging.StreamHandler(out)
+        tty = out.isatty()
+    use_json = not tty if json is None else json
     renderer: Any = (
         structlog.processors.JSONRenderer(default=str)
         if use_json
-        else structlog.dev.ConsoleRenderer(colors=out.isatty())
+        else structlog.dev.ConsoleRenderer(colors=tty)
     )
-    threshold = _level_number(level)
 
-    handler = logging.StreamHandler(out)
     handler.setFormatter(
         structlog.stdlib.ProcessorFormatter(
             foreign_pre_chain=[

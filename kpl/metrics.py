@@ -8,14 +8,17 @@ out: ``global`` (no dimension), ``stream`` (also per StreamName) or ``shard`` (a
 ShardId).  Stream-level metrics (UserRecordsReceived, UserRecordsPending, the per-request ones) never
 go below the stream.
 
-The producer summarises per request and per shard before calling in here: nothing is recorded per
-user record.
+The producer summarises per request and per shard before calling in here (:class:`RequestSummary`):
+nothing is recorded per user record.
 """
 
 from __future__ import annotations
 
+from collections.abc import Iterable
+from operator import itemgetter
 from typing import Any
 
+from kpl.accumulator import ARRIVAL, KinesisRecord
 from kpl.cloudwatch import Dimensions, MetricsRegistry
 
 USER_RECORDS_RECEIVED = "UserRecordsReceived"
@@ -152,3 +155,109 @@ class ProducerMetrics:
 
     def snapshot(self) -> dict[str, list[dict[str, Any]]]:
         return self.registry.snapshot()
+
+
+_arrival = itemgetter(ARRIVAL)
+
+
+class _ShardReport:
+    """What one response said about one shard, summed up for the metrics."""
+
+    __slots__ = ("buffered", "errors", "kinesis_bytes", "kinesis_failed", "kinesis_put", "retries", "user_bytes",
+                 "user_put", "users_per_record")
+
+    def __init__(self) -> None:
+        self.kinesis_put = 0
+        self.kinesis_failed = 0
+        self.kinesis_bytes = 0
+        #: count, total, fewest, most user records per Kinesis record put.
+        self.users_per_record = [0, 0, 1 << 62, 0]
+        self.user_put = 0
+        self.user_bytes = 0
+        #: count, total, min, max: seconds from arrival to first send.
+        self.buffered: list[float] = [0, 0.0, float("inf"), 0.0]
+        #: count, total, min, max retries of the records delivered.
+        self.retries = [0, 0, 1 << 62, 0]
+        self.errors: dict[str, int] = {}
+
+    def put(self, kr: KinesisRecord, start: float) -> None:
+        users = len(kr.records)
+        self.kinesis_put += 1
+        self.kinesis_bytes += kr.size
+        counts = self.users_per_record
+        counts[0] += 1
+        counts[1] += users
+        counts[2] = min(counts[2], users)
+        counts[3] = max(counts[3], users)
+        if len(kr.log) == 1:  # first attempt: how long its records waited
+            buffered = self.buffered
+            buffered[0] += users
+            buffered[1] += users * start - sum(map(_arrival, kr.records))
+            buffered[2] = min(buffered[2], start - kr.records[-1][ARRIVAL])
+            buffered[3] = max(buffered[3], start - kr.oldest_arrival)
+
+    def delivered(self, kr: KinesisRecord) -> None:
+        users = len(kr.records)
+        self.user_put += users
+        self.user_bytes += kr.user_bytes
+        retries = len(kr.log) - 1
+        counts = self.retries
+        counts[0] += users
+        counts[1] += users * retries
+        counts[2] = min(counts[2], retries)
+        counts[3] = max(counts[3], retries)
+
+    def emit(self, metrics: ProducerMetrics, stream: str, shard_id: str | None) -> None:
+        fewest = self.users_per_record[2] if self.kinesis_put else 0
+        metrics.kinesis_records(stream, shard_id, succeeded=self.kinesis_put, failed=self.kinesis_failed,
+                                data_bytes=self.kinesis_bytes,
+                                user_per_record=(self.users_per_record[1], fewest, self.users_per_record[3]))
+        if self.user_put:
+            metrics.user_records(stream, shard_id, self.user_put, 0, self.user_bytes)
+            count, total, least, most = self.retries
+            metrics.retries(stream, shard_id, count=count, total=total, minimum=least, maximum=most)
+        waited, seconds, shortest, longest = self.buffered
+        if waited:
+            metrics.buffering(stream, shard_id, count=int(waited), total_ms=seconds * 1000.0,
+                              min_ms=shortest * 1000.0, max_ms=longest * 1000.0)
+        for code, failures in self.errors.items():
+            metrics.errors(stream, shard_id, code, failures)
+
+
+class RequestSummary:
+    """The KPL's per-request metrics of one PutRecords response, summed up per shard, then emitted."""
+
+    __slots__ = ("_reports", "_start")
+
+    def __init__(self, start: float) -> None:
+        self._start = start
+        self._reports: dict[str | None, _ShardReport] = {}
+
+    def _report(self, shard_id: str | None) -> _ShardReport:
+        report = self._reports.get(shard_id)
+        if report is None:
+            report = self._reports[shard_id] = _ShardReport()
+        return report
+
+    def delivered(self, krs: Iterable[KinesisRecord]) -> None:
+        """Kinesis records put, whose user records are delivered."""
+        start = self._start
+        for kr in krs:
+            report = self._report(kr.shard_id)
+            report.put(kr, start)
+            report.delivered(kr)
+
+    def put(self, krs: Iterable[KinesisRecord]) -> None:
+        """Kinesis records put, whose user records are reported once checked (the wrong-shard check)."""
+        start = self._start
+        for kr in krs:
+            self._report(kr.shard_id).put(kr, start)
+
+    def failed(self, kr: KinesisRecord, code: str) -> None:
+        report = self._report(kr.shard_id)
+        report.kinesis_failed += 1
+        report.errors[code] = report.errors.get(code, 0) + 1
+
+    def emit(self, metrics: ProducerMetrics, stream: str) -> None:
+        for shard_id, report in self._reports.items():
+            report.emit(metrics, stream, shard_id)

@@ -6,6 +6,7 @@ together (see :class:`RecordResult`), so the per-record cost of a result is one 
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass
 
 from kpl.errors import RecordFailedError
@@ -16,10 +17,37 @@ AttemptLog = tuple[tuple[float, float, str | None, str | None], ...]
 
 #: Error code of a record whose RecordTtl passed before it was delivered (the KPL's code).
 EXPIRED = "Expired"
-#: Error code of a record still outstanding when ``close(timeout)`` gave up on it.
+#: Error code of a record the producer closed before sending it (or after attempts that were all
+#: answered with a failure): it is not in the stream, so sending it again is safe.
 PRODUCER_CLOSED = "ProducerClosed"
+#: Error code of a record the producer closed before learning whether it was written: a request
+#: that carried it got no answer (timed out, connection lost, 5xx, cancelled in flight).  It may be
+#: in the stream; sending it again may write it twice.
+OUTCOME_UNKNOWN = "OutcomeUnknown"
 #: Attempt error of a record that reached a shard whose hash range excludes it (the KPL's message).
 WRONG_SHARD = "Wrong Shard"
+
+
+class Unanswered(tuple[float, float, str | None, str | None]):
+    """An attempt whose request got no answer, so the record may have been written by it.
+
+    Logged like any attempt (start, end, error code, error message); its type is the mark, which
+    travels with the record when it is re-aggregated for a retry.
+    """
+
+    __slots__ = ()
+
+
+def maybe_written(log: Iterable[tuple[float, float, str | None, str | None]]) -> bool:
+    """Whether an attempt of ``log`` got no answer (the record may be in the stream)."""
+    return any(type(attempt) is Unanswered for attempt in log)
+
+
+def last_unanswered(log: Iterable[tuple[float, float, str | None, str | None]]) -> str:
+    """'code: message' of the last attempt of ``log`` that got no answer."""
+    for _, _, code, message in reversed([a for a in log if type(a) is Unanswered]):
+        return f"{code}: {message}"
+    return ""
 
 
 @dataclass(frozen=True, slots=True)
@@ -38,12 +66,15 @@ class Attempt:
 
     ``delay`` is the time (seconds) from the record's arrival, or from the end of the previous
     attempt, to the start of this one; ``duration`` is the request time in seconds.
+    ``outcome_unknown``: the request got no answer (a timeout, a lost connection, a 5xx), so it may
+    have written the record although the attempt failed.
     """
 
     delay: float
     duration: float
     error_code: str | None
     error_message: str | None
+    outcome_unknown: bool = False
 
     @property
     def success(self) -> bool:
@@ -65,8 +96,10 @@ def attempts_from_log(since: float, log: AttemptLog) -> tuple[Attempt, ...]:
     """Attempts from a log, each delay measured from ``since`` or from the end of the previous attempt."""
     attempts = []
     previous_end = since
-    for start, end, code, message in log:
-        attempts.append(Attempt(max(0.0, start - previous_end), end - start, code, message))
+    for attempt in log:
+        start, end, code, message = attempt
+        attempts.append(Attempt(max(0.0, start - previous_end), end - start, code, message,
+                                type(attempt) is Unanswered))
         previous_end = end
     return tuple(attempts)
 
@@ -81,8 +114,9 @@ class RecordResult:
     Kinesis record started collecting (the arrival of its first user record).
 
     ``retryable`` (failures only) says whether re-submitting the same record may succeed: true for
-    expiry, throttling and shutdown, false for errors that will repeat (a missing stream, denied
-    access, invalid input).  A failed result carries the ``record`` as it was put.
+    expiry, throttling and ``ProducerClosed``, false for errors that will repeat (a missing stream,
+    denied access, invalid input) and for ``OutcomeUnknown`` (the record may be in the stream
+    already).  A failed result carries the ``record`` as it was put.
     """
 
     __slots__ = ("_attempts", "_error", "_log", "_record", "_retryable", "_sequence_number", "_shard_id", "_since",

@@ -1,121 +1,53 @@
-"""PutRecords: sending batches with bounded parallelism, and reading what each entry's outcome means.
+"""The sender: PutRecords requests with bounded parallelism, and nothing else (transport only).
 
 :class:`Sender` owns the connection budget (``MaxConnections`` requests in flight; further batches
 wait in a FIFO backlog) and the whole-request timeout.  botocore's own retries are off for this
 client, so every attempt is one HTTP request and the producer's retry layer is the only one.
 
-:func:`read_response` turns a PutRecords response into per-entry outcomes: delivered, failed (with
-the error's class from :mod:`kpl.retry`), or delivered to a shard other than the predicted one.  In
-the last case each user record's hash key is checked against the range of the shard that took the
-entry: after a reshard, an aggregate predicted with a stale map can land on a child shard that owns
-only some of its sub-records, and a KCL consumer silently drops sub-records outside its shard's
-range.  Those records must be sent again (the KPL's "Wrong Shard" retry).
+What a response means is not the sender's business: every request ends in exactly one call of its
+receiver (the stream's response classifier, :mod:`kpl.responses`) with the response or the error,
+and the times it started and ended.  Batches that never left the backlog end the same way, with a
+:class:`NotSent` reason instead of an error.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-import json
-from base64 import b64encode
+import enum
 from collections import deque
-from dataclasses import dataclass, field
-from json.encoder import encode_basestring_ascii
+from collections.abc import Iterator
 from typing import Any, Protocol
 
-from kpl.accumulator import HASH_KEY, KinesisRecord
+from kpl.accumulator import KinesisRecord
 from kpl.logs import get_logger
-from kpl.retry import ErrorKind, classify_code
-from kpl.shard_map import ShardMap
 
 log = get_logger(__name__)
 
 
-class BatchHandler(Protocol):
-    """What a stream pipeline offers the sender."""
+class NotSent(enum.Enum):
+    """Why a batch ends without a request having been made for (some of) its records."""
 
-    @property
-    def request_target(self) -> dict[str, str]: ...
-
-    def on_response(self, batch: list[KinesisRecord], response: dict[str, Any], start: float, end: float) -> None: ...
-
-    def on_request_error(self, batch: list[KinesisRecord], error: BaseException, start: float, end: float) -> None:
-        ...
-
-    def on_cancelled(self, batch: list[KinesisRecord]) -> None: ...
-
-    def on_expired_in_backlog(self, batch: list[KinesisRecord], expired: list[KinesisRecord]) -> None: ...
+    #: Its records reached their expiry while the batch waited for a connection.
+    EXPIRED = "expired"
+    #: The producer closed while it waited for a connection.
+    CLOSED = "closed"
 
 
-# --- PutRecords bodies ----------------------------------------------------------------------------
-#
-# botocore serialises a PutRecords call with ``json.dumps``, whose encoder examines every character
-# of every base64-encoded ``Data`` string for escaping: 0.4 µs per 100-byte user record and 4 µs per
-# KiB, more than everything else the producer does per record.  Base64 needs no escaping, so the
-# producer writes the ``Records`` array itself.  It does so through botocore's event hooks: the
-# entries are set aside before the parameters are serialised (botocore serialises a one-entry
-# placeholder) and spliced into the serialised body before the request is signed and sent.
-#
-# On the way back, botocore parses each of up to 500 result entries against the output shape, which
-# costs some microseconds per entry; a successful PutRecords response is plain JSON of strings and
-# numbers, so it is read with ``json.loads`` instead.  Error responses are left to botocore.
+class Receiver(Protocol):
+    """Where a request's outcome goes: exactly one call per request (or per part of a backlog batch)."""
 
-_ENTRIES_KEY = "kpl_put_records_entries"
+    def receive(self, batch: list[KinesisRecord], response: dict[str, Any] | None,
+                error: BaseException | NotSent | None, start: float, end: float) -> None: ...
 
 
-def _entry_pieces(entry: dict[str, Any], pieces: list[bytes]) -> None:
-    pieces.append(b'{"Data":"')
-    pieces.append(b64encode(entry["Data"]))
-    pieces.append(b'","PartitionKey":')
-    pieces.append(encode_basestring_ascii(entry["PartitionKey"]).encode("ascii"))
-    explicit_hash_key = entry.get("ExplicitHashKey")
-    if explicit_hash_key is not None:
-        pieces.append(b',"ExplicitHashKey":')
-        pieces.append(encode_basestring_ascii(explicit_hash_key).encode("ascii"))
-    pieces.append(b"},")
+class _Request:
+    __slots__ = ("batch", "receiver", "target")
 
-
-#: What botocore serialises in place of the entries (valid, so parameter validation may stay on).
-_PLACEHOLDER = ({"Data": b"", "PartitionKey": "-"},)
-
-
-def _set_entries_aside(params: dict[str, Any], context: dict[str, Any], **_: Any) -> None:
-    entries = params.get("Records")
-    if entries:
-        context[_ENTRIES_KEY] = entries
-        params["Records"] = list(_PLACEHOLDER)
-
-
-def _splice_entries(params: dict[str, Any], context: dict[str, Any], **_: Any) -> None:
-    entries = context.pop(_ENTRIES_KEY, None)
-    if entries is None:
-        return
-    rest = json.loads(params["body"])
-    del rest["Records"]
-    pieces = [b'{"Records":[']
-    for entry in entries:
-        _entry_pieces(entry, pieces)
-    pieces[-1] = b"}]"  # the last entry's closing brace, without its comma
-    if rest:
-        pieces.append(b"," + json.dumps(rest, separators=(",", ":"))[1:-1].encode())
-    pieces.append(b"}")
-    params["body"] = b"".join(pieces)
-
-
-def _read_response(response_dict: dict[str, Any], customized_response_dict: dict[str, Any], **_: Any) -> None:
-    if response_dict.get("status_code") != 200:
-        return
-    customized_response_dict.update(json.loads(response_dict["body"]))
-    response_dict["body"] = b"{}"
-
-
-def install_put_records_codec(client: Any) -> None:
-    """Make ``client`` (a Kinesis client) write and read PutRecords bodies the fast way (see above)."""
-    events = client.meta.events
-    events.register("before-parameter-build.kinesis.PutRecords", _set_entries_aside,
-                    unique_id="kpl-put-records-set-aside")
-    events.register("before-call.kinesis.PutRecords", _splice_entries, unique_id="kpl-put-records-splice")
-    events.register("before-parse.kinesis.PutRecords", _read_response, unique_id="kpl-put-records-read")
+    def __init__(self, batch: list[KinesisRecord], target: dict[str, str], receiver: Receiver) -> None:
+        self.batch = batch
+        self.target = target
+        self.receiver = receiver
 
 
 class Sender:
@@ -125,126 +57,101 @@ class Sender:
         self._client = client
         self.max_in_flight = max_in_flight
         self.request_timeout = request_timeout
-        self._backlog: deque[tuple[BatchHandler, list[KinesisRecord]]] = deque()
-        self._tasks: set[asyncio.Task[None]] = set()
+        self._backlog: deque[_Request] = deque()
+        self._in_flight: dict[asyncio.Task[None], _Request] = {}
+        self._idle: list[asyncio.Future[None]] = []
+        #: After :meth:`close_backlog`: no request is started any more.
+        self._closed = False
 
-    def submit(self, handler: BatchHandler, batch: list[KinesisRecord]) -> None:
-        if len(self._tasks) < self.max_in_flight:
-            self._start(handler, batch)
+    def submit(self, batch: list[KinesisRecord], target: dict[str, str], receiver: Receiver) -> None:
+        """Send ``batch`` (to the stream ``target`` names) when a connection is free."""
+        if self._closed:
+            receiver.receive(batch, None, NotSent.CLOSED, 0.0, 0.0)
+            return
+        request = _Request(batch, target, receiver)
+        if len(self._in_flight) < self.max_in_flight:
+            self._start(request)
         else:
-            self._backlog.append((handler, batch))
+            self._backlog.append(request)
 
-    def _start(self, handler: BatchHandler, batch: list[KinesisRecord]) -> None:
-        task = asyncio.get_running_loop().create_task(self._send(handler, batch))
-        self._tasks.add(task)
+    def _start(self, request: _Request) -> None:
+        task = asyncio.get_running_loop().create_task(self._send(request))
+        self._in_flight[task] = request
         task.add_done_callback(self._finished)
 
     def _finished(self, task: asyncio.Task[None]) -> None:
-        self._tasks.discard(task)
+        self._in_flight.pop(task, None)
         if not task.cancelled() and task.exception() is not None:
             # A bug in handling a response: the batch's records may never be resolved.  Say so loudly.
             log.error("PutRecords outcome handling failed", exc_info=task.exception())
         backlog = self._backlog
-        while backlog and len(self._tasks) < self.max_in_flight:
-            handler, batch = backlog.popleft()
-            self._start(handler, batch)
+        while backlog and len(self._in_flight) < self.max_in_flight:
+            self._start(backlog.popleft())
+        if not self._in_flight and not backlog and self._idle:
+            waiters, self._idle = self._idle, []
+            for waiter in waiters:
+                if not waiter.done():
+                    waiter.set_result(None)
 
-    async def _send(self, handler: BatchHandler, batch: list[KinesisRecord]) -> None:
+    async def _send(self, request: _Request) -> None:
         loop = asyncio.get_running_loop()
+        batch, receiver = request.batch, request.receiver
         start = loop.time()
         try:
             async with asyncio.timeout(self.request_timeout):
-                response = await self._client.put_records(Records=[kr.entry for kr in batch], **handler.request_target)
-        except asyncio.CancelledError:
-            handler.on_cancelled(batch)
+                response = await self._client.put_records(Records=[kr.entry for kr in batch], **request.target)
+        except asyncio.CancelledError as cancelled:
+            receiver.receive(batch, None, cancelled, start, loop.time())
             raise
         except Exception as exc:
-            handler.on_request_error(batch, exc, start, loop.time())
+            receiver.receive(batch, None, exc, start, loop.time())
         else:
-            handler.on_response(batch, response, start, loop.time())
+            receiver.receive(batch, response, None, start, loop.time())
 
     def expire_backlog(self, now: float) -> None:
-        """Hand Kinesis records waiting for a connection past their expiry back to their pipelines."""
-        kept: deque[tuple[BatchHandler, list[KinesisRecord]]] = deque()
-        for handler, batch in self._backlog:
-            expired = [kr for kr in batch if kr.expiry <= now]
+        """Kinesis records waiting for a connection past their expiry leave their batches."""
+        kept: deque[_Request] = deque()
+        for request in self._backlog:
+            expired = [kr for kr in request.batch if kr.expiry <= now]
             if expired:
-                # In place: the pipeline knows the batch by identity.
-                batch[:] = [kr for kr in batch if kr.expiry > now]
-                handler.on_expired_in_backlog(batch, expired)
-            if batch:
-                kept.append((handler, batch))
+                request.batch = [kr for kr in request.batch if kr.expiry > now]
+                request.receiver.receive(expired, None, NotSent.EXPIRED, now, now)
+            if request.batch:
+                kept.append(request)
         self._backlog = kept
 
-    def take_backlog(self) -> list[tuple[BatchHandler, list[KinesisRecord]]]:
-        backlog = list(self._backlog)
-        self._backlog.clear()
-        return backlog
+    def close_backlog(self) -> None:
+        """Start no more requests: batches waiting for a connection (or submitted from now on) are not
+        sent, each ends as :attr:`NotSent.CLOSED`.  Requests in flight go on to their outcomes."""
+        self._closed = True
+        backlog, self._backlog = self._backlog, deque()
+        for request in backlog:
+            request.receiver.receive(request.batch, None, NotSent.CLOSED, 0.0, 0.0)
+
+    @property
+    def in_flight(self) -> int:
+        """Requests sent and not answered yet."""
+        return len(self._in_flight)
+
+    def outstanding(self, receiver: Receiver) -> Iterator[KinesisRecord]:
+        """The Kinesis records of ``receiver`` in the backlog or in flight."""
+        for request in (*self._backlog, *self._in_flight.values()):
+            if request.receiver is receiver:
+                yield from request.batch
+
+    async def wait_idle(self) -> None:
+        """Return when no request is in flight or waiting."""
+        if not self._in_flight and not self._backlog:
+            return
+        waiter = asyncio.get_running_loop().create_future()
+        self._idle.append(waiter)
+        await waiter
 
     async def cancel_all(self) -> None:
-        """Cancel requests in flight; their handlers' ``on_cancelled`` accounts for the records."""
-        tasks = list(self._tasks)
+        """Cancel requests in flight; each ends in its receiver with a CancelledError."""
+        tasks = list(self._in_flight)
         for task in tasks:
             task.cancel()
         for task in tasks:
             with contextlib.suppress(asyncio.CancelledError):
                 await task
-
-
-@dataclass(slots=True)
-class ResponseOutcome:
-    """A PutRecords response, entry by entry, in request order within each list."""
-
-    #: (Kinesis record, shard, sequence number): every user record is where it belongs.
-    delivered: list[tuple[KinesisRecord, str, str]] = field(default_factory=list)
-    #: (Kinesis record, shard, sequence number): some user records are outside the shard's range.
-    misrouted: list[tuple[KinesisRecord, str, str]] = field(default_factory=list)
-    #: Delivered to a shard the map does not know yet: decide once the map is refreshed.
-    unverified: list[tuple[KinesisRecord, str, str]] = field(default_factory=list)
-    #: (Kinesis record, error code, error message, kind).
-    failed: list[tuple[KinesisRecord, str, str, ErrorKind]] = field(default_factory=list)
-    #: Predictions were made with a stale map (a refresh is due).
-    stale_map: bool = False
-
-
-def read_response(
-    batch: list[KinesisRecord], response: dict[str, Any], shard_map: ShardMap, start: float, end: float
-) -> ResponseOutcome:
-    """Classify each entry of a PutRecords response and log the attempt on its Kinesis record.
-
-    Raises ValueError when the response does not have one result per entry (never seen from the
-    service; the caller retries the whole batch rather than guess).
-    """
-    results = response.get("Records") or []
-    if len(results) != len(batch):
-        raise ValueError(f"PutRecords returned {len(results)} results for {len(batch)} entries")
-    outcome = ResponseOutcome()
-    for kr, result in zip(batch, results, strict=True):
-        sequence_number = result.get("SequenceNumber")
-        if sequence_number is None:
-            code = result.get("ErrorCode") or "UnknownError"
-            message = result.get("ErrorMessage") or ""
-            kr.log.append((start, end, code, message))
-            outcome.failed.append((kr, code, message, classify_code(code)))
-            continue
-        shard_id = result["ShardId"]
-        kr.log.append((start, end, None, None))
-        predicted = kr.shard_id
-        if shard_id == predicted or predicted is None:
-            outcome.delivered.append((kr, shard_id, sequence_number))
-            continue
-        outcome.stale_map = True
-        if len(kr.records) == 1:
-            # A plain record is routed by its own hash key, so it is where it belongs.
-            outcome.delivered.append((kr, shard_id, sequence_number))
-            continue
-        hash_range = shard_map.range_of(shard_id)
-        if hash_range is None:
-            outcome.unverified.append((kr, shard_id, sequence_number))
-            continue
-        low, high = hash_range.start, hash_range.end
-        if all(low <= record[HASH_KEY] <= high for record in kr.records):
-            outcome.delivered.append((kr, shard_id, sequence_number))
-        else:
-            outcome.misrouted.append((kr, shard_id, sequence_number))
-    return outcome

@@ -47,6 +47,28 @@ SERVICES = ("kinesis", "dynamodb", "cloudwatch", "firehose", "s3", "sts", "iam")
 HEALTHY_STATES = {"running", "available"}
 DEFAULT_PORT = 4566
 
+#: The environment of every instance, besides its port and folders.  A running instance started with
+#: other settings is restarted by ``start`` (they are part of :func:`installation_digest`).
+INSTANCE_SETTINGS = {
+    "SERVICES": ",".join(SERVICES),
+    "EAGER_SERVICE_LOADING": "1",
+    # Tests switch fault injection on and off with POST /_localstack/config.
+    "ENABLE_CONFIG_UPDATES": "1",
+    "PROVIDER_OVERRIDE_DYNAMODB": "moto",
+    "OVERRIDE_IN_DOCKER": "0",
+    # Stream create/delete/reshard transitions take this long (ms) in kinesis-mock.
+    "KINESIS_LATENCY": "0",
+    "DISABLE_EVENTS": "1",
+    "DNS_ADDRESS": "0",
+    "SKIP_SSL_CERT_DOWNLOAD": "1",
+    "PERSISTENCE": "0",
+    # PERSISTENCE=0 does not reach kinesis-mock: LocalStack reads KINESIS_PERSISTENCE separately and treats
+    # it as on unless it is false (localstack.config: is_env_not_false), and then kinesis-mock rewrites
+    # its whole state to disk every 5 s.  After ~40 MB written that grows to gigabytes and 100 % CPU
+    # until it stops answering.  Tests never need Kinesis data to survive a restart.
+    "KINESIS_PERSISTENCE": "0",
+}
+
 
 class CtlError(Exception):
     """A failure with a message meant for the person running the command."""
@@ -116,9 +138,13 @@ def _plugin_digest() -> str:
     return _digest(*sorted(p for p in PLUGIN_DIR.iterdir() if p.is_file()), extra="plugin-v1")
 
 
+def _settings_digest() -> str:
+    return hashlib.sha256(json.dumps(INSTANCE_SETTINGS, sort_keys=True).encode()).hexdigest()
+
+
 def installation_digest() -> str:
-    """What a running instance was started from: the pinned requirements and the plugin's files."""
-    return f"{_venv_digest()}:{_plugin_digest()}"
+    """What a running instance was started from: the pinned requirements, the plugin's files, its settings."""
+    return f"{_venv_digest()}:{_plugin_digest()}:{_settings_digest()}"
 
 
 def ensure_venv() -> Path:
@@ -239,23 +265,12 @@ class Instance:
             k: v for k, v in os.environ.items()
             if not k.startswith(("AWS_", "PYTHON", "VIRTUAL_ENV", "LOCALSTACK_", "PIP_REQUIRE"))
         }
+        env.update(INSTANCE_SETTINGS)
         env.update(
             GATEWAY_LISTEN=f"127.0.0.1:{self.port}",
-            SERVICES=",".join(SERVICES),
-            EAGER_SERVICE_LOADING="1",
-            # Tests switch fault injection on and off with POST /_localstack/config.
-            ENABLE_CONFIG_UPDATES="1",
-            PROVIDER_OVERRIDE_DYNAMODB="moto",
             # Everything LocalStack writes stays under this instance's folder.
-            OVERRIDE_IN_DOCKER="0",
             FILESYSTEM_ROOT=str(self.fs_root),
             LOCALSTACK_VOLUME_DIR=str(self.fs_root / "var" / "lib" / "localstack"),
-            # Stream create/delete/reshard transitions take this long (ms) in kinesis-mock.
-            KINESIS_LATENCY="0",
-            DISABLE_EVENTS="1",
-            DNS_ADDRESS="0",
-            SKIP_SSL_CERT_DOWNLOAD="1",
-            PERSISTENCE="0",
         )
         return env
 
@@ -363,8 +378,8 @@ def _started_from_current(instance: Instance) -> bool:
 def cmd_start(instance: Instance, timeout: float) -> int:
     with locked():
         if instance.is_healthy() and instance.pid() is not None and not _started_from_current(instance):
-            log("the running LocalStack was started from an older installation (requirements or plugin "
-                "changed): restarting it")
+            log("the running LocalStack was started from an older installation (requirements, plugin or "
+                "settings changed): restarting it")
             instance.stop()
         if instance.is_healthy():
             log(f"LocalStack is already running and healthy on {instance.url}")

@@ -34,8 +34,12 @@ AGENT_COMMAND = str(Path(sys.executable).parent / "kinesis-agent")
 class AgentProcess:
     """One ``kinesis-agent`` child process."""
 
-    def __init__(self, directory: Path, config: dict[str, Any], endpoint: str | None = None) -> None:
+    def __init__(self, directory: Path, config: dict[str, Any], endpoint: str | None = None,
+                 args: list[str] | None = None, umask: int = -1) -> None:
         self.directory = directory
+        self.args = args or []
+        #: The child's umask (-1: inherited).
+        self.umask = umask
         self.config_path = directory / "agent.json"
         self.config_path.write_text(json.dumps(config, indent=2))
         self.log_path = directory / "agent.log"
@@ -50,8 +54,8 @@ class AgentProcess:
         self._log_offset = self.log_path.stat().st_size if self.log_path.exists() else 0
         with self.log_path.open("ab") as log:
             self.process = subprocess.Popen(
-                [AGENT_COMMAND, "-c", str(self.config_path), "-L", "info"],
-                stdout=log, stderr=subprocess.STDOUT, env=self.env,
+                [AGENT_COMMAND, "-c", str(self.config_path), "-L", "info", *self.args],
+                stdout=log, stderr=subprocess.STDOUT, env=self.env, umask=self.umask,
             )
         return self
 
@@ -285,5 +289,7 @@ def checkpoint_rows(path: Path) -> list[tuple[Any, ...]]:
     connection = sqlite3.connect(f"file:{path}?mode=ro", uri=True)
     try:
         return connection.execute("select path, fileId, offset, fingerprint from FILE_CHECKPOINTS").fetchall()
+    except sqlite3.OperationalError:  # the agent is creating the database (empty file, then the table)
+        return []
     finally:
         connection.close()

@@ -36,6 +36,7 @@ def table_names(aws_clients: Callable[[str], Any]) -> set[str]:
     return set(aws_clients("dynamodb").list_tables()["TableNames"])
 
 
+# argparse's usage errors exit 2; an invalid configuration or processor exits 78 (EX_CONFIG), as kinesis-agent.
 CASES = {
     "missing-everything": ([], 2, "missing --stream, --application, --processor"),
     "bad-position": (["--initial-position", "EARLIEST"], 2, "invalid choice: 'EARLIEST'"),
@@ -102,7 +103,8 @@ def test_a_kclpy_processor_is_refused_at_load_pointing_to_multilang_mode(
     for expected in ("process_records(self, process_records_input) does not match "
                      "process_records(self, records, checkpointer, millis_behind_latest)",
                      "lease_lost(self, lease_lost_input) does not match lease_lost(self)",
-                     "MultiLang mode (kcl-worker with executableName"):
+                     "MultiLang mode (kcl-worker running the properties file's executableName), "
+                     "which this version does not have yet"):
         assert expected in result.stderr
     assert application not in table_names(aws_clients)
 

@@ -15,6 +15,7 @@ import pytest
 from agent.cli import main
 from agent.config import load_config, strip_comments
 from agent.errors import AgentConfigurationError
+from agent.producer_settings import producer_config
 
 # The shape of the Java agent's documentation and of real-world files: comments, dotted keys, numbers and
 # booleans as strings, an endpoint URL whose "//" must not be taken for a comment.
@@ -249,7 +250,7 @@ def test_check_config_prints_the_effective_configuration(tmp_path: Path, capsys:
     }))
     assert main(["-c", str(path), "--check-config"]) == 0
     printed = json.loads(capsys.readouterr().out)
-    assert printed["awsSecretAccessKey"] == "***"
+    assert printed["awsSecretAccessKey"] == "*" * 16  # too short to show its last four characters
     assert printed["checkpointFile"] == "/var/lib/aws-kinesis-agent/checkpoints"
     assert printed["flows"][0]["id"] == "fh:d:/tmp/a.log"
     assert printed["flows"][0]["maxBufferAgeMillis"] == 2000
@@ -291,8 +292,6 @@ def test_missing_region_exits_78(tmp_path: Path) -> None:
 
 
 def test_kinesis_flows_ship_with_the_configured_credentials_and_role(tmp_path: Path) -> None:
-    from agent.daemon import _producer_config
-
     path = write(tmp_path, json.dumps({
         "awsAccessKeyId": "AKIAEXAMPLE", "awsSecretAccessKey": "very-secret",
         "assumeRoleARN": "arn:aws:iam::123456789012:role/shipper", "assumeRoleExternalId": "ext",
@@ -300,7 +299,7 @@ def test_kinesis_flows_ship_with_the_configured_credentials_and_role(tmp_path: P
         "flows": [{"filePattern": "/tmp/a.log", "kinesisStream": "s"}],
     }))
     config = load_config(path)
-    clients = _producer_config(config, config.flows[0])
+    clients = producer_config(config, config.flows[0])
     for client in (clients.kinesis_client_config(), clients.control_client_config()):
         assert client.credentials is not None and client.credentials.access_key_id == "AKIAEXAMPLE"
         assert client.assume_role_arn == "arn:aws:iam::123456789012:role/shipper"
@@ -308,3 +307,103 @@ def test_kinesis_flows_ship_with_the_configured_credentials_and_role(tmp_path: P
         assert client.region == "eu-west-1"
         assert client.endpoint_url == "https://kinesis.eu-west-1.amazonaws.com"
     assert clients.cloudwatch_client_config().assume_role_arn == "arn:aws:iam::123456789012:role/shipper"
+
+
+# --- the Java agent's own files, and values that would only fail at start-up ------------------------
+
+
+def test_empty_strings_mean_not_set_as_in_the_java_installers_file(tmp_path: Path) -> None:
+    path = write(tmp_path, json.dumps({
+        "kinesis.endpoint": "", "firehose.endpoint": "", "cloudwatch.endpoint": "", "kinesis.region": "",
+        "awsAccessKeyId": "", "awsSecretAccessKey": "", "assumeRoleARN": "", "checkpointFile": "",
+        "flows": [{"filePattern": "/tmp/app.log*", "kinesisStream": "s"}],
+    }))
+    config = load_config(path)
+    for client in (config.kinesis_client, config.firehose_client, config.cloudwatch_client):
+        assert client.endpoint_url is None and client.region is None
+        assert client.uses_default_credentials
+    assert str(config.checkpoint_file) == "/var/lib/aws-kinesis-agent/checkpoints"
+    assert config.describe()["kinesis.endpoint"] is None
+    assert "kinesis.endpoint" not in config.explicit
+
+
+def test_a_byte_order_mark_is_accepted(tmp_path: Path) -> None:
+    path = tmp_path / "agent.json"
+    bom = b"\xef\xbb\xbf"
+    path.write_bytes(bom + b'// saved by a Windows editor\n{"flows": [{"filePattern": "/a", "kinesisStream": "s"}]}')
+    assert load_config(path).flows[0].destination == "s"
+    (tmp_path / "agent.d").mkdir()
+    (tmp_path / "agent.d" / "b.json").write_bytes(bom + b'{"flows": [{"filePattern": "/b", "kinesisStream": "b"}]}')
+    assert len(load_config(path).flows) == 2
+
+
+@pytest.mark.parametrize(("document", "message"), [
+    ({"kinesis.endpoint": " "}, "kinesis.endpoint: ' ' is not an endpoint"),
+    ({"kinesis.endpoint": "https://"}, "kinesis.endpoint: 'https://' is not an endpoint"),
+    ({"firehose.endpoint": "ftp://firehose.example.com"}, "firehose.endpoint: 'ftp://firehose.example.com' is not"),
+    ({"cloudwatch.endpoint": "monitoring us-east-1"}, "cloudwatch.endpoint: 'monitoring us-east-1' is not"),
+    ({"kinesis.region": "us east 1"}, "kinesis.region: 'us east 1' is not a region name"),
+    ({"connectionTimeoutMillis": 50}, "connectionTimeoutMillis: outside the range Kinesis flows accept"),
+    ({"socketTimeoutMillis": 700_000}, "socketTimeoutMillis: outside the range Kinesis flows accept"),
+    ({"cloudwatch.namespace": "AWS/Kinesis"}, "cloudwatch.namespace: 'AWS/Kinesis' is not a namespace"),
+])
+def test_values_that_would_stop_the_daemon_are_refused_at_load(tmp_path: Path, document: dict[str, Any],
+                                                                message: str) -> None:
+    path = write(tmp_path, json.dumps({**document, "flows": [{"filePattern": "/a", "kinesisStream": "s"}]}))
+    assert message in error_of(path)
+
+
+def test_endpoints_that_botocore_accepts_are_kept(tmp_path: Path) -> None:
+    path = write(tmp_path, json.dumps({
+        "kinesis.endpoint": "http://127.0.0.1:4566", "firehose.endpoint": "https://[::1]:4443",
+        "flows": [{"filePattern": "/a", "kinesisStream": "s"}],
+    }))
+    config = load_config(path)
+    assert config.kinesis_client.endpoint_url == "http://127.0.0.1:4566"
+    assert config.firehose_client.endpoint_url == "https://[::1]:4443"
+
+
+@pytest.mark.parametrize(("flow", "message"), [
+    ({"filePattern": "/var/log/[app.log"}, "flows[0].filePattern: unclosed '['"),
+    ({"filePattern": "/var/log/{a,b.log"}, "flows[0].filePattern: unclosed '{'"),
+    ({"multiLineStartPattern": "(?u)\\d"}, "flows[0].multiLineStartPattern: not a valid regular expression"),
+    ({"orderedDelivery": "true", "partitionKeyOption": "RANDOM"}, "flows[0].partitionKeyOption: does not apply"),
+    ({"kinesisStream": None, "deliveryStream": "d", "orderedDelivery": True},
+     "flows[0].orderedDelivery: applies only to kinesisStream flows"),
+])
+def test_flow_values_that_would_fail_later_are_refused_at_load(tmp_path: Path, flow: dict[str, Any],
+                                                               message: str) -> None:
+    assert message in error_of(config_with_flow(tmp_path, **flow))
+
+
+def test_check_config_exits_78_for_what_start_up_refuses(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    path = write(tmp_path, json.dumps({"kinesis.endpoint": "kinesis us-east-1",
+                                       "flows": [{"filePattern": "/a", "kinesisStream": "s"}]}))
+    assert main(["-c", str(path), "--check-config"]) == 78
+    assert "kinesis.endpoint" in capsys.readouterr().err
+
+
+def test_ordered_delivery_sends_one_flow_on_one_key_through_the_ordered_producer(tmp_path: Path) -> None:
+    from agent.sinks import flow_partition_key
+
+    config = load_config(config_with_flow(tmp_path, orderedDelivery="true", aggregationEnabled=True))
+    (flow,) = config.flows
+    assert flow.ordered and flow.partition_key_bytes == len(flow_partition_key(flow.id)) == 32
+    producer = producer_config(config, flow)
+    assert producer.ordered_per_shard is True
+    assert producer.record_ttl_ms >= 365 * 24 * 3600 * 1000  # never handed back for being late
+    assert config.describe()["flows"][0]["partitionKeyOption"].startswith("one key for the whole flow")
+    plain = load_config(config_with_flow(tmp_path))
+    assert producer_config(plain, plain.flows[0]).ordered_per_shard is False
+
+
+@pytest.mark.parametrize(("value", "shown"), [
+    ("AKIAIOSFODNN7EXAMPLE", "****************MPLE"),
+    ("wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKEY", "****************EKEY"),
+    ("short-id", "****************"),
+    ("test", "****************"),
+])
+def test_credentials_show_only_their_last_four_characters(value: str, shown: str) -> None:
+    from agent.config_reader import mask_secret
+
+    assert mask_secret(value) == shown

@@ -12,13 +12,8 @@ import pytest
 from agent.checkpoints import CheckpointRow, CheckpointStore
 from agent.errors import CheckpointStoreError
 from agent.globs import FilePattern, translate_glob
-from agent.tracking import (
-    Seen,
-    fingerprint_text,
-    java_file_id,
-    last_line_boundary,
-    restore_offset,
-)
+from agent.restore import plan_restore
+from agent.tracking import Seen, fingerprint_text, java_file_id, last_line_boundary, scan
 
 
 def touch(path: Path, data: bytes = b"x\n") -> Path:
@@ -86,17 +81,94 @@ def test_end_of_file_starts_after_the_last_complete_line(tmp_path: Path) -> None
     assert last_line_boundary(str(whole), (info.st_dev, info.st_ino), info.st_size) == 4
 
 
-def row(offset: int, prefix: bytes | None, file_id: str = "(dev=1,ino=2)", path: str = "/x") -> CheckpointRow:
-    return CheckpointRow("flow", path, file_id, 0, 100, offset, None if prefix is None else fingerprint_text(prefix))
+def row(offset: int, prefix: bytes | None, file_id: str = "(dev=1,ino=2)", path: str = "/x",
+        size: int = 100) -> CheckpointRow:
+    return CheckpointRow("flow", path, file_id, 0, size, offset, None if prefix is None else fingerprint_text(prefix))
 
 
 def test_restore_matches_by_file_id_and_fingerprint() -> None:
-    seen = Seen("/moved", (1, 2), 100, 0, b"hello world")
-    assert restore_offset([row(40, b"hello")], seen) == (40, row(40, b"hello"))
-    assert restore_offset([row(40, b"other")], seen) is None  # inode reused by another file
-    assert restore_offset([row(40, b"hello", file_id="(dev=1,ino=3)")], seen) is None
-    assert restore_offset([row(40, None)], seen) == (40, row(40, None))  # a Java agent row
-    assert restore_offset([row(400, b"hello")], seen) == (0, row(400, b"hello"))  # truncated while stopped
+    seen = {(1, 2): Seen("/moved", (1, 2), 100, 0, b"hello world")}
+    (resume,) = plan_restore([row(40, b"hello")], seen).resumed.values()
+    assert (resume.offset, resume.how, resume.listed, resume.seen.path) == (40, "checkpoint", True, "/moved")
+    assert not plan_restore([row(40, b"other")], seen).resumed  # inode reused by another file
+    assert not plan_restore([row(40, b"hello", file_id="(dev=1,ino=3)")], seen).resumed
+    (java,) = plan_restore([row(40, None)], seen).resumed.values()  # a Java agent row: file id alone
+    assert java.offset == 40
+
+
+def test_a_file_shorter_than_its_checkpointed_size_was_truncated() -> None:
+    """Files only grow until truncated: shorter than the row's size means truncated, even past the offset."""
+    seen = {(1, 2): Seen("/x", (1, 2), 90, 0, b"hello again")}
+    plan = plan_restore([row(40, b"hello", size=100)], seen)
+    assert not plan.resumed
+    (truncated,) = plan.truncated
+    assert (truncated.copy, truncated.lost_bytes) == (None, 60)
+
+
+def identity(path: Path) -> tuple[str, str, int]:
+    info = path.stat()
+    return java_file_id(info.st_dev, info.st_ino), fingerprint_text(path.read_bytes()[:1024]), info.st_size
+
+
+def checkpoint(path: Path, offset: int) -> CheckpointRow:
+    file_id, fingerprint, size = identity(path)
+    return CheckpointRow("flow", str(path), file_id, 0, size, offset, fingerprint)
+
+
+def test_copytruncate_while_stopped_resumes_the_copy_at_the_offset(tmp_path: Path) -> None:
+    log = touch(tmp_path / "app.log", b"".join(b"old line %03d\n" % n for n in range(100)))
+    saved = checkpoint(log, 700)  # 1300 bytes, delivered up to 700
+    with log.open("ab") as handle:
+        handle.write(b"written while stopped\n")
+    (tmp_path / "app.log.1").write_bytes(log.read_bytes())  # logrotate copytruncate: copy, then truncate
+    log.write_bytes(b"")
+    log.write_bytes(b"new generation\n")
+    for pattern in ("app.log", "app.log*"):  # the copy outside or inside the pattern
+        plan = plan_restore([saved], scan(FilePattern(f"{tmp_path}/{pattern}"), {}, {}).seen)
+        (resume,) = plan.resumed.values()
+        assert (resume.seen.path, resume.offset, resume.how) == (str(tmp_path / "app.log.1"), 700, "copy")
+        assert resume.listed is (pattern == "app.log*")
+        (truncated,) = plan.truncated
+        assert truncated.lost_bytes == 0 and truncated.copy is not None
+
+
+def test_a_copy_of_a_file_not_read_at_all_is_read_from_its_start(tmp_path: Path) -> None:
+    log = touch(tmp_path / "app.log", b"never read\n")
+    saved = checkpoint(log, 0)
+    (tmp_path / "app.log.1").write_bytes(log.read_bytes())
+    log.write_bytes(b"")
+    (resume,) = plan_restore([saved], scan(FilePattern(f"{tmp_path}/app.log"), {}, {}).seen).resumed.values()
+    assert (resume.seen.path, resume.offset) == (str(tmp_path / "app.log.1"), 0)
+
+
+def test_copytruncate_without_a_copy_counts_the_lost_bytes(tmp_path: Path) -> None:
+    log = touch(tmp_path / "app.log", b"x" * 99 + b"\n")
+    saved = checkpoint(log, 60)
+    log.write_bytes(b"")
+    plan = plan_restore([saved], scan(FilePattern(f"{tmp_path}/app.log"), {}, {}).seen)
+    assert not plan.resumed
+    assert [t.lost_bytes for t in plan.truncated] == [40]
+
+
+def test_renamed_out_of_the_pattern_while_stopped_is_read_to_its_end(tmp_path: Path) -> None:
+    log = touch(tmp_path / "app.log", b"first\nsecond\n")
+    saved = checkpoint(log, 6)
+    log.rename(tmp_path / "app.log.1")
+    touch(tmp_path / "app.log", b"new\n")
+    plan = plan_restore([saved], scan(FilePattern(f"{tmp_path}/app.log"), {}, {}).seen)
+    (resume,) = plan.resumed.values()
+    assert (resume.seen.path, resume.offset, resume.how, resume.listed) == (
+        str(tmp_path / "app.log.1"), 6, "renamed", False)
+    assert not plan.truncated
+
+
+def test_a_stale_row_of_a_renamed_file_is_not_taken_for_a_truncation(tmp_path: Path) -> None:
+    log = touch(tmp_path / "app.log.1", b"first\nsecond\n")
+    current = checkpoint(log, 13)
+    stale = CheckpointRow("flow", str(tmp_path / "app.log"), current.file_id, 0, 6, 6, current.fingerprint)
+    plan = plan_restore([current, stale], scan(FilePattern(f"{tmp_path}/app.log*"), {}, {}).seen)
+    assert [resume.offset for resume in plan.resumed.values()] == [13]
+    assert not plan.truncated
 
 
 # --- the checkpoint store -------------------------------------------------------------------------------

@@ -100,7 +100,7 @@ def shaper(**overrides: object) -> RecordShaper:
 
 def test_truncation_appends_the_terminator() -> None:
     stats = RecordStats()
-    out, lengths, _ = shaper(stats=stats).shape(Cut([b"0123456789abc\n", b"ok\n"], None), 0)
+    out, lengths, _ = shaper(stats=stats).shape(Cut([b"0123456789abc\n", b"ok\n"], None))
     assert out == [b"012345678\n", b"ok\n"]
     assert lengths == [14, 3]
     assert stats.records_truncated == 1
@@ -126,21 +126,54 @@ def test_truncated_records_are_valid_utf8_within_the_limit(text: str, limit: int
 
 def test_long_records_can_be_dropped_instead() -> None:
     stats = RecordStats()
-    out, _, _ = shaper(stats=stats, drop_long_records=True).shape(Cut([b"0123456789abc\n", b"ok\n"], None), 0)
+    out, _, _ = shaper(stats=stats, drop_long_records=True).shape(Cut([b"0123456789abc\n", b"ok\n"], None))
     assert out == [None, b"ok\n"]
     assert stats.records_dropped_too_long == 1
 
 
 def test_header_lines_are_skipped() -> None:
     stats = RecordStats()
-    out, _, _ = shaper(stats=stats, max_record_bytes=100).shape(Cut([b"h1\n", b"h2\n", b"row\n"], None), 2)
+    out, _, _ = shaper(stats=stats, max_record_bytes=100).shape(Cut([b"", b"", b"row\n"], [3, 3, 4], 2))
     assert out == [None, None, b"row\n"]
     assert stats.header_lines_skipped == 2
 
 
+def test_header_lines_are_lines_not_multiline_records() -> None:
+    """skipHeaderLines counts lines, as the Java agent does: a multi-line record is never a header."""
+    cutter = LineCutter(1000, re.compile(rb"\d{4}-"), skip_lines=2)
+    first = cutter.feed(b"# header one\n# head")
+    assert first.records == [] and cutter.pending_bytes == 0  # no record yet, nothing to flush
+    assert cutter.flush().records == []
+    cut = cutter.feed(b"er two\n2026-01-01 boom\n  at a\n  at b\n2026-01-02 ok\n")
+    assert cut.headers == 2
+    assert cut.records == [b"", b"", b"2026-01-01 boom\n  at a\n  at b\n"]
+    assert cut.lengths == [13, 13, 30]
+    assert cutter.flush().records == [b"2026-01-02 ok\n"]
+    stats = RecordStats()
+    out, lengths, _ = shaper(stats=stats, max_record_bytes=100).shape(cut)
+    assert out == [None, None, b"2026-01-01 boom\n  at a\n  at b\n"]
+    assert (stats.header_lines_skipped, stats.records_parsed, sum(lengths)) == (2, 1, 56)
+
+
+@given(st.lists(st.binary(max_size=30), max_size=20), st.integers(min_value=0, max_value=4), st.booleans())
+def test_header_lines_cover_their_bytes_and_nothing_else_is_lost(chunks: list[bytes], skip: int,
+                                                                multiline: bool) -> None:
+    data = b"".join(chunks)
+    cutter = LineCutter(10_000, re.compile(rb"[a-m]") if multiline else None, skip_lines=skip)
+    cuts = [cutter.feed(chunk) for chunk in chunks] + [cutter.flush()]
+    headers = [length for cut in cuts for length in (cut.lengths or [])[:cut.headers]]
+    records = [record for cut in cuts for record in cut.records[cut.headers:]]
+    lines = data.split(b"\n")
+    if data.count(b"\n") >= skip:
+        assert headers == [len(line) + 1 for line in lines[:skip]]
+        assert b"".join(records) == b"\n".join(lines[skip:])
+    else:
+        assert headers == [] and records == []
+
+
 def test_footer_ends_the_file() -> None:
     out, lengths, footer = shaper(max_record_bytes=100, footer=re.compile("END")).shape(
-        Cut([b"a\n", b"END\n", b"after\n"], None), 0)
+        Cut([b"a\n", b"END\n", b"after\n"], None))
     assert footer == 1
     assert out == [b"a\n"]
     assert lengths == [2]

@@ -6,6 +6,7 @@ import asyncio
 import json
 import logging
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -51,3 +52,62 @@ def test_transient_errors_are_warnings(retrier: Retrier, caplog: pytest.LogCaptu
     assert [(record.levelname, record.error) for record in caplog.records] == [  # type: ignore[attr-defined]
         ("WARNING", "ProvisionedThroughputExceededException"), ("WARNING", "InternalFailure"),
     ]
+
+
+def test_ordered_delivery_says_while_records_wait(tmp_path: Path, caplog: pytest.LogCaptureFixture,
+                                                 monkeypatch: pytest.MonkeyPatch) -> None:
+    """orderedDelivery never gives a record up: while the producer retries, a warning says how many wait."""
+    from agent import sinks
+    from kpl import ProducerConfig, RecordResult
+
+    path = tmp_path / "agent.json"
+    path.write_text(json.dumps({"flows": [{"filePattern": "/a", "kinesisStream": "s", "orderedDelivery": True}]}))
+    flow = load_config(path).flows[0]
+    sink = sinks.KinesisSink(flow, ProducerConfig(), metrics=None)  # type: ignore[arg-type]
+    monkeypatch.setattr(sinks, "LOG_INTERVAL", 0.01)
+    caplog.set_level(logging.WARNING, logger="agent")
+
+    async def scenario() -> None:
+        loop = asyncio.get_running_loop()
+        futures: list[asyncio.Future[RecordResult]] = [loop.create_future() for _ in range(3)]
+        delivered = RecordResult(True, "shardId-000000000000", "1", [], 0.0)
+        futures[0].set_result(delivered)
+        # Timers fire in deadline order: the first 10 ms wait ends before these records are delivered.
+        loop.call_later(0.05, lambda: [future.set_result(delivered) for future in futures[1:]])
+        await sink._wait_in_order(futures)
+
+    asyncio.run(scenario())
+    warnings = [getattr(record, EVENT_ATTRIBUTE) for record in caplog.records]
+    assert warnings and all(event["records"] == 2 for event in warnings)
+    assert warnings[0]["event"].startswith("records not delivered yet")
+
+
+def test_ordered_delivery_keeps_batch_order_even_through_an_unexpected_failure(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture,
+) -> None:
+    from types import SimpleNamespace
+
+    from agent import sinks
+    from kpl import ProducerConfig
+
+    path = tmp_path / "agent.json"
+    path.write_text(json.dumps({"flows": [{"filePattern": "/a", "kinesisStream": "s", "orderedDelivery": True,
+                                           "retryInitialBackoffMillis": 1, "retryMaxBackoffMillis": 1}]}))
+    sink = sinks.KinesisSink(load_config(path).flows[0], ProducerConfig(), metrics=None)  # type: ignore[arg-type]
+    delivered: list[str] = []
+
+    async def deliver(batch: Any) -> None:
+        delivered.append(batch.name)
+        if delivered == ["first"]:
+            raise RuntimeError("a bug")
+
+    sink._deliver = deliver  # type: ignore[method-assign]
+
+    async def scenario() -> None:
+        batches = [SimpleNamespace(name=name, records=[b"x"]) for name in ("first", "second")]
+        await asyncio.gather(*(sink.deliver(batch) for batch in batches))  # type: ignore[arg-type]
+
+    caplog.set_level(logging.ERROR, logger="agent")
+    asyncio.run(scenario())
+    assert delivered == ["first", "first", "second"]
+    assert "retrying it before any later batch" in caplog.records[0].getMessage()

@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import argparse
+
+import pytest
+
 from bench.harness import Measurement, Result, Variant, format_table, quick_kwargs
 from bench.workload import Workload
 
@@ -47,3 +51,96 @@ def test_workload_records_are_deterministic_and_sized() -> None:
     assert [data[:10] for _, data in items] == [b"%010d" % i for i in range(5)]
     assert {key for key, _ in items} <= set(workload.partition_keys())
     assert [(k.encode(), d) for k, d in items] == list(workload.items_bytes_keys())
+
+
+def run(name: str, cpu_s: float, *, target: str = "bench.peers:x", misroutes: bool = False, **sink: object) -> Result:
+    return Result(Variant(name, target, misroutes=misroutes), ok=True,
+                  measurement=Measurement(1000, wall_s=1.0, cpu_s=cpu_s), sink=sink_counters(**sink) if sink else {})
+
+
+def test_a_row_delivered_correctly_only_when_the_sink_saw_every_record_in_its_shard() -> None:
+    from bench.harness import delivered_correctly
+
+    assert delivered_correctly(run("good", 0.005, verify="route"))
+    assert not delivered_correctly(run("lost", 0.005, verify="route", user_records=990))
+    assert not delivered_correctly(run("misrouted", 0.005, verify="route", misrouted_user_records=3))
+    assert delivered_correctly(run("unverified", 0.005))  # a sink that cannot tell: the variant's word counts
+    assert not delivered_correctly(run("flagged", 0.005, misroutes=True))
+
+
+def test_best_peer_is_the_cheapest_peer_that_delivered_correctly_and_the_table_shows_the_ratio() -> None:
+    from bench.producer_bench import best_peer
+
+    rows = [run("kpl", 0.006, target="bench.producer_bench:kpl_async_producer", verify="route"),
+            run("floor", 0.0003, target="bench.peers:baseline_workload"),
+            run("misrouting peer", 0.004, verify="route", misrouted_user_records=900),
+            run("peer a", 0.005, verify="route"), run("peer b", 0.007, verify="route")]
+    best = best_peer(rows)
+    assert best is not None and best.variant.name == "peer a"
+    table = format_table(rows, title="t", reference=best)
+    kpl_row = next(line for line in table.splitlines() if line.startswith("kpl"))
+    assert "vs best peer" in table and " 1.20 " in kpl_row and "peer a's" in table
+
+
+def test_stopwatch_reports_thread_cpu_garbage_collection_and_phases() -> None:
+    import gc
+
+    from bench.harness import Stopwatch
+
+    with Stopwatch() as watch:
+        cycles = []
+        for _ in range(20_000):
+            node: list[object] = []
+            node.append(node)
+            cycles.append(node)
+        watch.phase("built")
+        gc.collect()
+    result = watch.result(1)
+    assert result.gc_collections >= 1 and result.gc_s > 0
+    assert 0 < result.thread_cpu_s <= result.cpu_s + 0.01
+    assert 0 <= result.phases["built"] <= result.cpu_s
+    assert watch._on_gc not in gc.callbacks
+
+
+def test_options_repeat_the_exact_command_and_keep_a_script_s_own_arguments() -> None:
+    from bench.harness import parse_options
+
+    def extra(parser: argparse.ArgumentParser) -> None:
+        parser.add_argument("--rate", type=float, default=5.0)
+
+    options = parse_options("d", ["--repeat", "3", "--only", "kpl Async", "--sink", "mini", "--rate", "7"],
+                            sink_choice=True, extra=extra)
+    assert options.repeat == 3 and options.sink == "mini" and options.extra == {"rate": 7.0}
+    assert options.command("bench.x") == (
+        ".venv/bin/python -m bench.x --repeat 3 --only 'kpl Async' --sink mini --rate 7")
+
+
+def test_crosscheck_compares_paired_runs_and_flags_disagreements() -> None:
+    from bench.crosscheck import Pair, format_pairs
+
+    def runs(*cpus: float) -> list[Result]:
+        return [run("v", cpu) for cpu in cpus]
+
+    # a slow spell hits the third pair on both sides: the paired ratios stay near 1
+    agreeing = Pair(Variant("same", "m:f"), runs(0.005, 0.0052, 0.009), runs(0.0051, 0.0051, 0.0092))
+    apart = Pair(Variant("apart", "m:g"), runs(0.005, 0.005, 0.005), runs(0.004, 0.004, 0.004))
+    cpu = agreeing.difference(lambda r: r.cpu_us_per_record)
+    assert cpu is not None and abs(cpu) < 0.03
+    assert apart.difference(lambda r: r.cpu_us_per_record) == pytest.approx(0.25)
+    # one pair far apart each way: outside the tolerance, but not systematic
+    noisy = Pair(Variant("noisy", "m:h"), runs(0.005, 0.008, 0.005), runs(0.004, 0.005, 0.008))
+    table = format_pairs([agreeing, apart, noisy], "a", "b", 0.10, "title")
+    rows = {line.split()[0]: line for line in table.splitlines()[3:]}
+    assert rows["same"].endswith("yes") and rows["apart"].endswith("NO") and "+25%" in rows["apart"]
+    assert rows["noisy"].endswith("noise: CPU") and "-38..+60%" in rows["noisy"]
+
+
+def test_latency_percentiles_leave_the_warm_up_out() -> None:
+    from bench.latency_bench import latency_summary
+
+    put_at = [i / 100 for i in range(300)]  # 3 s of arrivals at 100/s
+    done_at = [p + (0.5 if p < 1.0 else 0.010 + (0.090 if i % 100 == 0 else 0.0)) for i, p in enumerate(put_at)]
+    summary = latency_summary(put_at, done_at, start=0.0)
+    assert summary["measured"] == 200 and summary["warm_up_max_ms"] == pytest.approx(500.0)
+    assert summary["p50_ms"] == pytest.approx(10.0) and summary["max_ms"] == pytest.approx(100.0)
+    assert summary["p99_ms"] == pytest.approx(100.0) and summary["p90_ms"] == pytest.approx(10.0)

@@ -243,3 +243,36 @@ def test_records_put_after_a_prefill_are_read_after_it_when_retained() -> None:
     assert len(records) == 8 and numbers == sorted(numbers)
     arrivals = [r["ApproximateArrivalTimestamp"] for r in records]
     assert arrivals == sorted(arrivals)
+
+
+def test_verification_waits_until_the_counters_are_read() -> None:
+    service = service_with_stream(4, verify="route")
+    keys = [f"user-{i}" for i in range(30)]
+    aggregate = aggregation.encode([aggregation.SubRecord(k, None, b"d") for k in keys])
+    put(service, [{"PartitionKey": keys[0], "Data": base64.b64encode(aggregate).decode()}, entry("plain")])
+    counters = service.streams["s"].counters
+    assert counters.user_records == 1 and counters.aggregated_records == 1  # the aggregate is not decoded yet
+    stats = service.stats()["s"]
+    assert stats["user_records"] == 31 and stats["misrouted_user_records"] > 0
+
+
+def test_verify_inline_decodes_before_answering_and_a_long_backlog_is_worked_off() -> None:
+    aggregate = base64.b64encode(aggregation.encode([aggregation.SubRecord("k", None, b"d")] * 5)).decode()
+    inline = service_with_stream(1, verify="count", verify_inline=True)
+    put(inline, [{"PartitionKey": "k", "Data": aggregate}])
+    assert inline.streams["s"].counters.user_records == 5
+    bounded = service_with_stream(1, verify="count")
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr("bench.sink_kinesis.VERIFY_BACKLOG_BYTES", len(aggregate))
+        put(bounded, [{"PartitionKey": "k", "Data": aggregate}] * 3)
+    assert bounded.streams["s"].counters.user_records == 10  # two verified to get back under the bound
+    assert bounded.stats()["s"]["user_records"] == 15
+
+
+def test_retained_aggregates_are_read_with_their_user_record_counts() -> None:
+    service = service_with_stream(1, verify="count", retain=True)
+    aggregate = base64.b64encode(aggregation.encode([aggregation.SubRecord("k", None, b"d")] * 4)).decode()
+    put(service, [{"PartitionKey": "k", "Data": aggregate}])
+    records, _ = read_all(service, "s", "shardId-000000000000", limit=10)
+    assert len(records) == 1
+    assert service.stats()["s"]["shards"][0]["served_user_records"] == 4

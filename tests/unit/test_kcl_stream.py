@@ -5,7 +5,9 @@ from __future__ import annotations
 import pytest
 
 import kcl
-from kcl.stream import parse_stream_arn, stream_api_args, stream_name_of
+from kcl.cli import _clients
+from kcl.stream import kinesis_client_config, parse_stream_arn, stream_api_args, stream_name_of
+from kpl.aws import ClientConfig
 from kpl.errors import ConfigurationError
 
 ARN = "arn:aws:kinesis:eu-west-1:123456789012:stream/orders"
@@ -64,3 +66,13 @@ def test_a_kclpy_processor_class_is_refused_by_the_worker_api() -> None:
 
     with pytest.raises(kcl.ProcessorLoadError, match="MultiLang mode"):
         kcl.Worker("orders", "app", Ported)
+
+
+def test_the_kinesis_client_is_built_for_the_arns_region_and_the_rest_for_region_name() -> None:
+    assert kinesis_client_config(ClientConfig(region="us-east-1"), ARN).region == "eu-west-1"
+    assert kinesis_client_config(ClientConfig(region="us-east-1"), "orders").region == "us-east-1"
+    # kcl-worker checks the set-up of the clients the worker will build: the same regions.
+    clients = _clients(kcl.WorkerConfig(region_name="us-east-1"), ARN)
+    assert clients["kinesis"].region == "eu-west-1"
+    assert clients["dynamodb"].region == "us-east-1" and clients["cloudwatch"].region == "us-east-1"
+    assert _clients(kcl.WorkerConfig(), ARN)["kinesis"].region == "eu-west-1"  # no regionName: the ARN still says

@@ -13,15 +13,14 @@ from typing import Any
 from kpl.accumulator import (
     ARRIVAL,
     NO_LOG,
-    SHARD_BYTES_PER_BATCH,
     Aggregator,
-    Collector,
     KinesisRecord,
     PendingRecord,
     regroup,
     seal,
 )
 from kpl.aggregation import AggregateBuilder, decode, is_aggregated
+from kpl.collector import SHARD_BYTES_PER_BATCH, Collector
 
 
 class FakeTimer:
@@ -254,3 +253,23 @@ def test_a_group_is_aggregated_as_its_records_one_by_one() -> None:
         outcomes.append([(kr.futures, kr.entry["Data"], kr.deadline) for kr in sealed])
     assert outcomes[0] == outcomes[1]
     assert sorted(f for futures, _, _ in outcomes[1] for f in futures) == list(range(len(records)))
+
+
+def test_an_aggregate_is_sealed_early_enough_to_leave_the_collector_within_the_buffered_time() -> None:
+    """RecordMaxBufferedTime bounds put -> request: the collection time (the KPL's min(50 ms, 0.2 x RMBT))
+    is taken out of the aggregation time, not added after it."""
+    loop, batches = FakeLoop(), []
+    coll = collector(loop, batches)
+    agg = Aggregator(loop, lambda kr: coll.add(kr, kr.deadline), max_size=51200,  # type: ignore[arg-type]
+                     max_count=2**32, ttl=30.0, max_buffered=0.1)
+    agg.seal_early = 0.02
+    agg.add(record("a", b"1", arrival=0.0), "fa", "s1")
+    loop.advance(0.079)
+    agg.add(record("b", b"2", arrival=0.079), "fb", "s2")
+    assert batches == []
+    loop.advance(0.002)  # 0.081: the first aggregate is sealed, and waits in the collector for company
+    assert batches == [] and len(coll.pending()) == 1 and coll.pending()[0].deadline == 0.1
+    loop.advance(0.019)  # 0.1: its deadline, the batch leaves
+    assert [kr.futures for batch in batches for kr in batch] == [["fa"]]
+    loop.advance(0.0795)  # just past 0.179 = 0.079 + 0.1, the second one's deadline
+    assert [kr.futures for batch in batches for kr in batch] == [["fa"], ["fb"]]

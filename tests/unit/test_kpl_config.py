@@ -135,3 +135,12 @@ def test_client_config_base_carries_credentials_to_every_client() -> None:
     assert cloudwatch.endpoint_url is None, "a Kinesis endpoint must not leak into the CloudWatch client"
     assert data.max_attempts == 1 and control.max_attempts == 3
     assert ProducerConfig(client_config=base, region="us-west-2").kinesis_client_config().region == "us-west-2"
+
+
+def test_the_kpl_sample_file_loads_with_a_byte_order_mark_and_windows_line_ends(tmp_path: Path) -> None:
+    # Editors on Windows save properties files as UTF-8 with a BOM and CRLF line ends.
+    path = tmp_path / "producer.properties"
+    path.write_bytes(b"\xef\xbb\xbf" + KPL_SAMPLE.replace("\n", "\r\n").encode())
+    assert ProducerConfig.from_properties(path) == ProducerConfig.from_properties(write(tmp_path, KPL_SAMPLE))
+    path.write_bytes(b"\xef\xbb\xbfRecordTtl = 60000\n")
+    assert ProducerConfig.from_properties(path).record_ttl_ms == 60000, "a key on the first line, after the BOM"

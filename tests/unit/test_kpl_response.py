@@ -8,8 +8,8 @@ import pytest
 
 from kpl.accumulator import NO_LOG, KinesisRecord, PendingRecord
 from kpl.hashing import MAX_HASH_KEY
+from kpl.responses import read_response
 from kpl.retry import ErrorKind
-from kpl.sender import read_response
 from kpl.shard_map import ShardMap
 
 HALF = (MAX_HASH_KEY + 1) // 2
@@ -94,7 +94,7 @@ def test_put_records_body_matches_what_botocore_writes() -> None:
     import botocore.session
     from botocore.serialize import create_serializer
 
-    from kpl.sender import _set_entries_aside, _splice_entries
+    from kpl.wire import _set_entries_aside, _splice_entries
 
     model = botocore.session.get_session().get_service_model("kinesis").operation_model("PutRecords")
     serializer = create_serializer("json")
@@ -112,3 +112,64 @@ def test_put_records_body_matches_what_botocore_writes() -> None:
     _splice_entries(request, context)
     assert json.loads(request["body"]) == json.loads(expected)
     assert context == {}
+
+
+def test_which_request_failures_leave_the_outcome_unknown() -> None:
+    import botocore.exceptions
+
+    from kpl.responses import request_failure, unanswered
+
+    def client_error(code: str, status: int) -> botocore.exceptions.ClientError:
+        return botocore.exceptions.ClientError(
+            {"Error": {"Code": code, "Message": "m"}, "ResponseMetadata": {"HTTPStatusCode": status}}, "PutRecords")
+
+    # Rejected by the service, or never sent: nothing was written.
+    assert not unanswered(client_error("ProvisionedThroughputExceededException", 400))
+    assert not unanswered(client_error("AccessDeniedException", 400))
+    assert not unanswered(botocore.exceptions.EndpointConnectionError(endpoint_url="http://x"))
+    assert not unanswered(botocore.exceptions.ConnectTimeoutError(endpoint_url="http://x"))
+    assert not unanswered(botocore.exceptions.NoCredentialsError())
+    assert not unanswered(ConnectionRefusedError())
+    # No answer: the request may have been written.
+    assert unanswered(client_error("InternalFailure", 500))
+    assert unanswered(client_error("ServiceUnavailable", 503))
+    assert unanswered(botocore.exceptions.ReadTimeoutError(endpoint_url="http://x"))
+    assert unanswered(botocore.exceptions.ConnectionClosedError(endpoint_url="http://x"))
+    assert unanswered(ConnectionResetError())
+    timeout = request_failure(TimeoutError(), request_timeout=6.0)
+    assert (timeout.code, timeout.unanswered) == ("RequestTimeout", True)
+    assert timeout.message == "no response within 6 s"
+
+
+def test_giving_up_tells_records_that_may_be_written_from_those_that_are_not() -> None:
+    from kpl.backpressure import Budget
+    from kpl.metrics import ProducerMetrics
+    from kpl.records import Unanswered
+    from kpl.resolver import Resolver
+
+    class Future:
+        result: Any = None
+
+        def set_result(self, result: Any) -> None:
+            self.result = result
+
+    budget = Budget(100, 10_000)
+    for _ in range(3):
+        budget.admit(2)
+    resolver = Resolver("s", lambda futures, result: None, budget, ProducerMetrics("none"))
+    throttled = (0.0, 0.1, "ProvisionedThroughputExceededException", "slow down")
+    timed_out = Unanswered((0.2, 1.2, "RequestTimeout", "no response within 1 s"))
+    never_sent, answered, maybe = pending(1), (*pending(2)[:6], (throttled,)), (*pending(3)[:6], (timed_out,))
+    futures = [Future(), Future(), Future()]
+    resolver.give_up([never_sent, answered, maybe], list(futures), (), "close(timeout=1) ran out of time",
+                     shard_id=None)
+    codes = [(f.result.error.code, f.result.retryable) for f in futures]
+    assert codes == [("ProducerClosed", True), ("ProducerClosed", True), ("OutcomeUnknown", False)]
+    assert "may be in the stream" in futures[2].result.error.message
+    assert "RequestTimeout" in futures[2].result.error.message
+    assert [a.outcome_unknown for a in futures[2].result.attempts] == [True]
+    assert budget.outstanding_records == 0
+    # A Kinesis record whose own request went unanswered: all of its records may be written.
+    whole = [Future(), Future()]
+    resolver.give_up([pending(4), pending(5)], list(whole), (timed_out,), "close() was cancelled", shard_id=None)
+    assert {f.result.error.code for f in whole} == {"OutcomeUnknown"}
