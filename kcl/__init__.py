@@ -17,7 +17,7 @@ in place.  See docs/kcl.md.
 import logging as _logging
 
 from kcl.checkpointer import Checkpointer, PreparedCheckpointer
-from kcl.config import DeadLetter, InitialPosition, MetricsLevel, RetrievalMode, WorkerConfig, load_properties
+from kcl.config import DeadLetter, InitialPosition, MetricsLevel, RetrievalMode, WorkerConfig
 from kcl.errors import (
     CheckpointDependencyError,
     CheckpointError,
@@ -30,7 +30,8 @@ from kcl.errors import (
     ProcessorLoadError,
     StreamNotFoundError,
 )
-from kcl.processor import Record, RecordProcessor
+from kcl.processor import PendingCheckpoint, Record, RecordProcessor
+from kcl.properties import load_properties
 from kcl.sequence import ExtendedSequenceNumber
 from kcl.worker import Worker
 
@@ -51,6 +52,7 @@ __all__ = [
     "LeaseLostError",
     "LeaseTableError",
     "MetricsLevel",
+    "PendingCheckpoint",
     "PreparedCheckpointer",
     "ProcessorLoadError",
     "Record",

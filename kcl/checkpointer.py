@@ -2,9 +2,13 @@
 
 Rules (the Java KCL's, made explicit):
 
-* A checkpoint must lie between the last checkpoint and the last record delivered to this processor
-  (``checkpoint()`` with no argument means the latter).  Anything else raises
-  :class:`InvalidCheckpointError`: a checkpoint never moves past data not delivered.
+* A checkpoint must lie between the last checkpoint and the last record *processed*: the last record of
+  the last batch whose ``process_records`` returned normally (or that went to ``dead_letter``).
+  ``checkpoint()`` with no argument means the latter.  While ``process_records`` runs, the batch in
+  hand may be checkpointed too (the processor says it is done with what it checkpoints); if the call
+  then raises, the limit falls back, so a ``shutdown_requested`` or ``shard_ended`` after a failed
+  batch cannot record it.  Anything else raises :class:`InvalidCheckpointError`: a checkpoint never
+  moves past records that were not processed.
 * Once the lease is lost, released or self-fenced, or a newer tenure holds it, every checkpoint
   raises :class:`LeaseLostError`; the write itself is conditional on ``leaseCounter``, so even a
   stale in-memory view cannot overwrite another worker's progress.
@@ -65,28 +69,39 @@ class Checkpointer:
         # Created on the worker's event loop thread, the one thread where blocking calls are refused.
         self._loop_thread = threading.get_ident()
         self.last_checkpoint = last_checkpoint
-        #: The position of the last record delivered; SHARD_END once the shard's end was delivered.
+        #: The largest value a checkpoint may take now: the last record processed, the last record of the
+        #: batch in hand while ``process_records`` runs, SHARD_END once the shard's end was processed.
         self.largest_permitted = last_checkpoint
-        self._last_delivered = last_checkpoint
+        self._last_processed = last_checkpoint
         self._lock = threading.Lock()
 
     # --- set by the shard consumer ------------------------------------------------------------------
 
-    def delivered(self, last: ExtendedSequenceNumber) -> None:
-        self._last_delivered = last
+    def batch_started(self, last: ExtendedSequenceNumber) -> None:
+        """A batch ending at ``last`` goes to ``process_records``: until it returns, it may be checkpointed."""
         self.largest_permitted = last
+
+    def batch_done(self, last: ExtendedSequenceNumber) -> None:
+        """``process_records`` returned normally for the batch ending at ``last`` (or it was dead-lettered)."""
+        self._last_processed = last
+        self.largest_permitted = last
+
+    def batch_failed(self) -> None:
+        """``process_records`` raised (or was abandoned): nothing of that batch may be checkpointed now."""
+        self.largest_permitted = self._last_processed
 
     def at_shard_end(self) -> None:
         self.largest_permitted = ESN_SHARD_END
 
     @property
-    def last_delivered(self) -> ExtendedSequenceNumber:
-        return self._last_delivered
+    def last_processed(self) -> ExtendedSequenceNumber:
+        """The last record of the last batch processed (the starting checkpoint before the first one)."""
+        return self._last_processed
 
     # --- the processor's API ------------------------------------------------------------------------
 
     def checkpoint(self, target: CheckpointTarget = None, sub_sequence_number: int | None = None) -> None:
-        """Record progress: everything delivered (no argument), a record, or a sequence number."""
+        """Record progress: everything processed (no argument), a record, or a sequence number."""
         self._refuse_on_event_loop("checkpoint")
         if target is None and sub_sequence_number is None and self.largest_permitted == self.last_checkpoint \
                 and not self._has_pending():
@@ -159,13 +174,14 @@ class Checkpointer:
         return self._validated(value)
 
     def _validated(self, value: ExtendedSequenceNumber) -> ExtendedSequenceNumber:
-        if self.largest_permitted.is_shard_end and value == self._last_delivered and not value.is_sentinel:
+        if self.largest_permitted.is_shard_end and value == self._last_processed and not value.is_sentinel:
             value = ESN_SHARD_END
         if value.is_sentinel and not value.is_shard_end:
             raise InvalidCheckpointError(f"cannot checkpoint at the starting position {value.sequence_number}")
         if value > self.largest_permitted:
             raise InvalidCheckpointError(
-                f"checkpoint {value} on {self.shard_id} is beyond the last record delivered ({self.largest_permitted})"
+                f"checkpoint {value} on {self.shard_id} is beyond the last record processed "
+                f"({self.largest_permitted}); the records of a batch whose process_records raised are not processed"
             )
         if value < self.last_checkpoint:
             raise InvalidCheckpointError(

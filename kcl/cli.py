@@ -8,8 +8,9 @@
 Everything that can be checked locally (arguments, the properties file, importing the processor, the
 AWS region and credentials) is checked before any AWS call, and the stream's existence before the lease
 table is created: a failing start leaves nothing behind.  Exit codes: 0 after a graceful stop, 2 for bad
-arguments, 78 (EX_CONFIG, as kinesis-agent) for an invalid configuration or processor, a missing AWS
-profile, no credentials or an invalid region, 1 for a missing stream, table or another runtime failure.
+arguments, 78 (EX_CONFIG, as kinesis-agent) for an invalid configuration or processor (including a
+stream ARN of another account without a role to assume), a missing AWS profile, no credentials or an
+invalid region, 1 for a missing stream, table or another runtime failure.
 Logging is configured here, never by the library: JSON lines on stderr (console lines on a terminal), or
 appended to ``-l FILE``.
 """
@@ -26,10 +27,12 @@ from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
 from typing import Any, NoReturn
 
-from kcl.config import InitialPosition, LoadedProperties, MetricsLevel, RetrievalMode, WorkerConfig, load_properties
+from kcl.config import InitialPosition, MetricsLevel, RetrievalMode, WorkerConfig
 from kcl.errors import ConfigurationError, LeaseTableError, ProcessorLoadError
 from kcl.leases import Lease, LeaseTable, TableSettings
-from kcl.processor import RecordProcessor
+from kcl.processor import RecordProcessor, check_processor_class
+from kcl.properties import LoadedProperties, load_properties
+from kcl.stream import kinesis_client_config
 from kcl.worker import Worker
 from kpl.aws import ClientConfig, check_setup
 from kpl.errors import KinesisToolkitError
@@ -37,7 +40,7 @@ from kpl.logs import configure_logging, get_logger
 
 EXIT_USAGE = 2
 EXIT_FAILURE = 1
-EXIT_CONFIG = 78
+EXIT_CONFIG = 78  # sysexits.h EX_CONFIG
 
 
 class _Parser(argparse.ArgumentParser):
@@ -93,7 +96,7 @@ def _fail(message: str, code: int) -> int:
 def _run(args: argparse.Namespace) -> int:
     try:
         loaded = load_properties(args.config) if args.config else LoadedProperties(settings={})
-        stream = args.stream or loaded.stream_name
+        stream = args.stream or loaded.stream
         application = args.application or loaded.application_name
         processor_ref = args.processor or loaded.processor
         missing = [flag for flag, value in (("--stream", stream), ("--application", application),
@@ -103,7 +106,7 @@ def _run(args: argparse.Namespace) -> int:
         assert stream and application and processor_ref
         config = loaded.worker_config(**_overrides(args))
         factory = load_processor(processor_ref)
-        check_setup(_clients(config))
+        check_setup(_clients(config, stream))
     except (ConfigurationError, ProcessorLoadError) as exc:
         return _fail(str(exc), EXIT_CONFIG)
     try:
@@ -115,13 +118,15 @@ def _run(args: argparse.Namespace) -> int:
         log.warning("properties key has no meaning for this worker and is ignored", key=key)
     try:
         Worker(stream, application, factory, config).run_forever()
+    except (ConfigurationError, ProcessorLoadError) as exc:
+        return _fail(str(exc), EXIT_CONFIG)
     except KinesisToolkitError as exc:
         return _fail(str(exc), EXIT_FAILURE)
     return 0
 
 
-def _clients(config: WorkerConfig) -> dict[str, ClientConfig]:
-    clients = {"kinesis": config.kinesis_client_config(),
+def _clients(config: WorkerConfig, stream: str) -> dict[str, ClientConfig]:
+    clients = {"kinesis": kinesis_client_config(config.kinesis_client_config(), stream),
                "dynamodb": ClientConfig(region=config.region_name, endpoint_url=config.dynamo_db_endpoint)}
     if config.metrics_level is not MetricsLevel.NONE:
         clients["cloudwatch"] = config.cloudwatch_client_config()
@@ -181,6 +186,7 @@ def load_processor(reference: str) -> Callable[[], RecordProcessor]:
         if not callable(getattr(target, "process_records", None)) or (
                 issubclass(target, RecordProcessor) and target.process_records is RecordProcessor.process_records):
             raise ProcessorLoadError(f"{reference} is not a record processor: it does not implement process_records")
+        check_processor_class(target)
     elif not callable(target):
         raise ProcessorLoadError(f"{reference} is neither a RecordProcessor class nor a factory function")
     factory: Callable[[], RecordProcessor] = target

@@ -1,27 +1,21 @@
-"""Worker settings with the Java KCL's names and defaults, and the ``.properties`` files that carry them.
+"""Worker settings with the Java KCL's names and defaults.
 
 Every field is the snake_case form of the KCL setting it mirrors (``failoverTimeMillis`` is
-``failover_time_millis``), so a MultiLangDaemon/amazon-kclpy properties file maps onto
-:class:`WorkerConfig` key by key.  Where this worker deliberately differs from the KCL the field's
-comment says so.
-
-Properties files are checked strictly: a key that is neither ours nor a known KCL setting is a typo
-and fails with an error naming it; a known KCL setting that does not apply here (JVM credentials
-providers, thread-pool sizes, ...) is accepted and reported back so the caller can warn.
+``failover_time_millis``), so a MultiLangDaemon/amazon-kclpy properties file (:mod:`kcl.properties`)
+maps onto :class:`WorkerConfig` key by key.  Where this worker deliberately differs from the KCL the
+field's comment says so.
 """
 
 from __future__ import annotations
 
-import difflib
 import enum
 import os
 import re
 import socket
 import uuid
-from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field, fields, replace
-from datetime import UTC, datetime
-from pathlib import Path
+from collections.abc import Callable
+from dataclasses import dataclass, field, replace
+from datetime import datetime
 from typing import Any
 
 from kpl.aws import ClientConfig
@@ -80,13 +74,13 @@ class WorkerConfig:
     # --- leases -----------------------------------------------------------------------------------
     failover_time_millis: int = 10_000
     epsilon_millis: int = 25
-    #: How often the lease table is scanned for expired and released leases.  Not a KCL setting: the
-    #: KCL only looks when its taker runs (every 2 x failover), which makes takeover after a crash take
-    #: up to three failover periods.  None means half the renewal interval, which bounds takeover by
-    #: failover + one renewal interval.
+    #: How often this worker reads the whole lease table while nothing is happening.  Not a KCL setting:
+    #: None means the taker interval below, the KCL 2.x cadence and cost.  The worker reads sooner only
+    #: while the table is unbalanced, a handoff it asked for is under way, or a lease may have expired
+    #: (see kcl.coordinator), which bounds takeover by failover + one taker interval.
     lease_scan_interval_millis: int | None = None
-    #: How often leases are balanced between workers (the KCL's taker interval). None means
-    #: 2 x (failover + epsilon), the KCL's default.
+    #: The taker interval (leaseAssignmentIntervalMillis): how often leases are taken and balanced.
+    #: None means 2 x (failover + epsilon), the KCL's default.
     lease_assignment_interval_millis: int | None = None
     max_leases_for_worker: int = 2**31 - 1
     #: The KCL steals one lease per taker run; None steals as many as balancing needs, from every
@@ -97,6 +91,10 @@ class WorkerConfig:
     graceful_lease_handoff_timeout_millis: int = 30_000
     shard_sync_interval_millis: int = 60_000
     cleanup_leases_upon_shard_completion: bool = True
+    #: A lease table this worker creates gets deletion protection / point-in-time recovery (the KCL's
+    #: leaseTableDeletionProtectionEnabled, leaseTablePitrEnabled); an existing table is left as it is.
+    lease_table_deletion_protection_enabled: bool = False
+    lease_table_pitr_enabled: bool = False
     completed_lease_cleanup_interval_millis: int = 300_000
     parent_shard_poll_interval_millis: int = 10_000
 
@@ -130,9 +128,17 @@ class WorkerConfig:
 
     # --- AWS --------------------------------------------------------------------------------------
     #: Only for configuration files that name them; otherwise standard AWS configuration applies.
+    #: The region of the lease table and metrics, and of Kinesis unless the stream is given as an ARN
+    #: (whose region then wins for Kinesis), as the KCL's regionName.
     region_name: str | None = None
     kinesis_endpoint: str | None = None
     dynamo_db_endpoint: str | None = None
+    #: A role the Kinesis client assumes (a properties file's ``AwsCredentialsProvider =
+    #: StsAssumeRoleCredentialsProvider|<role ARN>|<session name>[|externalId=...]``): how a stream of
+    #: another account is read.  The lease table and metrics use the standard credential chain.
+    kinesis_role_arn: str | None = None
+    kinesis_role_session_name: str = "kcl-worker"
+    kinesis_role_external_id: str | None = None
 
     def __post_init__(self) -> None:
         _validate(self)
@@ -150,9 +156,10 @@ class WorkerConfig:
 
     @property
     def scan_interval(self) -> float:
+        """The steady-state interval between two reads of the whole lease table by this worker."""
         if self.lease_scan_interval_millis is not None:
             return self.lease_scan_interval_millis / 1000
-        return self.renewal_interval / 2
+        return self.assignment_interval
 
     @property
     def assignment_interval(self) -> float:
@@ -164,7 +171,12 @@ class WorkerConfig:
         return self.table_name or application_name
 
     def kinesis_client_config(self) -> ClientConfig:
-        return ClientConfig(region=self.region_name, endpoint_url=self.kinesis_endpoint)
+        config = ClientConfig(region=self.region_name, endpoint_url=self.kinesis_endpoint)
+        if self.kinesis_role_arn:
+            config = config.with_(assume_role_arn=self.kinesis_role_arn,
+                                  assume_role_session_name=self.kinesis_role_session_name,
+                                  assume_role_external_id=self.kinesis_role_external_id)
+        return config
 
     def cloudwatch_client_config(self) -> ClientConfig:
         return ClientConfig(region=self.region_name)
@@ -243,12 +255,13 @@ def _validate(config: WorkerConfig) -> None:
         raise ConfigurationError(f"{_named('initial_timestamp')} must be timezone-aware")
     if config.dead_letter is not None and not callable(config.dead_letter):
         raise ConfigurationError("dead_letter must be callable")
+    if config.kinesis_role_arn is not None and not _ROLE_ARN.fullmatch(config.kinesis_role_arn):
+        raise ConfigurationError(f"kinesis_role_arn {config.kinesis_role_arn!r} is not an IAM role ARN "
+                                 "(arn:aws:iam::<account>:role/<name>)")
 
 
 _TABLE_NAME = re.compile(r"[A-Za-z0-9_.-]{3,255}")
-
-
-# --- properties files -----------------------------------------------------------------------------
+_ROLE_ARN = re.compile(r"arn:aws[a-z-]*:iam::\d{12}:role/[\w+=,.@/-]{1,512}")
 
 #: Fields whose KCL key is not the mechanical camelCase of the field name.
 _FIELD_TO_KEY = {
@@ -258,179 +271,3 @@ _FIELD_TO_KEY = {
     "is_graceful_lease_handoff_enabled": "isGracefulLeaseHandoffEnabled",
 }
 
-#: Keys of the Java KCL / MultiLangDaemon that have no meaning for this worker.  They are accepted so
-#: that an existing properties file works unchanged, and reported so the caller can say so.
-IGNORED_KCL_KEYS = frozenset({
-    "executableName", "processingLanguage", "AwsCredentialsProvider", "AwsCredentialsProviderDynamoDB",
-    "AwsCredentialsProviderCloudWatch", "validateSequenceNumberBeforeCheckpointing", "shardPrioritization",
-    "skipShardSyncAtWorkerInitializationIfLeasesExist", "maxGetRecordsThreadPool", "retryGetRecordsInSeconds",
-    "logWarningForTaskAfterMillis", "timeoutInSeconds", "metricsMaxQueueSize", "metricsEnabledDimensions",
-    "listShardsBackoffTimeInMillis", "maxListShardsRetryAttempts", "ignoreUnexpectedChildShards",
-    "enablePriorityLeaseAssignment", "initialLeaseTableReadCapacity", "initialLeaseTableWriteCapacity",
-    "leaseTableDeletionProtectionEnabled", "leaseTablePitrEnabled", "leaseTableScanTotalSegments",
-    "schedulerInitializationBackoffTimeMillis", "maxActiveThreads", "millisBehindLatestThresholdForReducedTps",
-    "clientVersionConfig", "shutdownGraceMillis", "userAgent", "kinesisClientLibVersion", "javaOptions",
-    "workerMetricsTableConfig", "coordinatorStateConfig", "disableWorkerMetrics", "maxThroughputPerHostKBps",
-    "dampeningPercentage", "reBalanceThresholdPercentage", "allowThroughputOvershoot",
-    "varianceBalancingFrequency", "workerMetricsEMAAlpha", "inMemoryWorkerMetricsCaptureFrequencyMillis",
-    "workerMetricsReporterFreqInMillis", "noOfPersistedMetricsPerWorkerMetrics",
-    "staleWorkerMetricsEntryCleanupDuration", "migrateAllEntitiesToLeaseTable",
-    "tableMigrationCompleteBakeTimeSeconds", "maxLeaseRenewalThreadCount",
-})
-
-#: Keys that name what to run rather than how (the CLI's --stream/--application/--processor).
-_TARGET_KEYS = ("streamName", "streamArn", "applicationName", "processor")
-
-
-def _parse_int(key: str, text: str) -> int:
-    try:
-        return int(text)
-    except ValueError:
-        raise ConfigurationError(f"{key} must be an integer, got {text!r}") from None
-
-
-def _parse_bool(key: str, text: str) -> bool:
-    lowered = text.lower()
-    if lowered in ("true", "false"):
-        return lowered == "true"
-    raise ConfigurationError(f"{key} must be true or false, got {text!r}")
-
-
-def _enum_parser(enum_type: type[enum.Enum]) -> Callable[[str, str], Any]:
-    def parse(key: str, text: str) -> Any:
-        try:
-            return enum_type(text.upper())
-        except ValueError:
-            choices = ", ".join(member.value for member in enum_type)
-            raise ConfigurationError(f"{key} must be one of {choices}, got {text!r}") from None
-    return parse
-
-
-def _parse_epoch_seconds(key: str, text: str) -> datetime:
-    try:
-        return datetime.fromtimestamp(float(text), UTC)
-    except (ValueError, OverflowError, OSError):
-        raise ConfigurationError(f"{key} must be a timestamp in epoch seconds, got {text!r}") from None
-
-
-def _parse_str(key: str, text: str) -> str:
-    if not text:
-        raise ConfigurationError(f"{key} must not be empty")
-    return text
-
-
-def _parser_for(field_name: str, field_type: Any) -> Callable[[str, str], Any]:
-    if field_name == "initial_timestamp":
-        return _parse_epoch_seconds
-    text = str(field_type)
-    for enum_type in (InitialPosition, RetrievalMode, MetricsLevel):
-        if enum_type.__name__ in text:
-            return _enum_parser(enum_type)
-    if text.startswith("bool"):
-        return _parse_bool
-    if text.startswith("int"):
-        return _parse_int
-    return _parse_str
-
-
-def _settable_fields() -> dict[str, tuple[str, Callable[[str, str], Any]]]:
-    """properties key -> (field name, parser) for every field a properties file may set."""
-    table = {}
-    for item in fields(WorkerConfig):
-        if item.name == "dead_letter":
-            continue
-        table[property_key(item.name)] = (item.name, _parser_for(item.name, item.type))
-    return table
-
-
-@dataclass(frozen=True)
-class LoadedProperties:
-    """What a properties file says: the worker settings plus what to run, and the keys ignored."""
-
-    settings: Mapping[str, Any]
-    stream_name: str | None = None
-    application_name: str | None = None
-    processor: str | None = None
-    ignored_keys: tuple[str, ...] = ()
-
-    def worker_config(self, **overrides: Any) -> WorkerConfig:
-        return WorkerConfig(**{**self.settings, **overrides})
-
-
-def parse_properties_text(text: str) -> list[tuple[int, str, str]]:
-    """(line number, key, value) for each entry of a Java ``.properties`` text.
-
-    Supports ``#``/``!`` comments, ``=``/``:``/whitespace separators and backslash line continuation,
-    which is what KCL properties files use.
-    """
-    entries: list[tuple[int, str, str]] = []
-    lines = text.splitlines()
-    index = 0
-    while index < len(lines):
-        number = index + 1
-        line = lines[index].strip()
-        index += 1
-        if not line or line[0] in "#!":
-            continue
-        while line.endswith("\\") and not line.endswith("\\\\"):
-            line = line[:-1] + (lines[index].strip() if index < len(lines) else "")
-            index += 1
-        match = re.match(r"([^=:\s]+)\s*[=:\s]\s*(.*)$", line)
-        if match is None:
-            entries.append((number, line, ""))
-            continue
-        entries.append((number, match.group(1), match.group(2).strip()))
-    return entries
-
-
-def load_properties(path: str | Path) -> LoadedProperties:
-    """Read a KCL/MultiLangDaemon-style properties file; unknown keys and bad values raise."""
-    source = Path(path)
-    try:
-        text = source.read_text(encoding="utf-8")
-    except OSError as exc:
-        raise ConfigurationError(f"cannot read properties file {source}: {exc.strerror or exc}") from None
-    settable = _settable_fields()
-    settings: dict[str, Any] = {}
-    targets: dict[str, str] = {}
-    ignored: list[str] = []
-    seen: set[str] = set()
-    for number, key, value in parse_properties_text(text):
-        where = f"{source}:{number}"
-        if key in seen:
-            raise ConfigurationError(f"{where}: {key} is set twice")
-        seen.add(key)
-        if key in _TARGET_KEYS:
-            targets[key] = _parse_str(f"{where}: {key}", value)
-        elif key in IGNORED_KCL_KEYS:
-            ignored.append(key)
-        elif key in settable:
-            name, parse = settable[key]
-            settings[name] = parse(f"{where}: {key}", value)
-        else:
-            raise ConfigurationError(f"{where}: unknown setting {key!r}{_suggestion(key, settable)}")
-    if "initial_timestamp" in settings and "initial_position_in_stream" not in settings:
-        settings["initial_position_in_stream"] = InitialPosition.AT_TIMESTAMP
-    stream = targets.get("streamName")
-    if "streamArn" in targets:
-        stream = _stream_name_from_arn(targets["streamArn"])
-    try:
-        WorkerConfig(**settings)
-    except ConfigurationError as exc:
-        raise ConfigurationError(f"{source}: {exc}") from None
-    return LoadedProperties(
-        settings=settings, stream_name=stream, application_name=targets.get("applicationName"),
-        processor=targets.get("processor"), ignored_keys=tuple(ignored),
-    )
-
-
-def _stream_name_from_arn(arn: str) -> str:
-    match = re.fullmatch(r"arn:[^:]+:kinesis:[^:]*:[^:]*:stream/([A-Za-z0-9_.-]+)", arn)
-    if match is None:
-        raise ConfigurationError(f"streamArn {arn!r} is not a Kinesis stream ARN")
-    return match.group(1)
-
-
-def _suggestion(key: str, settable: Mapping[str, object]) -> str:
-    close = difflib.get_close_matches(key, [*settable, *_TARGET_KEYS], n=1)
-    return f" (did you mean {close[0]!r}?)" if close else ""

@@ -2,11 +2,12 @@
 
 The coordinator owns the worker's view of the lease table and acts on it in a few loops:
 
-* **scan** (every ``scan_interval``): read the table, update counter observations, take the available
-  leases this worker's share allows; every ``assignment_interval`` also steal from over-loaded
-  workers (graceful handoff when enabled).
+* **taking** (:mod:`kcl.lease_taker`): read the table at the KCL 2.x taker's cadence, take available
+  leases and steal this worker's share from over-loaded workers (graceful handoff when enabled);
+  sooner only while something is happening (a lease may have expired, a handoff is under way, ...);
 * **shard sync** (every ``shard_sync_interval``, and at once after a shard ends): ListShards and
-  create missing leases by the lineage rules of :mod:`kcl.shard_sync`.
+  create missing leases by the lineage rules of :mod:`kcl.shard_sync`, reading the table only when
+  the last read suggests a lease is missing;
 * **cleanup** (every ``completed_lease_cleanup_interval``): delete SHARD_END leases whose children
   have started.
 
@@ -19,17 +20,17 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import random
 import time
 from collections.abc import Awaitable, Callable, Iterable
 from typing import Any, Protocol
 
 from kcl.config import WorkerConfig
+from kcl.lease_taker import LeaseTaker
 from kcl.leases import ConditionFailed, Lease, LeaseTable, describe_failure
 from kcl.metrics import KclMetrics
 from kcl.renewer import HeldLease, HeldLeases, LeaseRenewer
 from kcl.shard_sync import ShardInfo, child_lease, finished_parents, leases_to_create
-from kcl.taker import ExpiryTracker, plan
+from kcl.stream import stream_api_args
 from kpl.hashing import HashRange
 from kpl.logs import get_logger
 from kpl.retry import Backoff, ErrorKind, classify, error_code
@@ -64,9 +65,9 @@ class LeaseCoordinator:
         self.listener = listener
         self.clock = clock
         self.held = HeldLeases(table, self.worker_id, config.failover_time, config.epsilon_millis / 1000, clock)
-        self.tracker = ExpiryTracker(config.failover_time)
+        self.taker = LeaseTaker(table=table, held=self.held, config=config, metrics=metrics,
+                                on_acquired=listener.lease_acquired, clock=clock)
         self.shards: dict[str, ShardInfo] = {}
-        self.last_scan: list[Lease] = []
         self._renewer = LeaseRenewer(self.held, config.renewal_interval, threads=config.max_lease_renewal_threads,
                                      metrics=metrics, on_handoff_requested=self._from_renewer_thread(
                                          self._handoff_requested))
@@ -76,9 +77,12 @@ class LeaseCoordinator:
         self._sync_now = asyncio.Event()
         self._stop_rounds = asyncio.Event()
         self._shard_end = asyncio.Event()
-        self._next_balance = 0.0
-        self._rng = random.Random()
         self._stopping = False
+
+    @property
+    def last_scan(self) -> list[Lease]:
+        """The last read of the whole lease table."""
+        return self.taker.last_scan
 
     # --- lifecycle --------------------------------------------------------------------------------
 
@@ -87,7 +91,8 @@ class LeaseCoordinator:
         await self._initial_sync()
         self._renewer.start()
         self._tasks = [
-            asyncio.create_task(self._every(self.config.scan_interval, self.take_leases), name="kcl-lease-taker"),
+            asyncio.create_task(self.taker.run(), name="kcl-lease-taker"),
+            asyncio.create_task(self.taker.watch_handoffs(), name="kcl-lease-handoffs"),
             asyncio.create_task(self._shard_sync_loop(), name="kcl-shard-sync"),
         ]
         if self.config.cleanup_leases_upon_shard_completion:
@@ -117,6 +122,7 @@ class LeaseCoordinator:
         released); only a round stuck past ``timeout`` is cancelled.
         """
         self._stopping = True
+        self.taker.stop()
         self._stop_rounds.set()
         self._sync_now.set()
         if self._tasks:
@@ -139,6 +145,8 @@ class LeaseCoordinator:
 
     def _lost(self, shard_id: str, reason: str) -> None:
         self.listener.lease_lost(shard_id)
+        if not self._stopping:
+            self.taker.scan_soon()  # someone else wrote the lease: the table is moving
 
     def _handoff_requested(self, shard_id: str) -> None:
         self.listener.handoff_requested(shard_id)
@@ -153,59 +161,6 @@ class LeaseCoordinator:
                             error=describe_failure(exc))
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._stop_rounds.wait(), max(0.0, interval - (time.monotonic() - started)))
-
-    # --- taking and balancing ---------------------------------------------------------------------
-
-    async def take_leases(self) -> None:
-        leases = await self.table.call(self.table.list_leases)
-        now = self.clock()
-        self.tracker.observe(leases, now)
-        self.last_scan = leases
-        if self._stopping:
-            return
-        balance = now >= self._next_balance
-        if balance:
-            self._next_balance = now + self.config.assignment_interval
-        expired = {lease.lease_key for lease in leases if self.tracker.is_expired(lease, now)}
-        decided = plan(
-            leases, self.worker_id, held=self.held.shard_ids(), expired=expired, balance=balance,
-            max_leases_for_worker=self.config.max_leases_for_worker,
-            max_steal=self.config.max_leases_to_steal_at_one_time, rng=self._rng,
-        )
-        taken = await asyncio.gather(*(self._take(lease) for lease in decided.take))
-        stolen = await asyncio.gather(*(self._steal(lease) for lease in decided.steal))
-        self.metrics.taker_round(
-            total=decided.total, workers=decided.workers, needed=max(0, decided.goal - decided.held),
-            expired=decided.expired, taken=sum(taken), stolen=sum(stolen),
-            untaken=len(decided.take) - sum(taken),
-        )
-
-    async def _take(self, lease: Lease) -> bool:
-        sent = self.clock()
-        try:
-            taken = await self.table.call(self.table.take, lease, self.worker_id)
-        except ConditionFailed:
-            return False
-        except Exception as exc:
-            log.warning("taking a lease failed", shard=lease.lease_key, error=describe_failure(exc))
-            return False
-        previous = lease.lease_owner if lease.lease_owner != self.worker_id else lease.checkpoint_owner
-        log.info("took lease", shard=lease.lease_key, previous_owner=previous, checkpoint=str(taken.checkpoint))
-        self.listener.lease_acquired(self.held.add(taken, sent))
-        return True
-
-    async def _steal(self, lease: Lease) -> bool:
-        if not self.config.is_graceful_lease_handoff_enabled:
-            return await self._take(lease)
-        try:
-            await self.table.call(self.table.initiate_handoff, lease, self.worker_id)
-        except ConditionFailed:
-            return False
-        except Exception as exc:
-            log.warning("requesting a lease handoff failed", shard=lease.lease_key, error=describe_failure(exc))
-            return False
-        log.info("requested lease handoff", shard=lease.lease_key, current_owner=lease.lease_owner)
-        return True
 
     # --- releasing ----------------------------------------------------------------------------------
 
@@ -236,6 +191,8 @@ class LeaseCoordinator:
                         error=describe_failure(exc))
         finally:
             self.held.remove(shard_id, token)
+            if not self._stopping:
+                self.taker.scan_soon()  # this worker may now be short of leases
 
     async def shard_completed(self, shard_id: str, token: str) -> None:
         """A shard is consumed to its end: free the lease, wake its children, look for new shards."""
@@ -286,6 +243,7 @@ class LeaseCoordinator:
                 continue
             if await self.table.call(self.table.create_if_absent, child_lease(child)):
                 log.info("created child lease", shard=child.shard_id, parents=list(child.parent_ids))
+                self.taker.scan_soon(0.0)
         await self.table.call(self.table.set_child_shards, shard_id, [child.shard_id for child in children])
 
     def hash_range_of(self, lease: Lease) -> HashRange | None:
@@ -298,7 +256,7 @@ class LeaseCoordinator:
 
     async def list_shards(self) -> list[ShardInfo]:
         shards: list[ShardInfo] = []
-        kwargs: dict[str, Any] = {"StreamName": self.stream_name}
+        kwargs: dict[str, Any] = stream_api_args(self.stream_name)
         while True:
             page = await self.kinesis.list_shards(**kwargs)
             shards.extend(ShardInfo.from_list_shards(shard) for shard in page["Shards"])
@@ -308,15 +266,26 @@ class LeaseCoordinator:
             kwargs = {"NextToken": token}
 
     async def sync_shards(self) -> int:
+        """Create the leases ListShards says are missing.
+
+        The table is read only when the last read of it (the taker's, at most a taker interval old)
+        lacks a lease the lineage rules want; a stale read can only make this read more, never create
+        a lease that exists (creation is conditional).
+        """
+        initial = self.config.initial_position_in_stream
         try:
             shards = await self.list_shards()
             self.shards = {shard.shard_id: shard for shard in shards}
-            leases = await self.table.call(self.table.list_leases)
+            missing = None
+            if self.taker.last_scan_at is not None:
+                missing = leases_to_create(shards, [lease.lease_key for lease in self.last_scan], initial)
             created = 0
-            for lease in leases_to_create(shards, [lease.lease_key for lease in leases],
-                                          self.config.initial_position_in_stream):
-                if await self.table.call(self.table.create_if_absent, lease):
-                    created += 1
+            if missing is None or missing:
+                leases = await self.table.call(self.table.list_leases)
+                self.taker.observe(leases, self.clock())
+                for lease in leases_to_create(shards, [lease.lease_key for lease in leases], initial):
+                    if await self.table.call(self.table.create_if_absent, lease):
+                        created += 1
         except Exception as exc:
             self.metrics.shard_sync(False, 0)
             log.warning("shard sync failed", error=error_code(exc), detail=describe_failure(exc))
@@ -324,6 +293,7 @@ class LeaseCoordinator:
         self.metrics.shard_sync(True, created)
         if created:
             log.info("created leases for new shards", count=created)
+            self.taker.scan_soon(0.0)
         return created
 
     async def _shard_sync_loop(self) -> None:

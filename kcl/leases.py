@@ -34,7 +34,7 @@ from kcl.sequence import SHARD_END, ExtendedSequenceNumber
 from kpl.aws import resolve_region
 from kpl.hashing import HashRange
 from kpl.logs import get_logger
-from kpl.retry import Backoff, ErrorKind, classify
+from kpl.retry import Backoff, ErrorKind, classify, error_code
 
 log = get_logger(__name__)
 
@@ -63,6 +63,9 @@ class Lease:
     hash_range: HashRange | None = None
     #: KCL 3.x graceful handoff: the previous owner, still finishing up, while ``lease_owner`` is the next.
     checkpoint_owner: str | None = None
+    #: Renewals so far (``renewalCounter``, ours; None in items no worker of ours has renewed): lets other
+    #: workers tell an owner that stopped from one whose checkpoints also move ``leaseCounter``.
+    renewal_counter: int | None = None
 
     @property
     def is_shard_end(self) -> bool:
@@ -93,6 +96,8 @@ class _LeaseItem(Model):
     ending_hash_key = UnicodeAttribute(null=True, attr_name="endingHashKey")
     checkpoint_owner = UnicodeAttribute(null=True, attr_name="checkpointOwner")
     entity_type = UnicodeAttribute(null=True, attr_name="entityType")
+    #: Not in the Java KCL's schema (it ignores attributes it does not know): see Lease.renewal_counter.
+    renewal_counter = NumberAttribute(null=True, attr_name="renewalCounter")
 
 
 @dataclass(frozen=True)
@@ -106,6 +111,9 @@ class TableSettings:
     connect_timeout: float = 5.0
     read_timeout: float = 10.0
     max_pool_connections: int = 32
+    #: Applied when this worker creates the table (leaseTableDeletionProtectionEnabled, leaseTablePitrEnabled).
+    deletion_protection: bool = False
+    point_in_time_recovery: bool = False
 
 
 def _lease_model(settings: TableSettings) -> type[_LeaseItem]:
@@ -154,6 +162,7 @@ def lease_from_item(item: _LeaseItem) -> Lease | None:
         child_shard_ids=frozenset(item.child_shard_ids or ()),
         hash_range=hash_range,
         checkpoint_owner=item.checkpoint_owner,
+        renewal_counter=None if item.renewal_counter is None else int(item.renewal_counter),
     )
 
 
@@ -195,6 +204,10 @@ class LeaseTable:
     def name(self) -> str:
         return self.settings.table_name
 
+    @property
+    def region(self) -> str:
+        return resolve_region(self.settings.region)
+
     async def call(self, method: Callable[..., T], *args: Any, **kwargs: Any) -> T:
         """Run a blocking method of this table on the table's threads."""
         loop = asyncio.get_running_loop()
@@ -213,8 +226,16 @@ class LeaseTable:
         if self.exists():
             self._wait_active(timeout)
             return False
+        client = self.model._get_connection().connection.client
+        request: dict[str, Any] = {
+            "TableName": self.name, "BillingMode": "PAY_PER_REQUEST",
+            "AttributeDefinitions": [{"AttributeName": "leaseKey", "AttributeType": "S"}],
+            "KeySchema": [{"AttributeName": "leaseKey", "KeyType": "HASH"}],
+        }
+        if self.settings.deletion_protection:
+            request["DeletionProtectionEnabled"] = True
         try:
-            self._request("CreateTable", self.model.create_table, wait=False, billing_mode="PAY_PER_REQUEST")
+            self._request("CreateTable", client.create_table, **request)
             created = True
         except botocore.exceptions.ClientError as exc:
             if exc.response.get("Error", {}).get("Code") != "ResourceInUseException":
@@ -222,8 +243,21 @@ class LeaseTable:
             created = False  # another worker created it at the same moment
         self._wait_active(timeout)
         if created:
-            log.info("created lease table", table=self.name, billing="PAY_PER_REQUEST")
+            if self.settings.point_in_time_recovery:
+                self._enable_point_in_time_recovery(client)
+            log.info("created lease table", table=self.name, billing="PAY_PER_REQUEST",
+                     deletion_protection=self.settings.deletion_protection,
+                     point_in_time_recovery=self.settings.point_in_time_recovery)
         return created
+
+    def _enable_point_in_time_recovery(self, client: Any) -> None:
+        """PITR is a separate call once the table is ACTIVE (CreateTable cannot set it), as in the KCL."""
+        try:
+            self._request("UpdateContinuousBackups", client.update_continuous_backups, TableName=self.name,
+                          PointInTimeRecoverySpecification={"PointInTimeRecoveryEnabled": True})
+        except Exception as exc:
+            log.error("lease table created, but point-in-time recovery could not be enabled; enable it by hand",
+                      table=self.name, error=describe_failure(exc))
 
     def _wait_active(self, timeout: float) -> None:
         deadline = time.monotonic() + timeout
@@ -247,6 +281,22 @@ class LeaseTable:
             return leases
 
         return self._retrying("Scan", scan, attempts=3)
+
+    def get_many(self, lease_keys: Iterable[str]) -> dict[str, Lease]:
+        """Consistent reads of a few leases (BatchGetItem, up to 100 keys a request); absent keys are left out."""
+        keys = list(dict.fromkeys(lease_keys))
+
+        def read() -> dict[str, Lease]:
+            found = {}
+            for item in self.model.batch_get(keys, consistent_read=True):
+                lease = lease_from_item(item)
+                if lease is not None:
+                    found[lease.lease_key] = lease
+            return found
+
+        if not keys:
+            return {}
+        return self._retrying("BatchGetItem", read, attempts=3)
 
     def get(self, lease_key: str) -> Lease | None:
         def read() -> Lease | None:
@@ -277,15 +327,15 @@ class LeaseTable:
             condition &= self.model.checkpoint_owner == owner
         else:
             condition &= (self.model.lease_owner == owner) & self.model.checkpoint_owner.does_not_exist()
-        return self._update("UpdateItem:renew", item, [self.model.lease_counter.set(lease.lease_counter + 1)],
-                            condition, attempts=1)
+        actions = [self.model.lease_counter.set(lease.lease_counter + 1), self.model.renewal_counter.add(1)]
+        return self._update("UpdateItem:renew", item, actions, condition, attempts=1)
 
     def take(self, lease: Lease, owner: str) -> Lease:
         """Become the owner of a lease last seen as ``lease`` (expired, released or stolen after timeout)."""
         item = self.model(lease.lease_key)
         actions: list[Any] = [self.model.lease_counter.set(lease.lease_counter + 1),
                               self.model.lease_owner.set(owner), self.model.checkpoint_owner.remove()]
-        if lease.lease_owner != owner:
+        if _owner_switches(lease, owner):
             actions.append(self.model.owner_switches_since_checkpoint.add(1))
         condition = self.model.lease_counter == lease.lease_counter
         return self._update("UpdateItem:take", item, actions, condition, attempts=1)
@@ -305,8 +355,9 @@ class LeaseTable:
 
     def complete_handoff(self, lease: Lease, previous_owner: str) -> Lease:
         item = self.model(lease.lease_key)
-        actions = [self.model.lease_counter.set(lease.lease_counter + 1), self.model.checkpoint_owner.remove(),
-                   self.model.owner_switches_since_checkpoint.add(1)]
+        # The KCL 3.x completes a handoff with assignLease(lease, leaseOwner): its owner-switch rule does
+        # not count that (the owner named in the item does not change), and neither does this.
+        actions = [self.model.lease_counter.set(lease.lease_counter + 1), self.model.checkpoint_owner.remove()]
         condition = (self.model.lease_counter == lease.lease_counter) & (
             self.model.checkpoint_owner == previous_owner)
         return self._update("UpdateItem:complete-handoff", item, actions, condition, attempts=3)
@@ -417,11 +468,20 @@ class LeaseTable:
                 attempt += 1
 
 
+def _owner_switches(lease: Lease, new_owner: str) -> bool:
+    """The Java KCL's rule (DynamoDBLeaseSerializer.getDynamoTakeLeaseUpdate) for adding 1 to
+    ``ownerSwitchesSinceCheckpoint``: another worker owned the lease, or the new owner was finishing a
+    handoff of it.  The first take of a new (never owned) lease is not a switch."""
+    previous = lease.lease_owner
+    return (previous is not None and previous != new_owner) or lease.checkpoint_owner == new_owner
+
+
 def _translate(exc: PynamoDBException) -> BaseException:
     """ConditionFailed for failed conditions, else the underlying botocore error (for kpl.retry)."""
-    if exc.cause_response_code == "ConditionalCheckFailedException":
-        return ConditionFailed(str(exc))
     cause = exc.cause
+    # Not exc.cause_response_code: it fails on causes without a response (a read timeout).
+    if isinstance(cause, botocore.exceptions.ClientError) and error_code(cause) == "ConditionalCheckFailedException":
+        return ConditionFailed(str(exc))
     if isinstance(cause, BaseException):
         return cause
     return LeaseTableError(str(exc))

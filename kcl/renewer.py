@@ -162,8 +162,10 @@ class LeaseRenewer:
                 self.renew_all()
             except Exception:
                 log.exception("lease renewal round failed")
-            if next_run < time.monotonic():
-                next_run = time.monotonic() + self.interval
+            # A round that overran (a slow table, many leases) is followed at once, as the KCL's fixed-rate
+            # schedule does, not after another whole interval: that would leave up to two rounds plus an
+            # interval between a lease's renewals, and the failover time is only three intervals.
+            next_run = max(next_run, time.monotonic())
 
     def renew_all(self) -> None:
         leases = [held for held in self.held.all() if not held.lost]

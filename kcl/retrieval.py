@@ -25,6 +25,7 @@ from typing import Any
 from kcl.config import MIN_IDLE_TIME_BETWEEN_READS_MILLIS, WorkerConfig
 from kcl.metrics import KclMetrics
 from kcl.sequence import AT_TIMESTAMP, LATEST, TRIM_HORIZON, ExtendedSequenceNumber
+from kcl.stream import is_stream_arn, stream_api_args
 from kpl.logs import get_logger
 from kpl.retry import Backoff, ErrorKind, classify, error_code, error_message
 
@@ -139,6 +140,8 @@ class _Fetcher:
                  config: WorkerConfig, metrics: KclMetrics, queue: BatchQueue) -> None:
         self.client = client
         self.stream_name = stream_name
+        # A stream named by ARN (another account's, through a resource policy) is named in every call.
+        self._get_records_args = {"StreamARN": stream_name} if is_stream_arn(stream_name) else {}
         self.shard_id = shard_id
         self.position = start
         self.config = config
@@ -177,7 +180,8 @@ class PollingFetcher(_Fetcher):
         while True:
             started = time.monotonic()
             try:
-                response = await self.client.get_records(ShardIterator=iterator, Limit=self.config.max_records)
+                response = await self.client.get_records(ShardIterator=iterator, Limit=self.config.max_records,
+                                                          **self._get_records_args)
             except Exception as exc:
                 self.metrics.get_records(self.shard_id, False, time.monotonic() - started)
                 if error_code(exc) == "ExpiredIteratorException":
@@ -206,7 +210,7 @@ class PollingFetcher(_Fetcher):
         while True:
             try:
                 response = await self.client.get_shard_iterator(
-                    StreamName=self.stream_name, ShardId=self.shard_id, **position.get_shard_iterator_args()
+                    **stream_api_args(self.stream_name), ShardId=self.shard_id, **position.get_shard_iterator_args()
                 )
                 return str(response["ShardIterator"])
             except Exception as exc:

@@ -28,7 +28,7 @@ from kcl.checkpointer import Checkpointer
 from kcl.config import DeadLetter, WorkerConfig
 from kcl.deaggregation import Deaggregator
 from kcl.metrics import INITIALIZE_TASK, SHUTDOWN_TASK, KclMetrics
-from kcl.processor import Record, RecordProcessor
+from kcl.processor import PendingCheckpoint, Record, RecordProcessor, check_processor_class
 from kcl.renewer import HeldLease, HeldLeases
 from kcl.retrieval import BatchQueue, FetchedBatch, FetcherFailed, StartingPosition
 from kcl.sequence import ESN_SHARD_END, ExtendedSequenceNumber
@@ -87,6 +87,11 @@ class ShardConsumer:
         self._metrics = metrics
         self._thread = ThreadPoolExecutor(max_workers=1, thread_name_prefix=f"kcl-processor-{self.shard_id}")
         self._checkpointer = Checkpointer(self.shard_id, held.token, held_leases, coordinator.table, self._start)
+        self._initialize_extras: dict[str, Any] = {}
+        if check_processor_class(type(processor)).takes_pending_checkpoint:
+            pending = held.lease.pending_checkpoint
+            self._initialize_extras["pending_checkpoint"] = None if pending is None else PendingCheckpoint(
+                pending.sequence_number, pending.sub_sequence_number, held.lease.pending_checkpoint_state)
         self._stop_reason: Outcome | None = None
         self._shutdown_timeout = config.graceful_shutdown_timeout_millis / 1000
         self._wake = asyncio.Event()
@@ -199,7 +204,7 @@ class ShardConsumer:
             self._check()
             try:
                 await self._call("initialize", self.shard_id, self._start.sequence_number,
-                                 self._start.sub_sequence_number)
+                                 self._start.sub_sequence_number, **self._initialize_extras)
             except Exception:
                 attempt += 1
                 self._metrics.processor_call(INITIALIZE_TASK, self.shard_id, False)
@@ -226,10 +231,10 @@ class ShardConsumer:
                 self._log.error("reading the shard failed; restarting the reader", error=str(failure),
                                 attempt=fetch_failures)
                 await self._pause(self._backoff.delay(fetch_failures))
-                last = self._checkpointer.last_delivered
+                last = self._checkpointer.last_processed
                 restart = position
                 if not last.is_sentinel:
-                    # AT, not AFTER: the last record delivered may sit inside an aggregate whose remaining
+                    # AT, not AFTER: the last record processed may sit inside an aggregate whose remaining
                     # sub-records are still due; everything up to it is skipped again.
                     restart = StartingPosition("AT_SEQUENCE_NUMBER", last.sequence_number)
                     skip_through = last.sort_key()
@@ -254,15 +259,22 @@ class ShardConsumer:
     async def _dispatch(self, records: list[Record], millis_behind_latest: int) -> None:
         last = ExtendedSequenceNumber(records[-1].sequence_number, records[-1].sub_sequence_number) if records else None
         attempt = 0
+        checkpointer = self._checkpointer
         while True:
             self._check()
             if last is not None:
-                # Only now are these records the processor's: a checkpoint may cover them from here on.
-                self._checkpointer.delivered(last)
+                # While process_records runs the processor may checkpoint these records; once it returns
+                # normally they are processed, and a checkpoint() without arguments covers them.
+                checkpointer.batch_started(last)
             started = time.monotonic()
             try:
-                await self._call("process_records", records, self._checkpointer, millis_behind_latest)
-            except Exception as exc:
+                await self._call("process_records", records, checkpointer, millis_behind_latest)
+            except BaseException as exc:
+                # Raised, cancelled or abandoned: none of the batch is processed, whatever comes next
+                # (a retry, shutdown_requested, a handoff) cannot checkpoint it.
+                checkpointer.batch_failed()
+                if not isinstance(exc, Exception):
+                    raise
                 attempt += 1
                 self._metrics.processing_failed(self.shard_id)
                 self._log.error("record processor failed on a batch", attempt=attempt, records=len(records),
@@ -270,9 +282,13 @@ class ShardConsumer:
                                 exc_info=exc)
                 if (self._config.dead_letter is not None and attempt >= self._config.max_processing_attempts
                         and await self._dead_letter(records, exc, attempt)):
+                    if last is not None:
+                        checkpointer.batch_done(last)
                     return
                 await self._pause(self._backoff.delay(attempt))
                 continue
+            if last is not None:
+                checkpointer.batch_done(last)
             self._metrics.batch_processed(self.shard_id, len(records), sum(map(len, map(_data, records))),
                                           millis_behind_latest, time.monotonic() - started)
             return
@@ -307,14 +323,14 @@ class ShardConsumer:
             checkpointer = self._checkpointer
             if checkpointer.last_checkpoint.is_shard_end:
                 break
-            if checkpointer.last_checkpoint == checkpointer.last_delivered:
-                # Everything delivered is checkpointed: recording SHARD_END cannot skip anything.
+            if checkpointer.last_checkpoint == checkpointer.last_processed:
+                # Everything processed is checkpointed: recording SHARD_END cannot skip anything.
                 await self._coordinator.table.call(checkpointer.checkpoint, ESN_SHARD_END)
                 break
             attempt += 1
             self._log.error("shard_ended returned without checkpointing: the shard's children cannot start "
                             "until it does; calling it again", last_checkpoint=str(checkpointer.last_checkpoint),
-                            last_delivered=str(checkpointer.last_delivered))
+                            last_processed=str(checkpointer.last_processed))
             await self._pause(self._backoff.delay(attempt), finishing_shard=True)
         await self._coordinator.shard_completed(self.shard_id, self.token)
 
@@ -366,15 +382,15 @@ class ShardConsumer:
 
     # --- calling user code ------------------------------------------------------------------------
 
-    async def _call(self, name: str, *args: Any) -> Any:
-        return await self._run_user(getattr(self._processor, name), *args)
+    async def _call(self, name: str, *args: Any, **kwargs: Any) -> Any:
+        return await self._run_user(getattr(self._processor, name), *args, **kwargs)
 
-    async def _run_user(self, function: Callable[..., Any], *args: Any) -> Any:
+    async def _run_user(self, function: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
         """Coroutines run on the loop; plain functions on this shard's own thread."""
         if inspect.iscoroutinefunction(function):
-            return await function(*args)
+            return await function(*args, **kwargs)
         loop = asyncio.get_running_loop()
-        result = await loop.run_in_executor(self._thread, functools.partial(function, *args))
+        result = await loop.run_in_executor(self._thread, functools.partial(function, *args, **kwargs))
         if inspect.isawaitable(result):
             return await result
         return result

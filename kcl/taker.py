@@ -1,10 +1,4 @@
-"""Which leases this worker should take or steal: pure functions of a lease-table scan.
-
-Expiry is the KCL's: a lease is expired when its ``leaseCounter`` has not changed for the failover
-time *as observed by this worker on its monotonic clock* — no wall clocks are compared between
-machines.  A lease seen for the first time counts as renewed at that moment if it has an owner (so a
-starting worker waits a full failover period before taking a silent owner's lease) and as
-available at once if it has none.
+"""Which leases this worker should take or steal: pure functions of a lease-table read.
 
 Balancing differs from the KCL 2.x taker, which steals one lease per run from the single most-loaded
 worker (a new worker among 32 leases needs many runs).  Here every worker computes the same balanced
@@ -13,48 +7,19 @@ fewer for the rest — and acts on its own part of it: it takes its share of the
 steals what it is short from every worker above its goal, in one run.  When workers see the same
 table the shares do not overlap; when they do not (a worker that holds nothing is invisible to the
 others), the conditional writes let one worker win each lease and the next run corrects the rest.
+A lease that changed owner less than one taker interval ago is not stolen again, so that no lease
+moves twice in one cycle while views settle.
+
+Which leases are expired is decided by :mod:`kcl.expiry`.
 """
 
 from __future__ import annotations
 
 import random
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 from kcl.leases import Lease
-
-
-@dataclass(slots=True)
-class _Observation:
-    counter: int
-    last_change: float
-
-
-class ExpiryTracker:
-    """Remembers, per lease, when this worker last saw its counter change."""
-
-    def __init__(self, failover: float) -> None:
-        self.failover = failover
-        self._seen: dict[str, _Observation] = {}
-
-    def observe(self, leases: Iterable[Lease], now: float) -> None:
-        seen: dict[str, _Observation] = {}
-        for lease in leases:
-            previous = self._seen.get(lease.lease_key)
-            if previous is None:
-                last_change = float("-inf") if lease.lease_owner is None else now
-            elif previous.counter != lease.lease_counter:
-                last_change = now
-            else:
-                last_change = previous.last_change
-            seen[lease.lease_key] = _Observation(lease.lease_counter, last_change)
-        self._seen = seen
-
-    def is_expired(self, lease: Lease, now: float) -> bool:
-        observation = self._seen.get(lease.lease_key)
-        if observation is None or observation.counter != lease.lease_counter:
-            return False
-        return now - observation.last_change > self.failover
 
 
 @dataclass(frozen=True)
@@ -89,6 +54,8 @@ def plan(
     held: set[str],
     expired: set[str],
     balance: bool,
+    moved_recently: set[str] | frozenset[str] = frozenset(),
+    max_acquire: int | None = None,
     max_leases_for_worker: int = 2**31 - 1,
     max_steal: int | None = None,
     rng: random.Random | None = None,
@@ -96,8 +63,10 @@ def plan(
     """This worker's share of a balanced assignment of ``leases``.
 
     ``held``: lease keys this worker holds now.  ``expired``: keys whose counters have been static for
-    the failover time.  ``balance``: whether this run may steal (the KCL's taker interval); available
-    leases are taken on every run.  Leases at SHARD_END are finished work and take no part.
+    the failover time.  ``balance``: whether this run may steal; available leases are taken on every
+    run.  ``moved_recently``: keys not to steal (they changed owner within the last taker interval).
+    ``max_acquire``: at most this many takes and steals together.  Leases at SHARD_END are finished
+    work and take no part.
     """
     rng = rng or random.Random()
     active = [lease for lease in leases if not lease.is_shard_end]
@@ -106,14 +75,14 @@ def plan(
     by_owner: dict[str, list[Lease]] = {}
     for lease in active:
         key, owner = lease.lease_key, lease.lease_owner
-        if key in held or (owner == me and lease.checkpoint_owner is not None):
-            counts[me] += 1
+        if key in held or (owner == me and lease.checkpoint_owner is not None and key not in expired):
+            counts[me] += 1  # held, or being handed over to this worker
         elif owner is None or key in expired or owner == me:
             # Ours without holding it (handed over to us, or a previous run of this worker id): take it.
             available.append(lease)
         else:
             counts[owner] = counts.get(owner, 0) + 1
-            if lease.checkpoint_owner is None:
+            if lease.checkpoint_owner is None and key not in moved_recently:
                 by_owner.setdefault(owner, []).append(lease)
     goals = balanced_goals(counts, len(active), max_leases_for_worker)
     deficits = {worker: goals[worker] - count for worker, count in counts.items() if goals[worker] > count}
@@ -125,9 +94,16 @@ def plan(
     mine_first = sorted((lease for lease in available if lease.lease_owner == me), key=lambda lease: lease.lease_key)
     others = sorted((lease for lease in available if lease.lease_owner != me), key=lambda lease: lease.lease_key)
     take = mine_first[:deficits[me]]
-    share = _my_share(others, deficits, me, skip=len(take), rng=rng)
+    # Acquiring one lease at a time (a worker making itself visible, or waiting for the group to settle):
+    # its view is the least trustworthy, so it picks at random rather than the first of a slice that
+    # other workers, seeing more, may be dealing to themselves.
+    one_at_a_time = max_acquire == 1 or (max_steal is not None and max_steal <= 1)
+    share = _my_share(others, deficits, me, skip=len(take), rng=rng, shuffle=max_acquire == 1)
     take += share
     still_needed = deficits[me] - len(take)
+    if max_acquire is not None:
+        take = take[:max_acquire]
+        still_needed = min(still_needed, max_acquire - len(take))
     result.take.extend(take)
     if not balance or still_needed <= 0:
         return result
@@ -139,7 +115,7 @@ def plan(
                if counts[worker] > goals[worker] and worker != me}
     # Alone among the short workers I can see, a random pick keeps invisible thieves (new workers that
     # hold nothing yet) from all choosing the same leases; otherwise disjoint slices in thief order.
-    alone = set(shortfalls) == {me}
+    alone = set(shortfalls) == {me} or one_at_a_time
     steal: list[Lease] = []
     donor_offsets: dict[str, int] = {}
     for thief in sorted(shortfalls):
@@ -166,6 +142,7 @@ def plan(
 
 def _my_share(
     available: list[Lease], deficits: dict[str, int], me: str, *, skip: int, rng: random.Random,
+    shuffle: bool = False,
 ) -> list[Lease]:
     """My slice of the available leases when they are dealt to short workers in id order.
 
@@ -176,7 +153,7 @@ def _my_share(
     need = deficits[me] - skip
     if need <= 0 or not available:
         return []
-    if len(deficits) == 1:
+    if len(deficits) == 1 or shuffle:
         shuffled = list(available)
         rng.shuffle(shuffled)
         return shuffled[:need]

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import inspect
 import signal
 from collections.abc import Callable
 from typing import Any
@@ -22,14 +23,15 @@ from typing import Any
 from kcl.config import MetricsLevel, RetrievalMode, WorkerConfig
 from kcl.coordinator import LeaseCoordinator
 from kcl.deaggregation import Deaggregator
-from kcl.errors import ConfigurationError, KclError, LeaseTableError, StreamNotFoundError
+from kcl.errors import ConfigurationError, KclError, LeaseTableError, ProcessorLoadError, StreamNotFoundError
 from kcl.leases import LeaseTable, TableSettings, describe_failure
 from kcl.metrics import KclMetrics
-from kcl.processor import RecordProcessor
+from kcl.processor import RecordProcessor, check_processor_class
 from kcl.renewer import HeldLease
 from kcl.retrieval import BatchQueue, FanOutFetcher, PollingFetcher, StartingPosition, register_stream_consumer
 from kcl.shard_consumer import ShardConsumer
-from kpl.aws import async_client
+from kcl.stream import is_stream_arn, kinesis_client_config, parse_stream_arn, stream_api_args
+from kpl.aws import ClientConfig, async_client
 from kpl.cloudwatch import CloudWatchPublisher, MetricsRegistry
 from kpl.logs import get_logger
 from kpl.retry import error_code, error_message
@@ -40,17 +42,26 @@ ProcessorFactory = Callable[[], RecordProcessor]
 
 
 class Worker:
-    """Consumes ``stream_name`` for ``application_name``, one :class:`RecordProcessor` per leased shard."""
+    """Consumes ``stream_name`` for ``application_name``, one :class:`RecordProcessor` per leased shard.
+
+    ``stream_name`` may be a stream ARN: Kinesis is then read in the ARN's region, and the ARN's account
+    must be the credentials' account unless ``config.kinesis_role_arn`` names a role to assume.
+    """
 
     def __init__(self, stream_name: str, application_name: str, processor_factory: ProcessorFactory,
                  config: WorkerConfig | None = None) -> None:
         if not stream_name:
             raise ConfigurationError("stream_name must not be empty")
+        #: The stream as given: a name, or an ARN that also fixes the Kinesis region and account.
+        self.stream = stream_name
+        self.stream_arn = parse_stream_arn(stream_name) if is_stream_arn(stream_name) else None
         if not application_name:
             raise ConfigurationError("application_name must not be empty")
         if not callable(processor_factory):
             raise ConfigurationError("processor_factory must be callable (a RecordProcessor class or a factory)")
-        self.stream_name = stream_name
+        if inspect.isclass(processor_factory):
+            check_processor_class(processor_factory)
+        self.stream_name = self.stream_arn.name if self.stream_arn else stream_name
         self.application_name = application_name
         self.processor_factory = processor_factory
         self.config = config or WorkerConfig()
@@ -67,6 +78,8 @@ class Worker:
         self._stopped = asyncio.Event()
         self._stop_requested = asyncio.Event()
         self._started = False
+        #: An error that stopped the worker by itself (raised from run()).
+        self._fatal: KclError | None = None
 
     @property
     def worker_id(self) -> str:
@@ -76,6 +89,11 @@ class Worker:
     def held_shards(self) -> set[str]:
         """Shards whose leases this worker holds now."""
         return self._coordinator.held.shard_ids() if self._coordinator else set()
+
+    @property
+    def lease_table_requests(self) -> dict[str, int]:
+        """DynamoDB requests this worker has sent to the lease table so far, by operation."""
+        return dict(self._table.requests) if self._table is not None else {}
 
     @property
     def shard_states(self) -> dict[str, str]:
@@ -92,13 +110,19 @@ class Worker:
         config = self.config
         exits = contextlib.AsyncExitStack()
         try:
-            self._kinesis = await exits.enter_async_context(async_client("kinesis", config.kinesis_client_config()))
+            kinesis_config = self._kinesis_client_config()
+            await self._check_account(kinesis_config)
+            self._kinesis = await exits.enter_async_context(async_client("kinesis", kinesis_config))
             stream_arn = await self._describe_stream()
             self._data_kinesis = await exits.enter_async_context(async_client(
-                "kinesis", config.kinesis_client_config().with_(max_attempts=1, max_pool_connections=128)))
+                "kinesis", kinesis_config.with_(max_attempts=1, max_pool_connections=128)))
             self._table = LeaseTable(TableSettings(
                 table_name=config.lease_table_name(self.application_name), region=config.region_name,
                 endpoint_url=config.dynamo_db_endpoint, read_timeout=max(2.0, min(10.0, config.failover_time / 2)),
+                # Renewals run in parallel on their own threads: one connection each, plus the table's own.
+                max_pool_connections=max(32, config.max_lease_renewal_threads + 16),
+                deletion_protection=config.lease_table_deletion_protection_enabled,
+                point_in_time_recovery=config.lease_table_pitr_enabled,
             ))
             exits.callback(self._table.close)
             try:
@@ -117,7 +141,7 @@ class Worker:
                                                       client_config=config.cloudwatch_client_config())
                 await self._publisher.start()
             self._coordinator = LeaseCoordinator(
-                table=self._table, kinesis=self._kinesis, stream_name=self.stream_name, config=config,
+                table=self._table, kinesis=self._kinesis, stream_name=self.stream, config=config,
                 metrics=self.metrics, listener=self,
             )
             await self._coordinator.start()
@@ -127,8 +151,9 @@ class Worker:
             await exits.aclose()
             raise
         self._exits = exits
-        log.info("worker started", worker=self.worker_id, stream=self.stream_name, application=self.application_name,
-                 table=self._table.name, retrieval=config.retrieval_mode.value)
+        log.info("worker started", worker=self.worker_id, stream=stream_arn, application=self.application_name,
+                 kinesis_region=self._kinesis.meta.region_name, table=self._table.name,
+                 table_region=self._table.region, retrieval=config.retrieval_mode.value)
 
     async def run(self) -> None:
         """Start, then run until :meth:`stop` is called (or the task is cancelled, which stops gracefully)."""
@@ -137,6 +162,8 @@ class Worker:
             await self._stop_requested.wait()
         finally:
             await asyncio.shield(self.stop())
+        if self._fatal is not None:
+            raise self._fatal
 
     def request_stop(self) -> None:
         """Ask :meth:`run` to stop gracefully (safe from signal handlers on the loop)."""
@@ -192,13 +219,42 @@ class Worker:
         log.info("signal received: stopping gracefully", signal=signal.Signals(signum).name)
         self.request_stop()
 
+    def _kinesis_client_config(self) -> ClientConfig:
+        """regionName (or the standard configuration), except that a stream ARN's region wins for Kinesis."""
+        arn = self.stream_arn
+        if arn is not None and self.config.region_name and self.config.region_name != arn.region:
+            log.info("reading the stream in the region its ARN names; regionName applies to the lease table and "
+                     "metrics", stream=arn.arn, kinesis_region=arn.region, region_name=self.config.region_name)
+        return kinesis_client_config(self.config.kinesis_client_config(), self.stream)
+
+    async def _check_account(self, kinesis_config: ClientConfig) -> None:
+        """A stream ARN of another account needs a role to assume: say so now, not at the first access error."""
+        arn = self.stream_arn
+        if arn is None or kinesis_config.assume_role_arn:
+            return
+        try:
+            async with async_client("sts", ClientConfig(region=arn.region, max_attempts=2)) as sts:
+                account = str((await sts.get_caller_identity())["Account"])
+        except Exception as exc:
+            log.warning("cannot tell which account the credentials belong to (STS GetCallerIdentity failed); "
+                        "going on with the stream ARN as given", stream=arn.arn, error=f"{error_code(exc)}: "
+                        f"{error_message(exc)}")
+            return
+        if account != arn.account:
+            raise ConfigurationError(
+                f"stream {arn.arn} belongs to account {arn.account}, but the credentials are account {account}'s: "
+                f"name a role in account {arn.account} to assume (properties: AwsCredentialsProvider = "
+                f"StsAssumeRoleCredentialsProvider|arn:aws:iam::{arn.account}:role/<name>|<session name>; "
+                "WorkerConfig(kinesis_role_arn=...)), or consume a stream of account " + account
+            )
+
     async def _describe_stream(self) -> str:
         try:
-            summary = await self._kinesis.describe_stream_summary(StreamName=self.stream_name)
+            summary = await self._kinesis.describe_stream_summary(**stream_api_args(self.stream))
         except Exception as exc:
             if error_code(exc) == "ResourceNotFoundException":
-                raise StreamNotFoundError(f"stream {self.stream_name!r} does not exist") from None
-            raise KclError(f"cannot describe stream {self.stream_name!r}: {error_code(exc)}: "
+                raise StreamNotFoundError(f"stream {self.stream!r} does not exist") from None
+            raise KclError(f"cannot describe stream {self.stream!r}: {error_code(exc)}: "
                            f"{error_message(exc)}") from exc
         return str(summary["StreamDescriptionSummary"]["StreamARN"])
 
@@ -210,6 +266,15 @@ class Worker:
         previous = self._consumers.get(held.shard_id)
         try:
             processor = self.processor_factory()
+            check_processor_class(type(processor))
+        except ProcessorLoadError as exc:
+            # Every lease would fail the same way: stop rather than hold leases nobody processes.
+            log.error("the processor factory made an unusable processor; stopping", shard=held.shard_id,
+                      error=str(exc))
+            self._fatal = self._fatal or exc
+            asyncio.get_running_loop().create_task(coordinator.relinquish(held.shard_id, held.token))
+            self.request_stop()
+            return
         except Exception:
             log.exception("processor factory failed; handing the lease back", shard=held.shard_id)
             asyncio.get_running_loop().create_task(coordinator.relinquish(held.shard_id, held.token))
@@ -262,7 +327,7 @@ class Worker:
 
     def _fetcher(self, shard_id: str, position: StartingPosition, queue: BatchQueue) -> Any:
         if self._consumer_arn is not None:
-            return FanOutFetcher(self._data_kinesis, self.stream_name, shard_id, position, config=self.config,
+            return FanOutFetcher(self._data_kinesis, self.stream, shard_id, position, config=self.config,
                                  metrics=self.metrics, queue=queue, consumer_arn=self._consumer_arn)
-        return PollingFetcher(self._data_kinesis, self.stream_name, shard_id, position, config=self.config,
+        return PollingFetcher(self._data_kinesis, self.stream, shard_id, position, config=self.config,
                               metrics=self.metrics, queue=queue)

@@ -107,6 +107,38 @@ class RecordingProcessor(RecordProcessor):
             self._write([self._event("prepared")])
 
 
+class FailingProcessor(RecordingProcessor):
+    """Raises in ``process_records`` for every batch holding a record whose data contains
+    ``$KCL_TEST_FAIL_ON`` (every batch when it is unset), after logging a ``fail`` event; checkpoints in
+    ``shutdown_requested`` as the docs' examples do.  What the next worker must still see."""
+
+    def process_records(self, records: list[Record], checkpointer: Checkpointer, millis_behind_latest: int) -> None:
+        marker = os.environ.get("KCL_TEST_FAIL_ON", "").encode()
+        if any(marker in record.data for record in records):
+            self._write([self._event("fail", first=records[0].sequence_number, n=len(records))])
+            raise RuntimeError("cannot process this batch")
+        super().process_records(records, checkpointer, millis_behind_latest)
+
+
+class KclpyStyleProcessor:
+    """A processor ported carelessly from amazon-kclpy v3: one input object per method."""
+
+    def initialize(self, initialize_input: Any) -> None: ...
+
+    def process_records(self, process_records_input: Any) -> None: ...
+
+    def lease_lost(self, lease_lost_input: Any) -> None: ...
+
+    def shard_ended(self, shard_ended_input: Any) -> None: ...
+
+    def shutdown_requested(self, shutdown_requested_input: Any) -> None: ...
+
+
+def make_kclpy_style_processor() -> Any:
+    """A factory: its product can only be checked once the worker makes one, for its first lease."""
+    return KclpyStyleProcessor()
+
+
 # --- producing test data --------------------------------------------------------------------------
 
 

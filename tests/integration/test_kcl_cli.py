@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import subprocess
 import uuid
@@ -50,6 +51,9 @@ CASES = {
     "processor-class-missing": (["--processor", "tests.integration.kcl_processors:Nope"], 78,
                                 "module 'tests.integration.kcl_processors' has no attribute 'Nope'"),
     "not-a-processor": (["--processor", "kcl:Record"], 78, "kcl:Record is not a record processor"),
+    "kclpy-processor": (["--processor", "tests.integration.kcl_processors:KclpyStyleProcessor"], 78,
+                        "initialize(self, initialize_input) does not match initialize(self, shard_id, "
+                        "sequence_number, sub_sequence_number, pending_checkpoint=None)"),
     "bad-log-level": (["--log-level", "loud"], 2, "invalid choice: 'loud'"),
 }
 
@@ -81,12 +85,48 @@ def test_bad_arguments_fail_clearly_without_side_effects(
     assert application not in table_names(aws_clients)
 
 
-@pytest.mark.parametrize("case", ["missing-everything", "processor-module-missing"])
+@pytest.mark.parametrize("case", ["missing-everything", "processor-module-missing", "kclpy-processor"])
 def test_console_script_exits_non_zero_without_a_traceback(case: str, stream: str) -> None:
     result = run(*arguments(case, stream, f"kt-kcl-cli-app-{uuid.uuid4().hex[:8]}"))
     assert result.returncode == CASES[case][1]
     assert CASES[case][2] in result.stderr
     assert "Traceback" not in result.stderr
+
+
+def test_a_kclpy_processor_is_refused_at_load_pointing_to_multilang_mode(
+    stream: str, aws_clients: Callable[[str], Any],
+) -> None:
+    application = f"kt-kcl-cli-app-{uuid.uuid4().hex[:8]}"
+    result = run("--stream", stream, "--application", application, "--processor",
+                 "tests.integration.kcl_processors:KclpyStyleProcessor")
+    assert result.returncode == 78, result.stderr
+    for expected in ("process_records(self, process_records_input) does not match "
+                     "process_records(self, records, checkpointer, millis_behind_latest)",
+                     "lease_lost(self, lease_lost_input) does not match lease_lost(self)",
+                     "MultiLang mode (kcl-worker running the properties file's executableName), "
+                     "which this version does not have yet"):
+        assert expected in result.stderr
+    assert application not in table_names(aws_clients)
+
+
+def test_a_factory_making_a_kclpy_processor_stops_the_worker_and_frees_the_lease(
+    stream: str, aws_clients: Callable[[str], Any],
+) -> None:
+    """A factory's product can only be checked once made, for the first lease: exit 78, lease released."""
+    application = f"kt-kcl-cli-app-{uuid.uuid4().hex[:8]}"
+    dynamodb = aws_clients("dynamodb")
+    try:
+        result = run("--stream", stream, "--application", application, "--initial-position", "TRIM_HORIZON",
+                     "--processor", "tests.integration.kcl_processors:make_kclpy_style_processor")
+        assert result.returncode == 78, result.stderr[-3000:]
+        assert "initialize(self, initialize_input) does not match" in result.stderr
+        assert "Traceback" not in result.stderr
+        item = dynamodb.get_item(TableName=application, Key={"leaseKey": {"S": "shardId-000000000000"}},
+                                 ConsistentRead=True)["Item"]
+        assert "leaseOwner" not in item
+    finally:
+        with contextlib.suppress(Exception):
+            dynamodb.delete_table(TableName=application)
 
 
 def test_bad_properties_file_names_the_key(tmp_path: Path, stream: str, aws_clients: Callable[[str], Any]) -> None:

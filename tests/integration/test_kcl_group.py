@@ -5,11 +5,11 @@ One scenario, shared by the tests below (each asserts one acceptance line):
 1. workers A, B, C start together while records are produced, and settle on a balanced assignment;
 2. worker D joins: the leases rebalance to 2 each;
 3. A is killed with SIGKILL mid-stream: its shards are taken over after the failover time;
-4. B gets SIGTERM: it checkpoints, releases its leases, and the others take them at once;
+4. B gets SIGTERM: it checkpoints, releases its leases, and the others take them at their next read;
 5. production ends; every record is waited for; C and D stop gracefully.
 
-Timings: failover 3 s, so renewal every 0.975 s, a lease scan every ~0.49 s, and a balancing (taker)
-cycle every 6.05 s.  Processors record every event with monotonic timestamps (see kcl_processors).
+Timings: failover 3 s, so renewal every 0.975 s and a taker cycle (a read of the lease table, as the
+KCL 2.x taker) every 6.05 s.  Processors record every event with monotonic timestamps (see kcl_processors).
 """
 
 from __future__ import annotations
@@ -206,7 +206,7 @@ def test_per_partition_key_order_preserved(group: GroupRun) -> None:
     assert order_violations(group.events) == []
 
 
-def test_kill_9_takeover_within_failover_plus_one_renewal(group: GroupRun) -> None:
+def test_kill_9_takeover_within_failover_plus_one_taker_cycle(group: GroupRun) -> None:
     killed_at = group.marks["kill_monotonic"]
     a_shards = _shards_of(group.leases_at["before_kill"], "A")
     assert a_shards
@@ -215,8 +215,8 @@ def test_kill_9_takeover_within_failover_plus_one_renewal(group: GroupRun) -> No
         init = _new_init_after(group.out, shard, "A", killed_at)
         assert init is not None
         takeovers[shard] = init["m"] - killed_at
-    print(f"takeover after kill -9 (s): {takeovers}; bound {FAILOVER + RENEWAL:.3f} + slack {SLACK}")
-    assert max(takeovers.values()) <= FAILOVER + RENEWAL + SLACK, takeovers
+    print(f"takeover after kill -9 (s): {takeovers}; bound {FAILOVER + ASSIGNMENT:.3f} + slack {SLACK}")
+    assert max(takeovers.values()) <= FAILOVER + ASSIGNMENT + SLACK, takeovers
     # Not before the failover time: A's leases expired, they were not stolen from a live worker.
     assert min(takeovers.values()) >= FAILOVER - RENEWAL
 
@@ -247,7 +247,7 @@ def test_fourth_worker_balances_within_two_taker_cycles(group: GroupRun) -> None
     assert len(d_shards) == SHARDS // 4
 
 
-def test_graceful_stop_leases_taken_well_within_failover(group: GroupRun) -> None:
+def test_graceful_stop_leases_taken_within_one_taker_cycle(group: GroupRun) -> None:
     assert group.exit_codes["B"] == 0
     b_shards = _shards_of(group.leases_at["before_term"], "B")
     assert b_shards
@@ -260,8 +260,10 @@ def test_graceful_stop_leases_taken_well_within_failover(group: GroupRun) -> Non
         init = _new_init_after(group.out, shard, "B", group.marks["term_monotonic"])
         assert init is not None
         takeovers[shard] = init["m"] - group.marks["term_monotonic"]
-    print(f"takeover after SIGTERM (s): {takeovers}; failover {FAILOVER}")
-    assert max(takeovers.values()) < FAILOVER
+    print(f"takeover after SIGTERM (s): {takeovers}; taker cycle {ASSIGNMENT}")
+    # Released, not left to expire: the others take them at their next read, without waiting for the
+    # failover time (the KCL 2.x waits failover + up to two taker cycles).
+    assert max(takeovers.values()) <= ASSIGNMENT + SLACK
 
 
 def test_workers_exit_promptly_on_sigterm(group: GroupRun) -> None:

@@ -106,9 +106,9 @@ def record(sequence: str, sub: int = 0) -> Record:
 # --- validation -----------------------------------------------------------------------------------
 
 
-def test_checkpoint_with_no_argument_records_the_last_delivered_record() -> None:
+def test_checkpoint_with_no_argument_records_the_last_processed_record() -> None:
     checkpointer, store, _, _ = make_checkpointer()
-    checkpointer.delivered(ExtendedSequenceNumber("200", 3))
+    checkpointer.batch_done(ExtendedSequenceNumber("200", 3))
     checkpointer.checkpoint()
     assert store.rows[SHARD].checkpoint == ExtendedSequenceNumber("200", 3)
     assert store.rows[SHARD].lease_counter == 8
@@ -116,7 +116,7 @@ def test_checkpoint_with_no_argument_records_the_last_delivered_record() -> None
 
 def test_checkpoint_a_record_or_a_sequence_number() -> None:
     checkpointer, store, _, _ = make_checkpointer()
-    checkpointer.delivered(ExtendedSequenceNumber("300"))
+    checkpointer.batch_done(ExtendedSequenceNumber("300"))
     checkpointer.checkpoint(record("200", 4))
     assert store.rows[SHARD].checkpoint == ExtendedSequenceNumber("200", 4)
     checkpointer.checkpoint("250")
@@ -133,15 +133,15 @@ def test_nothing_delivered_makes_checkpoint_a_no_op() -> None:
 
 def test_same_value_twice_writes_once() -> None:
     checkpointer, store, _, _ = make_checkpointer()
-    checkpointer.delivered(ExtendedSequenceNumber("5"))
+    checkpointer.batch_done(ExtendedSequenceNumber("5"))
     checkpointer.checkpoint()
     checkpointer.checkpoint()
     assert store.writes == 1
 
 
 @pytest.mark.parametrize(("args", "message"), [
-    (("301",), "beyond the last record delivered"),
-    ((record("300", 1),), "beyond the last record delivered"),
+    (("301",), "beyond the last record processed"),
+    ((record("300", 1),), "beyond the last record processed"),
     (("99",), "before the last checkpoint"),
     (("abc",), "is not a sequence number"),
     (("200", -1), "sub-sequence number must be an int >= 0"),
@@ -151,15 +151,59 @@ def test_same_value_twice_writes_once() -> None:
 ])
 def test_invalid_checkpoints_raise_a_clear_error(args: tuple[Any, ...], message: str) -> None:
     checkpointer, store, _, _ = make_checkpointer(ExtendedSequenceNumber("100"))
-    checkpointer.delivered(ExtendedSequenceNumber("300"))
+    checkpointer.batch_done(ExtendedSequenceNumber("300"))
     with pytest.raises(InvalidCheckpointError, match=message):
         checkpointer.checkpoint(*args)
     assert store.writes == 0
 
 
+def test_the_batch_in_hand_may_be_checkpointed_while_process_records_runs() -> None:
+    checkpointer, store, _, _ = make_checkpointer()
+    checkpointer.batch_done(ExtendedSequenceNumber("100"))
+    checkpointer.batch_started(ExtendedSequenceNumber("300", 2))
+    checkpointer.checkpoint(record("200"))  # a record of the batch the processor is working on
+    assert store.rows[SHARD].checkpoint == ExtendedSequenceNumber("200")
+    checkpointer.checkpoint()  # "everything in this batch is done", said from inside process_records
+    assert store.rows[SHARD].checkpoint == ExtendedSequenceNumber("300", 2)
+
+
+def test_a_failed_batch_cannot_be_checkpointed_afterwards() -> None:
+    """process_records raised: shutdown_requested's checkpoint() records the last batch that succeeded."""
+    checkpointer, store, _, _ = make_checkpointer()
+    checkpointer.batch_started(ExtendedSequenceNumber("100"))
+    checkpointer.batch_done(ExtendedSequenceNumber("100"))
+    checkpointer.batch_started(ExtendedSequenceNumber("300"))
+    checkpointer.batch_failed()
+    checkpointer.checkpoint()
+    assert store.rows[SHARD].checkpoint == ExtendedSequenceNumber("100")
+    for beyond in ("101", "300"):
+        with pytest.raises(InvalidCheckpointError, match="beyond the last record processed"):
+            checkpointer.checkpoint(beyond)
+    with pytest.raises(InvalidCheckpointError, match="beyond the last record processed"):
+        checkpointer.prepare_checkpoint(record("300"))
+    assert store.rows[SHARD].checkpoint == ExtendedSequenceNumber("100") and store.writes == 1
+
+
+def test_nothing_processed_yet_means_checkpoint_is_a_no_op_even_after_a_failed_batch() -> None:
+    checkpointer, store, _, _ = make_checkpointer()
+    checkpointer.batch_started(ExtendedSequenceNumber("300"))
+    checkpointer.batch_failed()
+    checkpointer.checkpoint()
+    assert store.writes == 0
+
+
+def test_a_dead_lettered_batch_counts_as_processed() -> None:
+    checkpointer, store, _, _ = make_checkpointer()
+    checkpointer.batch_started(ExtendedSequenceNumber("300"))
+    checkpointer.batch_failed()
+    checkpointer.batch_done(ExtendedSequenceNumber("300"))  # what the consumer does after dead_letter
+    checkpointer.checkpoint()
+    assert store.rows[SHARD].checkpoint == ExtendedSequenceNumber("300")
+
+
 def test_at_shard_end_the_last_record_means_shard_end() -> None:
     checkpointer, store, _, _ = make_checkpointer()
-    checkpointer.delivered(ExtendedSequenceNumber("300", 2))
+    checkpointer.batch_done(ExtendedSequenceNumber("300", 2))
     checkpointer.at_shard_end()
     checkpointer.checkpoint(record("300", 2))
     assert store.rows[SHARD].checkpoint == ESN_SHARD_END
@@ -174,7 +218,7 @@ def test_checkpoint_with_no_argument_at_shard_end_records_shard_end() -> None:
 
 def test_prepared_checkpoint_writes_pending_fields_then_commits() -> None:
     checkpointer, store, _, _ = make_checkpointer()
-    checkpointer.delivered(ExtendedSequenceNumber("300"))
+    checkpointer.batch_done(ExtendedSequenceNumber("300"))
     prepared = checkpointer.prepare_checkpoint("250", state=b"\x00app")
     row = store.rows[SHARD]
     assert row.pending_checkpoint == ExtendedSequenceNumber("250") and row.pending_checkpoint_state == b"\x00app"
@@ -186,7 +230,7 @@ def test_prepared_checkpoint_writes_pending_fields_then_commits() -> None:
 
 def test_prepare_checkpoint_state_must_be_bytes() -> None:
     checkpointer, _, _, _ = make_checkpointer()
-    checkpointer.delivered(ExtendedSequenceNumber("300"))
+    checkpointer.batch_done(ExtendedSequenceNumber("300"))
     with pytest.raises(InvalidCheckpointError, match="must be bytes"):
         checkpointer.prepare_checkpoint(state="text")  # type: ignore[arg-type]
 
@@ -194,7 +238,7 @@ def test_prepare_checkpoint_state_must_be_bytes() -> None:
 async def test_blocking_checkpoint_is_refused_on_the_event_loop_and_the_async_one_works() -> None:
     store, held, _, token = setup()
     checkpointer = Checkpointer(SHARD, token, held, store, ESN_TRIM_HORIZON)  # type: ignore[arg-type]
-    checkpointer.delivered(ExtendedSequenceNumber("10"))
+    checkpointer.batch_done(ExtendedSequenceNumber("10"))
     with pytest.raises(KclError, match=r"await checkpointer\.acheckpoint"):
         checkpointer.checkpoint()
     await checkpointer.acheckpoint()
@@ -206,7 +250,7 @@ async def test_blocking_checkpoint_is_refused_on_the_event_loop_and_the_async_on
 
 def test_checkpoint_after_the_lease_was_taken_raises_lease_lost() -> None:
     checkpointer, store, held, _ = make_checkpointer()
-    checkpointer.delivered(ExtendedSequenceNumber("10"))
+    checkpointer.batch_done(ExtendedSequenceNumber("10"))
     store.rows[SHARD] = store.rows[SHARD].with_(lease_owner="thief", lease_counter=8)
     with pytest.raises(LeaseLostError, match="taken by another worker"):
         checkpointer.checkpoint()
@@ -215,7 +259,7 @@ def test_checkpoint_after_the_lease_was_taken_raises_lease_lost() -> None:
 
 def test_checkpoint_from_an_earlier_tenure_is_refused() -> None:
     checkpointer, store, held, clock = make_checkpointer()
-    checkpointer.delivered(ExtendedSequenceNumber("10"))
+    checkpointer.batch_done(ExtendedSequenceNumber("10"))
     held.add(store.rows[SHARD], clock())  # the lease was re-acquired: a new token
     with pytest.raises(LeaseLostError, match="no longer held by this processor"):
         checkpointer.checkpoint()
@@ -225,7 +269,7 @@ def test_checkpoint_from_an_earlier_tenure_is_refused() -> None:
 def test_self_fencing_after_failover_without_renewal() -> None:
     checkpointer, store, held, clock = make_checkpointer()
     token = held.get(SHARD).token  # type: ignore[union-attr]
-    checkpointer.delivered(ExtendedSequenceNumber("10"))
+    checkpointer.batch_done(ExtendedSequenceNumber("10"))
     clock.now += FAILOVER - 0.026
     assert held.is_current(SHARD, token)
     clock.now += 0.002
@@ -238,7 +282,7 @@ def test_self_fencing_after_failover_without_renewal() -> None:
 def test_a_checkpoint_counts_as_a_renewal() -> None:
     checkpointer, _, held, clock = make_checkpointer()
     token = held.get(SHARD).token  # type: ignore[union-attr]
-    checkpointer.delivered(ExtendedSequenceNumber("10"))
+    checkpointer.batch_done(ExtendedSequenceNumber("10"))
     clock.now += FAILOVER - 1
     checkpointer.checkpoint()
     clock.now += FAILOVER - 1

@@ -7,16 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from kcl.config import (
-    IGNORED_KCL_KEYS,
-    InitialPosition,
-    MetricsLevel,
-    RetrievalMode,
-    WorkerConfig,
-    load_properties,
-    parse_properties_text,
-    property_key,
-)
+from kcl.config import InitialPosition, MetricsLevel, RetrievalMode, WorkerConfig, property_key
+from kcl.properties import IGNORED_KCL_KEYS, load_properties, parse_properties_text
 from kpl.errors import ConfigurationError
 
 
@@ -36,9 +28,9 @@ def test_defaults_follow_the_kcl() -> None:
     assert config.dead_letter is None
 
 
-def test_scan_interval_defaults_to_half_a_renewal_interval() -> None:
+def test_scan_interval_defaults_to_the_taker_interval_as_in_the_kcl() -> None:
     config = WorkerConfig(failover_time_millis=3000)
-    assert config.scan_interval == pytest.approx((1.0 - 0.025) / 2)
+    assert config.scan_interval == config.assignment_interval == pytest.approx(2 * 3.025)
     assert WorkerConfig(lease_scan_interval_millis=700).scan_interval == 0.7
 
 
@@ -128,9 +120,105 @@ def test_initial_position_extended_means_at_timestamp(tmp_path: Path) -> None:
     assert config.initial_timestamp == datetime.fromtimestamp(1_700_000_000, UTC)
 
 
-def test_stream_arn_gives_the_stream_name(tmp_path: Path) -> None:
-    loaded = load_properties(write(tmp_path, "streamArn = arn:aws:kinesis:us-east-1:123456789012:stream/clicks\n"))
+def test_stream_arn_gives_the_stream_name_and_is_kept_whole(tmp_path: Path) -> None:
+    arn = "arn:aws:kinesis:eu-west-1:123456789012:stream/clicks"
+    loaded = load_properties(write(tmp_path, f"streamName = other\nstreamArn = {arn}\n"))
     assert loaded.stream_name == "clicks"
+    assert loaded.stream_arn == arn and loaded.stream == arn  # the ARN wins, as in the KCL
+
+
+#: Every key of the KCL 3.5 MultiLangDaemon (MultiLangDaemonConfiguration, its delegated config beans,
+#: and MultiLangDaemonConfig's own), with a value of the kind it takes.
+KCL3_KEYS = {
+    "executableName": "app.py", "processingLanguage": "python/3.11", "maxActiveThreads": "-1",
+    "streamName": "s", "applicationName": "a", "tableName": "lease-table", "workerId": "w1",
+    "AwsCredentialsProvider": "DefaultCredentialsProvider",
+    "AwsCredentialsProviderDynamoDB": "DefaultCredentialsProvider",
+    "AwsCredentialsProviderCloudWatch": "DefaultCredentialsProvider",
+    "regionName": "us-east-1", "kinesisEndpoint": "https://kinesis.us-east-1.amazonaws.com",
+    "dynamoDBEndpoint": "https://dynamodb.us-east-1.amazonaws.com",
+    "failoverTimeMillis": "10000", "leaseAssignmentIntervalMillis": "20000", "enablePriorityLeaseAssignment": "true",
+    "leaseTableDeletionProtectionEnabled": "true", "leaseTablePitrEnabled": "true", "shardSyncIntervalMillis": "60000",
+    "cleanupLeasesUponShardCompletion": "true", "ignoreUnexpectedChildShards": "false", "maxLeasesForWorker": "100",
+    "maxLeasesToStealAtOneTime": "1", "initialLeaseTableReadCapacity": "10", "initialLeaseTableWriteCapacity": "10",
+    "leaseTableScanTotalSegments": "4", "initialPositionInStream": "TRIM_HORIZON", "maxLeaseRenewalThreads": "20",
+    "listShardsBackoffTimeInMillis": "1500", "maxListShardsRetryAttempts": "50",
+    "callProcessRecordsEvenForEmptyRecordList": "false", "parentShardPollIntervalMillis": "10000",
+    "shardPrioritization": "NoOpShardPrioritization", "skipShardSyncAtWorkerInitializationIfLeasesExist": "false",
+    "schedulerInitializationBackoffTimeMillis": "1000", "clientVersionConfig": "CLIENT_VERSION_CONFIG_3x",
+    "migrateAllEntitiesToLeaseTable": "false", "tableMigrationCompleteBakeTimeSeconds": "86400",
+    "taskBackoffTimeMillis": "500", "metricsBufferTimeMillis": "10000", "metricsMaxQueueSize": "10000",
+    "metricsLevel": "DETAILED", "logWarningForTaskAfterMillis": "60000", "metricsEnabledDimensions": "Operation",
+    "retrievalMode": "POLLING", "retryGetRecordsInSeconds": "10", "maxGetRecordsThreadPool": "4",
+    "idleTimeBetweenReadsInMillis": "1000", "millisBehindLatestThresholdForReducedTps": "0", "maxRecords": "10000",
+    "gracefulLeaseHandoffTimeoutMillis": "30000", "isGracefulLeaseHandoffEnabled": "true",
+    "inMemoryWorkerMetricsCaptureFrequencyMillis": "1000", "workerMetricsReporterFreqInMillis": "30000",
+    "noOfPersistedMetricsPerWorkerMetrics": "10", "disableWorkerMetrics": "false", "maxThroughputPerHostKBps": "100.5",
+    "dampeningPercentage": "60", "reBalanceThresholdPercentage": "10", "allowThroughputOvershoot": "true",
+    "varianceBalancingFrequency": "3", "workerMetricsEMAAlpha": "0.5", "staleWorkerMetricsEntryCleanupDuration": "P1D",
+    "workerMetricsTableName": "wm", "workerMetricsBillingMode": "PAY_PER_REQUEST", "workerMetricsReadCapacity": "10",
+    "workerMetricsWriteCapacity": "10", "workerMetricsPointInTimeRecoveryEnabled": "false",
+    "workerMetricsDeletionProtectionEnabled": "false", "workerMetricsTags": "team=a",
+    "coordinatorStateTableName": "cs", "coordinatorStateBillingMode": "PROVISIONED",
+    "coordinatorStateReadCapacity": "10", "coordinatorStateWriteCapacity": "10",
+    "coordinatorStatePointInTimeRecoveryEnabled": "false", "coordinatorStateDeletionProtectionEnabled": "false",
+    "coordinatorStateTags": "team=a", "validateSequenceNumberBeforeCheckpointing": "true",
+    "shutdownGraceMillis": "5000", "timeoutInSeconds": "60",
+    "fanoutConfig.consumerName": "c", "fanoutConfig.maxDescribeStreamSummaryRetries": "10",
+    "fanoutConfig.maxDescribeStreamConsumerRetries": "10", "fanoutConfig.registerStreamConsumerRetries": "10",
+    "fanoutConfig.retryBackoffMillis": "1000",
+}
+
+
+def test_every_kcl_3_multilang_key_is_accepted(tmp_path: Path) -> None:
+    text = "".join(f"{key} = {value}\n" for key, value in KCL3_KEYS.items())
+    loaded = load_properties(write(tmp_path, text))
+    config = loaded.worker_config()
+    assert config.lease_table_deletion_protection_enabled is True
+    assert config.lease_table_pitr_enabled is True
+    assert config.consumer_name == "c"
+    tables = {f"{prefix}{suffix}" for prefix in ("coordinatorState", "workerMetrics") for suffix in (
+        "TableName", "BillingMode", "ReadCapacity", "WriteCapacity", "PointInTimeRecoveryEnabled",
+        "DeletionProtectionEnabled", "Tags")}
+    assert len(tables) == 14 and tables <= set(KCL3_KEYS)
+    assert tables <= set(loaded.ignored_keys)
+    honoured = {"streamName", "applicationName", "leaseTableDeletionProtectionEnabled", "leaseTablePitrEnabled",
+                "failoverTimeMillis", "maxRecords", "fanoutConfig.consumerName", "regionName"}
+    assert not honoured & set(loaded.ignored_keys)
+
+
+def test_aliases_and_default_retrieval_mode(tmp_path: Path) -> None:
+    config = load_properties(write(tmp_path, "workerIdentifier = w7\nfanoutConfig.consumerArn = arn:x\n"
+                                             "retrievalMode = DEFAULT\n")).worker_config()
+    assert config.worker_id == "w7" and config.consumer_arn == "arn:x"
+    assert config.retrieval_mode is RetrievalMode.POLLING
+    with pytest.raises(ConfigurationError, match="workerIdentifier is set twice"):
+        load_properties(write(tmp_path, "workerId = a\nworkerIdentifier = b\n"))
+
+
+def test_an_assume_role_credentials_provider_names_the_kinesis_role(tmp_path: Path) -> None:
+    role = "arn:aws:iam::111122223333:role/reader"
+    config = load_properties(write(tmp_path, f"AWSCredentialsProvider = StsAssumeRoleCredentialsProvider|{role}|"
+                                             "sess|endpointRegion=us-east-1|externalId=ext\n")).worker_config()
+    assert (config.kinesis_role_arn, config.kinesis_role_session_name, config.kinesis_role_external_id) == (
+        role, "sess", "ext")
+    client = config.kinesis_client_config()
+    assert client.assume_role_arn == role and client.assume_role_external_id == "ext"
+    config = load_properties(write(tmp_path, f"AwsCredentialsProvider = "
+                                             f"software.amazon.kinesis.multilang.auth.KclStsAssumeRoleCredentialsProvider"
+                                             f"|{role}\n")).worker_config()
+    assert config.kinesis_role_arn == role and config.kinesis_role_session_name == "kcl-worker"
+
+
+@pytest.mark.parametrize(("line", "message"), [
+    ("AwsCredentialsProvider = StsAssumeRoleCredentialsProvider", "needs a role ARN"),
+    ("AwsCredentialsProvider = StsAssumeRoleCredentialsProvider|not-a-role|s", "is not an IAM role ARN"),
+    ("AwsCredentialsProviderDynamoDB = StsAssumeRoleCredentialsProvider|arn:aws:iam::111122223333:role/r|s",
+     "a role for the lease table or metrics is not supported"),
+])
+def test_unusable_credentials_providers_are_clear_errors(tmp_path: Path, line: str, message: str) -> None:
+    with pytest.raises(ConfigurationError, match=message):
+        load_properties(write(tmp_path, line + "\n"))
 
 
 def test_unknown_key_is_an_error_naming_it_with_a_suggestion(tmp_path: Path) -> None:
@@ -166,5 +254,6 @@ def test_missing_file_is_a_clear_error(tmp_path: Path) -> None:
 def test_every_field_except_callbacks_has_a_property_key() -> None:
     from dataclasses import fields
 
-    keys = {property_key(item.name) for item in fields(WorkerConfig) if item.name != "dead_letter"}
+    keys = {property_key(item.name) for item in fields(WorkerConfig)
+            if item.name != "dead_letter" and not item.name.startswith("kinesis_role")}
     assert not keys & IGNORED_KCL_KEYS

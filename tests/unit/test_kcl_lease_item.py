@@ -92,3 +92,17 @@ def test_non_lease_rows_of_kcl_3_5_are_skipped(model: Any) -> None:
     assert lease_from_item(model.from_raw_data(row)) is None
     leader = {"leaseKey": {"S": "Leader"}}
     assert lease_from_item(model.from_raw_data(leader)) is None
+
+
+def test_a_read_timeout_inside_a_pynamodb_error_stays_a_retryable_network_error() -> None:
+    import botocore.exceptions
+    from pynamodb.exceptions import ScanError
+
+    from kcl.leases import ConditionFailed, _translate
+    from kpl.retry import ErrorKind, classify
+
+    timeout = botocore.exceptions.ReadTimeoutError(endpoint_url="http://127.0.0.1:1")
+    translated = _translate(ScanError("Failed to scan table", timeout))
+    assert translated is timeout and classify(translated) is ErrorKind.TRANSIENT
+    failed = botocore.exceptions.ClientError({"Error": {"Code": "ConditionalCheckFailedException"}}, "UpdateItem")
+    assert isinstance(_translate(ScanError("update failed", failed)), ConditionFailed)

@@ -1,4 +1,4 @@
-"""Lease expiry by counter observation, and the taker's balanced take/steal plan."""
+"""The taker's balanced take/steal plan."""
 
 from __future__ import annotations
 
@@ -9,9 +9,7 @@ import pytest
 
 from kcl.leases import Lease
 from kcl.sequence import ESN_SHARD_END, ExtendedSequenceNumber
-from kcl.taker import ExpiryTracker, balanced_goals, plan
-
-FAILOVER = 10.0
+from kcl.taker import balanced_goals, plan
 
 
 def lease(key: str, owner: str | None = None, counter: int = 1, **changes: object) -> Lease:
@@ -26,54 +24,6 @@ def leases_of(distribution: dict[str | None, int]) -> list[Lease]:
             result.append(lease(f"shardId-{index:012d}", owner))
             index += 1
     return result
-
-
-# --- expiry ---------------------------------------------------------------------------------------
-
-
-class TestExpiryTracker:
-    def test_owned_lease_seen_first_counts_as_just_renewed(self) -> None:
-        tracker = ExpiryTracker(FAILOVER)
-        owned = lease("a", "w1", counter=5)
-        tracker.observe([owned], now=100.0)
-        assert not tracker.is_expired(owned, 100.0 + FAILOVER)
-        tracker.observe([owned], now=100.0 + FAILOVER + 0.001)
-        assert tracker.is_expired(owned, 100.0 + FAILOVER + 0.001)
-
-    def test_counter_change_restarts_the_clock(self) -> None:
-        tracker = ExpiryTracker(FAILOVER)
-        tracker.observe([lease("a", "w1", counter=5)], now=0.0)
-        tracker.observe([lease("a", "w1", counter=6)], now=9.0)
-        assert not tracker.is_expired(lease("a", "w1", counter=6), 18.0)
-        tracker.observe([lease("a", "w1", counter=6)], now=19.5)
-        assert tracker.is_expired(lease("a", "w1", counter=6), 19.5)
-
-    def test_unowned_lease_is_available_at_once_but_not_expired_by_age(self) -> None:
-        tracker = ExpiryTracker(FAILOVER)
-        free = lease("a", None, counter=3)
-        tracker.observe([free], now=50.0)
-        assert tracker.is_expired(free, 50.0)  # never seen renewed: no reason to wait
-
-    def test_a_different_counter_than_observed_is_never_expired(self) -> None:
-        tracker = ExpiryTracker(FAILOVER)
-        tracker.observe([lease("a", "w1", counter=5)], now=0.0)
-        assert not tracker.is_expired(lease("a", "w1", counter=7), 100.0)
-
-    def test_a_lease_that_vanished_and_came_back_counts_as_new(self) -> None:
-        tracker = ExpiryTracker(FAILOVER)
-        tracker.observe([lease("a", "w1"), lease("b", "w1")], now=0.0)
-        tracker.observe([lease("a", "w1")], now=20.0)
-        tracker.observe([lease("a", "w1"), lease("b", "w1")], now=21.0)
-        assert tracker.is_expired(lease("a", "w1"), 21.0)
-        assert not tracker.is_expired(lease("b", "w1"), 21.0)  # seen afresh: renewed as far as we know
-
-    def test_clock_is_local_and_monotonic_not_wall(self) -> None:
-        # Expiry depends only on the observer's own clock readings, so skewed wall clocks between hosts
-        # cannot expire a live lease early.
-        tracker = ExpiryTracker(FAILOVER)
-        owned = lease("a", "w1", counter=1)
-        tracker.observe([owned], now=1_000_000.0)
-        assert not tracker.is_expired(owned, 1_000_000.0 + FAILOVER - 0.001)
 
 
 # --- goals ----------------------------------------------------------------------------------------
@@ -227,3 +177,38 @@ def test_simultaneous_start_on_an_empty_table_balances_within_three_cycles() -> 
 def test_checkpoint_positions_do_not_matter_to_balancing() -> None:
     table = [item.with_(checkpoint=ExtendedSequenceNumber("123", 4)) for item in leases_of({"a": 4})]
     assert len(plan(table, "b", held=set(), expired=set(), balance=True).steal) == 2
+
+
+def test_leases_that_moved_within_the_last_cycle_are_not_stolen() -> None:
+    table = leases_of({"a": 4})
+    recent = {table[0].lease_key, table[1].lease_key}
+    decided = plan(table, "b", held=set(), expired=set(), balance=True, moved_recently=recent)
+    assert {item.lease_key for item in decided.steal} == {table[2].lease_key, table[3].lease_key}
+    decided = plan(table, "b", held=set(), expired=set(), balance=True, moved_recently={t.lease_key for t in table})
+    assert decided.steal == []
+
+
+def test_max_acquire_caps_takes_and_steals_together() -> None:
+    assert len(plan(leases_of({None: 8}), "w1", held=set(), expired=set(), balance=True, max_acquire=1).take) == 1
+    decided = plan(leases_of({"a": 8}), "b", held=set(), expired=set(), balance=True, max_acquire=1)
+    assert (len(decided.take), len(decided.steal)) == (0, 1)
+    decided = plan(leases_of({None: 1, "a": 8}), "b", held=set(), expired=set(), balance=True, max_acquire=1)
+    assert (len(decided.take), len(decided.steal)) == (1, 0)
+
+
+def test_an_expired_handoff_to_me_is_taken() -> None:
+    """The previous owner died while handing the lease over: once expired, the next owner takes it."""
+    handed = lease("shardId-000000000000", "b", checkpoint_owner="a")
+    assert plan([handed], "b", held=set(), expired=set(), balance=True).take == []
+    assert plan([handed], "b", held=set(), expired={handed.lease_key}, balance=True).take == [handed]
+
+
+def test_one_at_a_time_picks_at_random_so_that_unsettled_views_do_not_collide() -> None:
+    """Two new workers that cannot see each other yet would otherwise both steal the first lease."""
+    table = leases_of({"a": 30, "b": 1, "c": 1})
+    picks = {plan(table, "d", held=set(), expired=set(), balance=True, max_acquire=1,
+                  rng=random.Random(seed)).steal[0].lease_key for seed in range(20)}
+    assert len(picks) > 5
+    picks = {plan(leases_of({None: 30}), "d", held=set(), expired=set(), balance=True, max_acquire=1,
+                  rng=random.Random(seed)).take[0].lease_key for seed in range(20)}
+    assert len(picks) > 5

@@ -1,6 +1,7 @@
 """docs/troubleshooting.md lists every warning and error the toolkit logs, and the shared start-up errors.
 
 A static scan of kpl/, kcl/ and agent/ finds every ``log.warning/error/exception/critical("event", ...)``
+(also through a bound logger, ``self._log.error(...)``)
 and every call that passes a level ("warning"/"error") followed by an event string (agent.sinks logs
 through such a helper).  Each event must appear on the page verbatim.
 """
@@ -16,6 +17,12 @@ PAGE = ROOT / "docs" / "troubleshooting.md"
 LEVELS = {"warning", "error", "exception", "critical"}
 
 
+def _is_logger(node: ast.expr) -> bool:
+    """``log`` (a module's logger) or ``self._log``/``self.log`` (one bound with context)."""
+    return ((isinstance(node, ast.Name) and node.id == "log")
+            or (isinstance(node, ast.Attribute) and node.attr in ("log", "_log")))
+
+
 def logged_events() -> dict[str, str]:
     """event -> where it is logged."""
     events: dict[str, str] = {}
@@ -27,8 +34,7 @@ def logged_events() -> dict[str, str]:
                     continue
                 where = f"{path.relative_to(ROOT)}:{node.lineno}"
                 func = node.func
-                if (isinstance(func, ast.Attribute) and func.attr in LEVELS and isinstance(func.value, ast.Name)
-                        and func.value.id == "log"):
+                if isinstance(func, ast.Attribute) and func.attr in LEVELS and _is_logger(func.value):
                     assert node.args and isinstance(node.args[0], ast.Constant), f"{where}: not a constant event"
                     events[str(node.args[0].value)] = where
                 args = [a.value if isinstance(a, ast.Constant) else None for a in node.args]
@@ -42,6 +48,7 @@ def test_every_logged_warning_and_error_is_on_the_page() -> None:
     events = logged_events()
     assert "sending failed; retrying with backoff" in events  # found through agent.sinks' helper
     assert "lease lost" in events
+    assert "record processor failed on a batch" in events  # through a bound logger (self._log)
     text = PAGE.read_text()
     missing = {event: where for event, where in events.items() if f"`{event}`" not in text}
     assert not missing, f"add these to docs/troubleshooting.md with their fix: {missing}"

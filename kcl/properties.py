@@ -1,0 +1,293 @@
+"""KCL/MultiLangDaemon ``.properties`` files: every key the KCL 3.x MultiLangDaemon accepts, checked strictly.
+
+A key is one of:
+
+* a setting of :class:`kcl.config.WorkerConfig` under its KCL name (``failoverTimeMillis``), or an
+  alias the MultiLangDaemon also accepts (``workerIdentifier``, ``fanoutConfig.consumerArn``);
+* what to run (``streamName``/``streamArn``, ``applicationName``, ``processor``);
+* ``AwsCredentialsProvider``: a provider naming a role (``StsAssumeRoleCredentialsProvider|<role
+  ARN>|<session>``) is honoured for the Kinesis client; the default chain needs nothing;
+* a KCL key without meaning for this worker (:data:`IGNORED_KCL_KEYS`: JVM thread pools, the KCL 3.x
+  worker-metrics and coordinator-state tables, ...): accepted and reported, so the caller can log them;
+* anything else: a typo, which fails with an error naming the key and the likely intended one.
+
+The MultiLangDaemon's key list is ``MultiLangDaemonConfiguration`` and its delegated config beans
+(KCL 3.5), plus ``executableName``, ``processingLanguage`` and ``maxActiveThreads``.
+"""
+
+from __future__ import annotations
+
+import difflib
+import enum
+import re
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, fields
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from kcl.config import InitialPosition, MetricsLevel, RetrievalMode, WorkerConfig, property_key
+from kcl.stream import parse_stream_arn
+from kpl.errors import ConfigurationError
+
+#: KCL 3.x MultiLangDaemon keys that have no meaning for this worker.  Accepted so that an existing
+#: properties file works unchanged, and reported so that the caller can say so.
+IGNORED_KCL_KEYS = frozenset({
+    # the MultiLang daemon itself (issue: MultiLang mode) and JVM thread pools
+    "executableName", "processingLanguage", "maxActiveThreads", "timeoutInSeconds", "shutdownGraceMillis",
+    "maxGetRecordsThreadPool", "javaOptions",
+    # lease management and coordination of the Java implementation
+    "enablePriorityLeaseAssignment", "ignoreUnexpectedChildShards", "initialLeaseTableReadCapacity",
+    "initialLeaseTableWriteCapacity", "leaseTableScanTotalSegments", "listShardsBackoffTimeInMillis",
+    "maxListShardsRetryAttempts", "shardPrioritization", "skipShardSyncAtWorkerInitializationIfLeasesExist",
+    "schedulerInitializationBackoffTimeMillis", "clientVersionConfig", "migrateAllEntitiesToLeaseTable",
+    "tableMigrationCompleteBakeTimeSeconds", "validateSequenceNumberBeforeCheckpointing",
+    "logWarningForTaskAfterMillis", "maxLeaseRenewalThreadCount",
+    # retrieval and metrics
+    "retryGetRecordsInSeconds", "millisBehindLatestThresholdForReducedTps", "metricsMaxQueueSize",
+    "metricsEnabledDimensions", "fanoutConfig.maxDescribeStreamSummaryRetries",
+    "fanoutConfig.maxDescribeStreamConsumerRetries", "fanoutConfig.registerStreamConsumerRetries",
+    "fanoutConfig.retryBackoffMillis",
+    # KCL 3.x worker-utilization-aware assignment, and its worker-metrics and coordinator-state tables
+    "disableWorkerMetrics", "maxThroughputPerHostKBps", "dampeningPercentage", "reBalanceThresholdPercentage",
+    "allowThroughputOvershoot", "varianceBalancingFrequency", "workerMetricsEMAAlpha",
+    "inMemoryWorkerMetricsCaptureFrequencyMillis", "workerMetricsReporterFreqInMillis",
+    "noOfPersistedMetricsPerWorkerMetrics", "staleWorkerMetricsEntryCleanupDuration",
+    "workerMetricsTableName", "workerMetricsBillingMode", "workerMetricsReadCapacity", "workerMetricsWriteCapacity",
+    "workerMetricsPointInTimeRecoveryEnabled", "workerMetricsDeletionProtectionEnabled", "workerMetricsTags",
+    "coordinatorStateTableName", "coordinatorStateBillingMode", "coordinatorStateReadCapacity",
+    "coordinatorStateWriteCapacity", "coordinatorStatePointInTimeRecoveryEnabled",
+    "coordinatorStateDeletionProtectionEnabled", "coordinatorStateTags",
+    # older KCL/MultiLang versions
+    "userAgent", "kinesisClientLibVersion", "workerMetricsTableConfig", "coordinatorStateConfig",
+})
+
+#: Other names the MultiLangDaemon accepts for a WorkerConfig field.
+KEY_ALIASES = {
+    "workerIdentifier": "workerId",
+    "fanoutConfig.consumerArn": "consumerArn",
+    "fanoutConfig.consumerName": "consumerName",
+}
+
+#: Fields a properties file cannot set directly (callbacks; the role comes from AwsCredentialsProvider).
+_NOT_SETTABLE = frozenset({"dead_letter", "kinesis_role_arn", "kinesis_role_session_name", "kinesis_role_external_id"})
+
+#: Keys that name what to run rather than how (the CLI's --stream/--application/--processor).
+_TARGET_KEYS = ("streamName", "streamArn", "applicationName", "processor")
+
+#: The MultiLangDaemon's credentials keys (matched case-insensitively, as it does).
+_CREDENTIALS_KEYS = ("AwsCredentialsProvider", "AwsCredentialsProviderDynamoDB", "AwsCredentialsProviderCloudWatch")
+_ASSUME_ROLE_PROVIDERS = frozenset({"StsAssumeRoleCredentialsProvider", "KclStsAssumeRoleCredentialsProvider",
+                                    "STSAssumeRoleSessionCredentialsProvider"})
+_DEFAULT_PROVIDERS = frozenset({"DefaultCredentialsProvider", "DefaultAWSCredentialsProviderChain"})
+
+
+# --- values ---------------------------------------------------------------------------------------
+
+
+def _parse_int(key: str, text: str) -> int:
+    try:
+        return int(text)
+    except ValueError:
+        raise ConfigurationError(f"{key} must be an integer, got {text!r}") from None
+
+
+def _parse_bool(key: str, text: str) -> bool:
+    lowered = text.lower()
+    if lowered in ("true", "false"):
+        return lowered == "true"
+    raise ConfigurationError(f"{key} must be true or false, got {text!r}")
+
+
+def _enum_parser(enum_type: type[enum.Enum]) -> Callable[[str, str], Any]:
+    def parse(key: str, text: str) -> Any:
+        if enum_type is RetrievalMode and text.upper() == "DEFAULT":
+            return RetrievalMode.POLLING  # the MultiLangDaemon's DEFAULT: this worker's default
+        try:
+            return enum_type(text.upper())
+        except ValueError:
+            choices = ", ".join(member.value for member in enum_type)
+            raise ConfigurationError(f"{key} must be one of {choices}, got {text!r}") from None
+    return parse
+
+
+def _parse_epoch_seconds(key: str, text: str) -> datetime:
+    try:
+        return datetime.fromtimestamp(float(text), UTC)
+    except (ValueError, OverflowError, OSError):
+        raise ConfigurationError(f"{key} must be a timestamp in epoch seconds, got {text!r}") from None
+
+
+def _parse_str(key: str, text: str) -> str:
+    if not text:
+        raise ConfigurationError(f"{key} must not be empty")
+    return text
+
+
+def _parser_for(field_name: str, field_type: Any) -> Callable[[str, str], Any]:
+    if field_name == "initial_timestamp":
+        return _parse_epoch_seconds
+    text = str(field_type)
+    for enum_type in (InitialPosition, RetrievalMode, MetricsLevel):
+        if enum_type.__name__ in text:
+            return _enum_parser(enum_type)
+    if text.startswith("bool"):
+        return _parse_bool
+    if text.startswith("int"):
+        return _parse_int
+    return _parse_str
+
+
+def _settable_fields() -> dict[str, tuple[str, Callable[[str, str], Any]]]:
+    """properties key -> (field name, parser) for every field a properties file may set."""
+    table = {}
+    for item in fields(WorkerConfig):
+        if item.name not in _NOT_SETTABLE:
+            table[property_key(item.name)] = (item.name, _parser_for(item.name, item.type))
+    for alias, key in KEY_ALIASES.items():
+        table[alias] = table[key]
+    return table
+
+
+def credentials_provider_settings(key: str, value: str, where: str = "") -> dict[str, Any] | None:
+    """WorkerConfig settings for an ``AwsCredentialsProvider`` value; None when it changes nothing.
+
+    ``<provider>[|<argument>]*[|<nested key>=<value>]*`` as the MultiLangDaemon reads it.  An
+    assume-role provider sets the Kinesis client's role; the default chain is what is used anyway.
+    Other providers (profiles, static keys in Java system properties, ...) have no equivalent here.
+    """
+    parts = [part.strip() for part in value.split("|")]
+    provider = parts[0].rsplit(".", 1)[-1]
+    if provider not in _ASSUME_ROLE_PROVIDERS:
+        return None
+    arguments = [part for part in parts[1:] if "=" not in part]
+    nested = dict(part.split("=", 1) for part in parts[1:] if "=" in part)
+    if not arguments:
+        raise ConfigurationError(f"{where}{key}: {provider} needs a role ARN ({provider}|<role ARN>|<session name>)")
+    if key != "AwsCredentialsProvider":
+        raise ConfigurationError(
+            f"{where}{key}: a role for the lease table or metrics is not supported; they use the standard AWS "
+            "credential chain (name the role in AwsCredentialsProvider to read a stream of another account)"
+        )
+    settings: dict[str, Any] = {"kinesis_role_arn": arguments[0]}
+    if len(arguments) > 1:
+        settings["kinesis_role_session_name"] = arguments[1]
+    if nested.get("externalId"):
+        settings["kinesis_role_external_id"] = nested["externalId"]
+    return settings
+
+
+# --- files ----------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class LoadedProperties:
+    """What a properties file says: the worker settings plus what to run, and the keys ignored."""
+
+    settings: Mapping[str, Any]
+    stream_name: str | None = None
+    #: Set when the file names the stream by ``streamArn`` (which wins over ``streamName``).
+    stream_arn: str | None = None
+    application_name: str | None = None
+    processor: str | None = None
+    ignored_keys: tuple[str, ...] = ()
+
+    @property
+    def stream(self) -> str | None:
+        """What to hand to :class:`kcl.Worker`: the ARN when there is one, else the name."""
+        return self.stream_arn or self.stream_name
+
+    def worker_config(self, **overrides: Any) -> WorkerConfig:
+        return WorkerConfig(**{**self.settings, **overrides})
+
+
+def parse_properties_text(text: str) -> list[tuple[int, str, str]]:
+    """(line number, key, value) for each entry of a Java ``.properties`` text.
+
+    Supports ``#``/``!`` comments, ``=``/``:``/whitespace separators and backslash line continuation,
+    which is what KCL properties files use.
+    """
+    entries: list[tuple[int, str, str]] = []
+    lines = text.splitlines()
+    index = 0
+    while index < len(lines):
+        number = index + 1
+        line = lines[index].strip()
+        index += 1
+        if not line or line[0] in "#!":
+            continue
+        while line.endswith("\\") and not line.endswith("\\\\"):
+            line = line[:-1] + (lines[index].strip() if index < len(lines) else "")
+            index += 1
+        match = re.match(r"([^=:\s]+)\s*[=:\s]\s*(.*)$", line)
+        if match is None:
+            entries.append((number, line, ""))
+            continue
+        entries.append((number, match.group(1), match.group(2).strip()))
+    return entries
+
+
+def _canonical(key: str) -> str:
+    for name in _CREDENTIALS_KEYS:
+        if key.lower() == name.lower():
+            return name
+    return key
+
+
+def load_properties(path: str | Path) -> LoadedProperties:
+    """Read a KCL/MultiLangDaemon-style properties file; unknown keys and bad values raise."""
+    source = Path(path)
+    try:
+        text = source.read_text(encoding="utf-8")
+    except OSError as exc:
+        raise ConfigurationError(f"cannot read properties file {source}: {exc.strerror or exc}") from None
+    settable = _settable_fields()
+    settings: dict[str, Any] = {}
+    targets: dict[str, str] = {}
+    ignored: list[str] = []
+    seen: dict[str, str] = {}
+    for number, raw_key, value in parse_properties_text(text):
+        where = f"{source}:{number}"
+        key = _canonical(raw_key)
+        field_name = settable[key][0] if key in settable else key
+        if field_name in seen:
+            raise ConfigurationError(f"{where}: {raw_key} is set twice (also as {seen[field_name]})"
+                                     if seen[field_name] != raw_key else f"{where}: {raw_key} is set twice")
+        seen[field_name] = raw_key
+        if key in _TARGET_KEYS:
+            targets[key] = _parse_str(f"{where}: {key}", value)
+        elif key in _CREDENTIALS_KEYS:
+            role = credentials_provider_settings(key, _parse_str(f"{where}: {key}", value), f"{where}: ")
+            if role is None:
+                ignored.append(key)
+            else:
+                settings.update(role)
+        elif key in IGNORED_KCL_KEYS:
+            ignored.append(key)
+        elif key in settable:
+            name, parse = settable[key]
+            settings[name] = parse(f"{where}: {key}", value)
+        else:
+            raise ConfigurationError(f"{where}: unknown setting {key!r}{_suggestion(key, settable)}")
+    if "initial_timestamp" in settings and "initial_position_in_stream" not in settings:
+        settings["initial_position_in_stream"] = InitialPosition.AT_TIMESTAMP
+    stream_arn = targets.get("streamArn")
+    stream = targets.get("streamName")
+    if stream_arn is not None:
+        try:
+            stream = parse_stream_arn(stream_arn).name
+        except ConfigurationError as exc:
+            raise ConfigurationError(f"{source}: {exc}") from None
+    try:
+        WorkerConfig(**settings)
+    except ConfigurationError as exc:
+        raise ConfigurationError(f"{source}: {exc}") from None
+    return LoadedProperties(
+        settings=settings, stream_name=stream, stream_arn=stream_arn, application_name=targets.get("applicationName"),
+        processor=targets.get("processor"), ignored_keys=tuple(ignored),
+    )
+
+
+def _suggestion(key: str, settable: Mapping[str, object]) -> str:
+    close = difflib.get_close_matches(key, [*settable, *_TARGET_KEYS], n=1)
+    return f" (did you mean {close[0]!r}?)" if close else ""
