@@ -9,10 +9,12 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
-from typing import Any
 
-from kpl.aws import ClientConfig
+from kpl.aws import ClientConfig, is_stream_arn, stream_api_args
 from kpl.errors import ConfigurationError
+
+__all__ = ["StreamArn", "is_stream_arn", "kinesis_client_config", "parse_stream_arn", "stream_api_args",
+           "stream_name_of"]
 
 _ARN = re.compile(r"arn:(aws[a-z-]*):kinesis:([a-z0-9-]+):(\d{12}):stream/([A-Za-z0-9_.-]{1,128})")
 
@@ -32,10 +34,6 @@ class StreamArn:
         return self.arn
 
 
-def is_stream_arn(stream: str) -> bool:
-    return stream.startswith("arn:")
-
-
 def parse_stream_arn(text: str) -> StreamArn:
     """The parts of a Kinesis stream ARN; a ConfigurationError naming what is wrong otherwise."""
     match = _ARN.fullmatch(text.strip())
@@ -50,11 +48,6 @@ def parse_stream_arn(text: str) -> StreamArn:
 def stream_name_of(stream: str) -> str:
     """The stream's name, for a name or an ARN."""
     return parse_stream_arn(stream).name if is_stream_arn(stream) else stream
-
-
-def stream_api_args(stream: str) -> dict[str, Any]:
-    """``StreamARN`` for an ARN, ``StreamName`` for a name: the argument every Kinesis call takes."""
-    return {"StreamARN": stream} if is_stream_arn(stream) else {"StreamName": stream}
 
 
 def kinesis_client_config(config: ClientConfig, stream: str) -> ClientConfig:

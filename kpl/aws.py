@@ -276,3 +276,13 @@ def _missing_profile(profile: str) -> str:
                    if os.environ.get(name) == profile), "")
     return (f"AWS profile {profile!r}{origin} does not exist: add it to ~/.aws/config or ~/.aws/credentials, "
             "or set AWS_PROFILE to a profile that exists")
+
+
+def is_stream_arn(stream: str) -> bool:
+    return stream.startswith("arn:")
+
+
+def stream_api_args(stream: str) -> dict[str, str]:
+    """``StreamARN`` for a stream ARN, ``StreamName`` for a name: how every Kinesis call names the stream
+    (an ARN passed as ``StreamName`` is refused as invalid characters)."""
+    return {"StreamARN": stream} if is_stream_arn(stream) else {"StreamName": stream}

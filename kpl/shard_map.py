@@ -18,6 +18,7 @@ import contextlib
 from collections.abc import Callable
 from typing import Any
 
+from kpl.aws import stream_api_args
 from kpl.hashing import HashRange, ShardRanges
 from kpl.logs import get_logger
 
@@ -107,7 +108,7 @@ async def list_open_shards(client: Any, stream_name: str) -> list[dict[str, Any]
     """Every open shard of the stream.  Later pages carry NextToken alone (KPL issue #481)."""
     shards: list[dict[str, Any]] = []
     request: dict[str, Any] = {
-        "StreamName": stream_name, "ShardFilter": {"Type": "AT_LATEST"}, "MaxResults": LIST_SHARDS_PAGE_SIZE,
+        **stream_api_args(stream_name), "ShardFilter": {"Type": "AT_LATEST"}, "MaxResults": LIST_SHARDS_PAGE_SIZE,
     }
     while True:
         page = await client.list_shards(**request)
@@ -120,7 +121,7 @@ async def list_open_shards(client: Any, stream_name: str) -> list[dict[str, Any]
 
 async def describe_stream_limits(client: Any, stream_name: str) -> tuple[int, bool]:
     """(maximum record size in bytes, whether the service assigns partition keys itself)."""
-    summary = (await client.describe_stream_summary(StreamName=stream_name))["StreamDescriptionSummary"]
+    summary = (await client.describe_stream_summary(**stream_api_args(stream_name)))["StreamDescriptionSummary"]
     max_kib = summary.get("MaxRecordSizeInKiB")
     max_size = int(max_kib) * 1024 if max_kib else DEFAULT_MAX_RECORD_SIZE
     return max_size, summary.get("RecordDistributionStrategy") == "AUTO"

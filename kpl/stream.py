@@ -25,6 +25,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from kpl.accumulator import Aggregator, KinesisRecord
+from kpl.aws import stream_api_args
 from kpl.backpressure import Budget
 from kpl.collector import Collector
 from kpl.config import ProducerConfig
@@ -67,7 +68,7 @@ class StreamPipeline:
         self._loop = loop = shared.loop
         config = shared.config
         self._sender = shared.sender
-        self._target = {"StreamARN": stream_name} if stream_name.startswith("arn:") else {"StreamName": stream_name}
+        self._target = stream_api_args(stream_name)
         max_buffered, ttl = config.record_max_buffered_time, config.record_ttl
         self._max_buffered = max_buffered
         self.discovery = discovery = StreamDiscovery(

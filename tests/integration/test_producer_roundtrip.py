@@ -75,3 +75,17 @@ def test_sync_producer_round_trip(make_stream: Callable[..., str], kinesis: Any)
     landed, _ = read_back(kinesis, stream)
     assert Counter((r.partition_key, r.data) for r in landed) == Counter(records)
     assert_results_match_stream(records, results, landed)
+
+
+async def test_a_stream_named_by_its_arn(make_stream: Callable[..., str], kinesis: Any) -> None:
+    """docs/kpl.md: a stream name may also be a stream ARN; every call about the stream (ListShards, the
+    stream summary, PutRecords) names it by StreamARN, and the results still route by shard."""
+    stream = make_stream(shards=2)
+    arn = kinesis.describe_stream_summary(StreamName=stream)["StreamDescriptionSummary"]["StreamARN"]
+    records = [(f"k{i % 20}", f"by-arn-{i}".encode()) for i in range(200)]
+    async with kpl.AsyncProducer(FAST) as producer:
+        results = await put_all(producer, arn, records)
+    assert all(result.success for result in results), [r.error for r in results if not r.success][:3]
+    landed, _ = read_back(kinesis, stream)
+    assert Counter((r.partition_key, r.data) for r in landed) == Counter(records)
+    assert_results_match_stream(records, results, landed)
