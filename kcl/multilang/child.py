@@ -57,8 +57,10 @@ async def read_lines(stream: asyncio.StreamReader, limit: int = MAX_LINE) -> Asy
             return
         pending += chunk
         *complete, pending = pending.split(b"\n")
-        for line in complete:
-            yield line.removesuffix(b"\r").decode("utf-8", errors="replace")
+        for raw in complete:
+            line = raw.removesuffix(b"\r")
+            for start in range(0, max(len(line), 1), limit):
+                yield line[start:start + limit].decode("utf-8", errors="replace")
         while len(pending) > limit:
             piece, pending = pending[:limit], pending[limit:]
             yield piece.decode("utf-8", errors="replace")
