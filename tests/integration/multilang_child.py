@@ -34,7 +34,9 @@ shard = "?"
 
 
 def event(kind: str, **fields: Any) -> None:
-    EVENTS.write(json.dumps({"e": kind, "pid": os.getpid(), "s": shard, "m": time.monotonic(), **fields}) + "\n")
+    # "w" (the writer) is what tests/integration/kcl_processors.read_events orders ties by.
+    line = {"e": kind, "pid": os.getpid(), "w": str(os.getpid()), "s": shard, "m": time.monotonic(), **fields}
+    EVENTS.write(json.dumps(line) + "\n")
     EVENTS.flush()
 
 
