@@ -48,4 +48,5 @@ def resolve_command(executable_name: str, directory: Path) -> list[str]:
             f"executableName {program!r} resolves to {found}, which is not an executable file: make it one "
             f"(chmod +x, with a #! line) or name its interpreter (executableName = python3 {program})"
         )
-    return [str(found.resolve()), *arguments]
+    # Not resolved further: a symlink is run as named (a venv's bin/python finds its venv through it).
+    return [str(found.absolute()), *arguments]

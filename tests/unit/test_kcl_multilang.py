@@ -9,6 +9,7 @@ from __future__ import annotations
 import base64
 import json
 import os
+import sys
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -90,15 +91,18 @@ def test_a_relative_executable_is_found_beside_the_properties_file_then_on_path(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     app = executable(tmp_path / "app.py")
-    assert resolve_command("app.py", tmp_path) == [str(app.resolve())]
-    assert resolve_command("  app.py  --flag  x.json", tmp_path) == [str(app.resolve()), "--flag", "x.json"]
+    assert resolve_command("app.py", tmp_path) == [str(app.absolute())]
+    assert resolve_command("  app.py  --flag  x.json", tmp_path) == [str(app.absolute()), "--flag", "x.json"]
     (tmp_path / "bin").mkdir()
     tool = executable(tmp_path / "bin" / "my-consumer")
     monkeypatch.setenv("PATH", f"{tmp_path / 'bin'}{os.pathsep}{os.environ['PATH']}")
-    assert resolve_command("my-consumer --verbose", tmp_path / "elsewhere") == [str(tool.resolve()), "--verbose"]
-    assert resolve_command(f"{app} a", tmp_path / "elsewhere") == [str(app.resolve()), "a"]
+    assert resolve_command("my-consumer --verbose", tmp_path / "elsewhere") == [str(tool.absolute()), "--verbose"]
+    assert resolve_command(f"{app} a", tmp_path / "elsewhere") == [str(app.absolute()), "a"]
     nested = executable(tmp_path / "bin" / "run.sh")
-    assert resolve_command("bin/run.sh", tmp_path) == [str(nested.resolve())]
+    assert resolve_command("bin/run.sh", tmp_path) == [str(nested.absolute())]
+    # A symlink is run as named, not as its target: a venv's bin/python finds its venv through the link.
+    (tmp_path / "venv-python").symlink_to(sys.executable)
+    assert resolve_command("venv-python app.py", tmp_path) == [str(tmp_path / "venv-python"), "app.py"]
 
 
 def test_an_executable_that_is_missing_or_not_executable_is_a_clear_error(tmp_path: Path) -> None:
