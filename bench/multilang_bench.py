@@ -81,7 +81,9 @@ def fill_stream(stream: str, shards: int, records: int) -> float:
     kinesis.create_stream(StreamName=stream, ShardCount=shards)
     kinesis.get_waiter("stream_exists").wait(StreamName=stream, WaiterConfig={"Delay": 0.5, "MaxAttempts": 120})
     started = time.monotonic()
-    with kpl.Producer(metrics_level="none", record_max_buffered_time_ms=500) as producer:
+    # LocalStack's Kinesis takes seconds per 5 MB PutRecords on a loaded machine: wait for it.
+    with kpl.Producer(metrics_level="none", record_max_buffered_time_ms=500, record_ttl_ms=600_000,
+                      request_timeout_ms=60_000) as producer:
         futures = [producer.put_record(stream, f"{n:012d}".encode().ljust(RECORD_SIZE, b"."), f"key-{n % 997}")
                    for n in range(records)]
         producer.flush_all()
