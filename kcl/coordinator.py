@@ -293,7 +293,7 @@ class LeaseCoordinator:
         self.metrics.shard_sync(True, created)
         if created:
             log.info("created leases for new shards", count=created)
-            self.taker.leases_created()
+            self.taker.scan_soon(0.0)
         return created
 
     async def _shard_sync_loop(self) -> None:

@@ -56,8 +56,6 @@ class LeaseTaker:
         #: The last read of the whole table (by the taker or a shard sync), and when (this clock).
         self.last_scan: list[Lease] = []
         self.last_scan_at: float | None = None
-        #: This worker wrote leases that the last read lacks (a shard sync created them).
-        self._scan_stale = False
         #: Reads of the whole table by this taker, for the benchmark and the stop log.
         self.scans = 0
         self.fast_interval = max(0.2, config.renewal_interval / 2)
@@ -117,19 +115,12 @@ class LeaseTaker:
         self.observations.observe(leases, now, me=self.worker_id)
         self.last_scan = leases
         self.last_scan_at = now
-        self._scan_stale = False
-
-    def leases_created(self) -> None:
-        """A shard sync created leases after its read: read the table at once, not reuse that read."""
-        self._scan_stale = True
-        self.scan_soon(0.0)
 
     # --- one run ----------------------------------------------------------------------------------
 
     async def take_leases(self) -> float:
         """Read the table, take and steal this worker's share; the seconds until the next read."""
-        if (self.scans == 0 and not self._scan_stale and self.last_scan_at is not None
-                and self.clock() - self.last_scan_at < 1.0):
+        if self.scans == 0 and self.last_scan_at is not None and self.clock() - self.last_scan_at < 1.0:
             leases, now = self.last_scan, self.last_scan_at  # the start-up shard sync has just read it
         else:
             leases = await self.table.call(self.table.list_leases)
