@@ -56,6 +56,8 @@ class LeaseTaker:
         #: The last read of the whole table (by the taker or a shard sync), and when (this clock).
         self.last_scan: list[Lease] = []
         self.last_scan_at: float | None = None
+        #: False once this worker changed the table after that read (it created leases): the read is stale.
+        self._last_scan_current = False
         #: Reads of the whole table by this taker, for the benchmark and the stop log.
         self.scans = 0
         self.fast_interval = max(0.2, config.renewal_interval / 2)
@@ -92,6 +94,7 @@ class LeaseTaker:
 
     def scan_soon(self, after: float | None = None) -> None:
         """Read the table within ``after`` seconds (half a renewal interval when None)."""
+        self._last_scan_current = False  # asked for because the table changed
         at = time.monotonic() + (self._jittered(self.fast_interval) if after is None else after)
         if at < self._next_scan:
             self._next_scan = at
@@ -115,12 +118,14 @@ class LeaseTaker:
         self.observations.observe(leases, now, me=self.worker_id)
         self.last_scan = leases
         self.last_scan_at = now
+        self._last_scan_current = True
 
     # --- one run ----------------------------------------------------------------------------------
 
     async def take_leases(self) -> float:
         """Read the table, take and steal this worker's share; the seconds until the next read."""
-        if self.scans == 0 and self.last_scan_at is not None and self.clock() - self.last_scan_at < 1.0:
+        if (self.scans == 0 and self._last_scan_current and self.last_scan_at is not None
+                and self.clock() - self.last_scan_at < 1.0):
             leases, now = self.last_scan, self.last_scan_at  # the start-up shard sync has just read it
         else:
             leases = await self.table.call(self.table.list_leases)

@@ -65,3 +65,25 @@ async def test_steady_state_reads_one_table_scan_per_worker_per_taker_interval(
         kinesis.delete_stream(StreamName=stream, EnforceConsumerDeletion=True)
         with contextlib.suppress(dynamodb.exceptions.ResourceNotFoundException):
             dynamodb.delete_table(TableName=stream)
+
+
+async def test_a_worker_on_a_new_table_takes_the_leases_it_created_at_once(
+    aws_clients: Callable[[str], Any],
+) -> None:
+    """The start-up shard sync reads the table, then creates the leases: that read no longer describes the
+    table, so the taker's first run reads again instead of finding nothing to take and waiting a whole taker
+    interval (20 s with the default failover time; the README's first worker took nothing for that long)."""
+    kinesis, dynamodb = aws_clients("kinesis"), aws_clients("dynamodb")
+    stream = f"kt-kcl-first-{uuid.uuid4().hex[:8]}"
+    create_stream(kinesis, stream, 2)
+    config = kcl.WorkerConfig(metrics_level=kcl.MetricsLevel.NONE, worker_id="first")
+    worker = kcl.Worker(stream, stream, Idle, config)
+    try:
+        await worker.start()
+        await async_wait_for(lambda: len(worker.held_shards) == 2, config.scan_interval / 2, interval=0.1,
+                             message="both new leases taken well within one taker interval")
+    finally:
+        await worker.stop()
+        kinesis.delete_stream(StreamName=stream, EnforceConsumerDeletion=True)
+        with contextlib.suppress(dynamodb.exceptions.ResourceNotFoundException):
+            dynamodb.delete_table(TableName=stream)
