@@ -28,6 +28,7 @@ from kcl.errors import (
     LeaseLostError,
     LeaseTableError,
     ProcessorLoadError,
+    ReleaseLeaseError,
     StreamNotFoundError,
 )
 from kcl.processor import PendingCheckpoint, Record, RecordProcessor
@@ -57,6 +58,7 @@ __all__ = [
     "ProcessorLoadError",
     "Record",
     "RecordProcessor",
+    "ReleaseLeaseError",
     "RetrievalMode",
     "StreamNotFoundError",
     "Worker",

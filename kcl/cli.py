@@ -30,6 +30,7 @@ from typing import Any, NoReturn
 from kcl.config import InitialPosition, MetricsLevel, RetrievalMode, WorkerConfig
 from kcl.errors import ConfigurationError, LeaseTableError, ProcessorLoadError
 from kcl.leases import Lease, LeaseTable, TableSettings
+from kcl.multilang import MultiLangProcessorFactory
 from kcl.processor import RecordProcessor, check_processor_class
 from kcl.properties import LoadedProperties, load_properties
 from kcl.stream import kinesis_client_config
@@ -99,13 +100,17 @@ def _run(args: argparse.Namespace) -> int:
         stream = args.stream or loaded.stream
         application = args.application or loaded.application_name
         processor_ref = args.processor or loaded.processor
+        # MultiLang mode: the properties file's executableName runs per shard, unless a processor is named.
+        multilang = not processor_ref and "executable_name" in loaded.settings
         missing = [flag for flag, value in (("--stream", stream), ("--application", application),
-                                            ("--processor", processor_ref)) if not value]
+                                            ("--processor", processor_ref or multilang)) if not value]
         if missing:
             return _fail(f"missing {', '.join(missing)} (give them as options or in the --config file)", EXIT_USAGE)
-        assert stream and application and processor_ref
+        assert stream and application
         config = loaded.worker_config(**_overrides(args))
-        factory = load_processor(processor_ref)
+        factory: Callable[[], RecordProcessor] = (
+            MultiLangProcessorFactory.from_config(config, loaded.directory) if multilang
+            else load_processor(str(processor_ref)))
         check_setup(_clients(config, stream))
     except (ConfigurationError, ProcessorLoadError) as exc:
         return _fail(str(exc), EXIT_CONFIG)
@@ -114,7 +119,7 @@ def _run(args: argparse.Namespace) -> int:
     except OSError as exc:
         return _fail(f"cannot open the log file: {exc}", EXIT_CONFIG)
     log = get_logger("kcl.cli")
-    for key in loaded.ignored_keys:
+    for key in loaded.keys_without_effect(native=not multilang):
         log.warning("properties key has no meaning for this worker and is ignored", key=key)
     try:
         Worker(stream, application, factory, config).run_forever()
@@ -122,6 +127,9 @@ def _run(args: argparse.Namespace) -> int:
         return _fail(str(exc), EXIT_CONFIG)
     except KinesisToolkitError as exc:
         return _fail(str(exc), EXIT_FAILURE)
+    finally:
+        if isinstance(factory, MultiLangProcessorFactory) and factory.kill_remaining():
+            log.warning("killed child processes still running at exit")
     return 0
 
 

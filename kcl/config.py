@@ -120,7 +120,18 @@ class WorkerConfig:
     #: Attempts before a batch goes to ``dead_letter`` (when one is set).
     max_processing_attempts: int = 3
     #: Bound on a graceful shutdown: processors get this long to return from ``shutdown_requested``.
+    #: A properties file may say ``shutdownGraceMillis`` (the MultiLangDaemon's name) instead.
     graceful_shutdown_timeout_millis: int = 20_000
+
+    # --- MultiLang mode (kcl.multilang) ------------------------------------------------------------
+    #: The MultiLangDaemon's ``executableName``: the command ``kcl-worker`` starts per leased shard (split
+    #: on spaces) and talks the MultiLang protocol to, when no ``processor`` is given.  Nothing reads it
+    #: in native mode; ``kcl.multilang.MultiLangProcessorFactory.from_config`` does.
+    executable_name: str | None = None
+    #: MultiLang mode: seconds to wait for each message of the child process (``timeoutInSeconds``);
+    #: past it, that shard's child is killed and its lease released.  None waits as long as the child
+    #: takes, as the MultiLangDaemon does (a graceful stop is bounded all the same).
+    timeout_in_seconds: int | None = None
 
     # --- metrics ----------------------------------------------------------------------------------
     metrics_level: MetricsLevel = MetricsLevel.DETAILED
@@ -214,7 +225,8 @@ def _validate(config: WorkerConfig) -> None:
         value = getattr(config, name)
         if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
             raise ConfigurationError(f"{_named(name)} must be a positive integer, got {value!r}")
-    for name in ("lease_scan_interval_millis", "lease_assignment_interval_millis", "max_leases_to_steal_at_one_time"):
+    for name in ("lease_scan_interval_millis", "lease_assignment_interval_millis", "max_leases_to_steal_at_one_time",
+                 "timeout_in_seconds"):
         value = getattr(config, name)
         if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value <= 0):
             raise ConfigurationError(f"{_named(name)} must be a positive integer, got {value!r}")
@@ -255,6 +267,9 @@ def _validate(config: WorkerConfig) -> None:
         raise ConfigurationError(f"{_named('initial_timestamp')} must be timezone-aware")
     if config.dead_letter is not None and not callable(config.dead_letter):
         raise ConfigurationError("dead_letter must be callable")
+    if config.executable_name is not None and (not isinstance(config.executable_name, str)
+                                               or not config.executable_name.strip()):
+        raise ConfigurationError(f"{_named('executable_name')} must name a command, got {config.executable_name!r}")
     if config.kinesis_role_arn is not None and not _ROLE_ARN.fullmatch(config.kinesis_role_arn):
         raise ConfigurationError(f"kinesis_role_arn {config.kinesis_role_arn!r} is not an IAM role ARN "
                                  "(arn:aws:iam::<account>:role/<name>)")

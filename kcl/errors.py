@@ -19,6 +19,7 @@ __all__ = [
     "LeaseLostError",
     "LeaseTableError",
     "ProcessorLoadError",
+    "ReleaseLeaseError",
     "StreamNotFoundError",
 ]
 
@@ -60,3 +61,14 @@ class CheckpointThrottledError(CheckpointError):
 
 class CheckpointDependencyError(CheckpointError):
     """DynamoDB failed (network, service error) after retries; retrying the checkpoint later is safe."""
+
+
+class ReleaseLeaseError(KclError):
+    """Raised by a record processor that cannot go on with its shard: end this tenure, release the lease.
+
+    The worker calls no other method of that processor, checkpoints nothing, and releases the lease, so
+    the shard is taken again (by this worker or another) at its next read of the lease table and
+    resumes from the last checkpoint.  The MultiLang processor raises it when its child process exits,
+    hangs past ``timeoutInSeconds`` or breaks the protocol.  Any other exception from
+    ``process_records`` retries the batch instead.
+    """

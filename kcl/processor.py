@@ -106,13 +106,11 @@ EXPECTED_SIGNATURES: dict[str, tuple[str, ...]] = {
     "shutdown_requested": ("checkpointer",),
 }
 
-#: Where a processor written for amazon-kclpy belongs.  The MultiLang mode (a properties file's
-#: ``executableName`` run as a child process) is not built yet: ``executableName`` is accepted
-#: without effect, so the hint says so rather than send the user to it.
+#: Where a processor written for amazon-kclpy belongs: MultiLang mode runs it unchanged.
 MULTILANG_HINT = (
-    "A processor written for amazon-kclpy would run unchanged in MultiLang mode (kcl-worker running the "
-    "properties file's executableName), which this version does not have yet; to run it in-process, port it "
-    "as docs/kcl.md ('Migrating from the Java KCL or amazon-kclpy') shows."
+    "A processor written for amazon-kclpy runs unchanged in MultiLang mode: give kcl-worker the properties file "
+    "that names it as executableName, without processor/--processor; or port it as docs/kcl.md "
+    "('Migrating from the Java KCL or amazon-kclpy') shows."
 )
 
 

@@ -3,7 +3,8 @@
 A key is one of:
 
 * a setting of :class:`kcl.config.WorkerConfig` under its KCL name (``failoverTimeMillis``), or an
-  alias the MultiLangDaemon also accepts (``workerIdentifier``, ``fanoutConfig.consumerArn``);
+  alias the MultiLangDaemon also accepts (``workerIdentifier``, ``fanoutConfig.consumerArn``,
+  ``shutdownGraceMillis``), including MultiLang mode's ``executableName`` and ``timeoutInSeconds``;
 * what to run (``streamName``/``streamArn``, ``applicationName``, ``processor``);
 * ``AwsCredentialsProvider``: a provider naming a role (``StsAssumeRoleCredentialsProvider|<role
   ARN>|<session>``) is honoured for the Kinesis client; the default chain needs nothing;
@@ -33,9 +34,8 @@ from kpl.errors import ConfigurationError
 #: KCL 3.x MultiLangDaemon keys that have no meaning for this worker.  Accepted so that an existing
 #: properties file works unchanged, and reported so that the caller can say so.
 IGNORED_KCL_KEYS = frozenset({
-    # the MultiLang daemon itself (issue: MultiLang mode) and JVM thread pools
-    "executableName", "processingLanguage", "maxActiveThreads", "timeoutInSeconds", "shutdownGraceMillis",
-    "maxGetRecordsThreadPool", "javaOptions",
+    # the MultiLang daemon's user-agent suffix (which the KCL 3.x daemon no longer sends) and JVM thread pools
+    "processingLanguage", "maxActiveThreads", "maxGetRecordsThreadPool", "javaOptions",
     # lease management and coordination of the Java implementation
     "enablePriorityLeaseAssignment", "ignoreUnexpectedChildShards", "initialLeaseTableReadCapacity",
     "initialLeaseTableWriteCapacity", "leaseTableScanTotalSegments", "listShardsBackoffTimeInMillis",
@@ -67,7 +67,11 @@ KEY_ALIASES = {
     "workerIdentifier": "workerId",
     "fanoutConfig.consumerArn": "consumerArn",
     "fanoutConfig.consumerName": "consumerName",
+    "shutdownGraceMillis": "gracefulShutdownTimeoutMillis",
 }
+
+#: Keys that mean something only in MultiLang mode (no ``processor``): without effect next to a processor.
+MULTILANG_KEYS = ("executableName", "timeoutInSeconds")
 
 #: Fields a properties file cannot set directly (callbacks; the role comes from AwsCredentialsProvider).
 _NOT_SETTABLE = frozenset({"dead_letter", "kinesis_role_arn", "kinesis_role_session_name", "kinesis_role_external_id"})
@@ -191,6 +195,18 @@ class LoadedProperties:
     application_name: str | None = None
     processor: str | None = None
     ignored_keys: tuple[str, ...] = ()
+    #: The file read: MultiLang mode resolves a relative ``executableName`` against its directory.
+    source: Path | None = None
+
+    @property
+    def directory(self) -> Path:
+        """Where a relative ``executableName`` is looked for first: the file's directory (else the current one)."""
+        return self.source.resolve().parent if self.source is not None else Path.cwd()
+
+    def keys_without_effect(self, native: bool) -> tuple[str, ...]:
+        """The keys to report as accepted without effect; MultiLang mode's own keys too when ``native``."""
+        multilang = tuple(key for key in MULTILANG_KEYS if native and _FIELD_OF[key] in self.settings)
+        return self.ignored_keys + multilang
 
     @property
     def stream(self) -> str | None:
@@ -284,8 +300,11 @@ def load_properties(path: str | Path) -> LoadedProperties:
         raise ConfigurationError(f"{source}: {exc}") from None
     return LoadedProperties(
         settings=settings, stream_name=stream, stream_arn=stream_arn, application_name=targets.get("applicationName"),
-        processor=targets.get("processor"), ignored_keys=tuple(ignored),
+        processor=targets.get("processor"), ignored_keys=tuple(ignored), source=source,
     )
+
+
+_FIELD_OF = {key: _settable_fields()[key][0] for key in MULTILANG_KEYS}
 
 
 def _suggestion(key: str, settable: Mapping[str, object]) -> str:

@@ -3,12 +3,15 @@
     WAITING_ON_PARENTS -> INITIALIZING -> PROCESSING -> SHARD_END
                                                      -> LEASE_LOST          (lease_lost)
                                                      -> SHUTDOWN_REQUESTED  (shutdown_requested, release, lease_lost)
+                  any of them: the processor raises ReleaseLeaseError -> released (no further call)
 
 One call into the processor is in flight at a time, so a shard's records are processed in order.
 Before every call the tenure is checked (lease still held, not self-fenced); a lost lease stops
 dispatch at the next batch boundary.  A failing ``process_records`` is retried with backoff —
 never skipped silently — or, when a dead-letter callback is configured, handed to it after
-``max_processing_attempts`` so processing can move on.
+``max_processing_attempts`` so processing can move on.  A processor that cannot go on at all (the
+MultiLang processor whose child process died) raises :class:`kcl.ReleaseLeaseError`: the tenure ends
+there and the lease is released without a checkpoint, so the shard is taken again from its last one.
 """
 
 from __future__ import annotations
@@ -27,6 +30,7 @@ from typing import TYPE_CHECKING, Any
 from kcl.checkpointer import Checkpointer
 from kcl.config import DeadLetter, WorkerConfig
 from kcl.deaggregation import Deaggregator
+from kcl.errors import ReleaseLeaseError
 from kcl.metrics import INITIALIZE_TASK, SHUTDOWN_TASK, KclMetrics
 from kcl.processor import PendingCheckpoint, Record, RecordProcessor, check_processor_class
 from kcl.renewer import HeldLease, HeldLeases
@@ -57,6 +61,7 @@ class Outcome(enum.Enum):
     SHARD_END = "shard end"
     LEASE_LOST = "lease lost"
     SHUTDOWN = "shutdown"
+    RELEASED = "released by the processor"
 
 
 FetcherFactory = Callable[[str, StartingPosition, BatchQueue], Any]
@@ -133,6 +138,8 @@ class ShardConsumer:
                 return Outcome.SHARD_END
             except _Stop:
                 pass
+            except ReleaseLeaseError as exc:
+                return await self._give_up(exc)
             return await self._finish()
         finally:
             await self._stop_fetcher()
@@ -153,6 +160,16 @@ class ShardConsumer:
         if reason is Outcome.SHUTDOWN:
             self.state = ConsumerState.SHUTDOWN_COMPLETE
         return reason
+
+    async def _give_up(self, error: ReleaseLeaseError) -> Outcome:
+        """The processor cannot go on: release the lease as it stands (nothing is checkpointed here)."""
+        self.state = ConsumerState.SHUTTING_DOWN
+        self._log.error("record processor gave up the shard; releasing the lease", reason=str(error),
+                        checkpoint=str(self._checkpointer.last_checkpoint))
+        await self._stop_fetcher()
+        await self._coordinator.relinquish(self.shard_id, self.token)
+        self.state = ConsumerState.SHUTDOWN_COMPLETE
+        return Outcome.RELEASED
 
     def _check(self, *, finishing_shard: bool = False) -> None:
         """Raise _Stop when the tenure is over (a request, or the lease lost or fenced).
@@ -205,6 +222,8 @@ class ShardConsumer:
             try:
                 await self._call("initialize", self.shard_id, self._start.sequence_number,
                                  self._start.sub_sequence_number, **self._initialize_extras)
+            except ReleaseLeaseError:
+                raise
             except Exception:
                 attempt += 1
                 self._metrics.processor_call(INITIALIZE_TASK, self.shard_id, False)
@@ -273,7 +292,7 @@ class ShardConsumer:
                 # Raised, cancelled or abandoned: none of the batch is processed, whatever comes next
                 # (a retry, shutdown_requested, a handoff) cannot checkpoint it.
                 checkpointer.batch_failed()
-                if not isinstance(exc, Exception):
+                if not isinstance(exc, Exception) or isinstance(exc, ReleaseLeaseError):
                     raise
                 attempt += 1
                 self._metrics.processing_failed(self.shard_id)
@@ -314,6 +333,8 @@ class ShardConsumer:
             self._check(finishing_shard=True)
             try:
                 await self._call("shard_ended", self._checkpointer)
+            except ReleaseLeaseError:
+                raise
             except Exception:
                 attempt += 1
                 self._metrics.processor_call(SHUTDOWN_TASK, self.shard_id, False)

@@ -103,8 +103,8 @@ def test_a_kclpy_processor_is_refused_at_load_pointing_to_multilang_mode(
     for expected in ("process_records(self, process_records_input) does not match "
                      "process_records(self, records, checkpointer, millis_behind_latest)",
                      "lease_lost(self, lease_lost_input) does not match lease_lost(self)",
-                     "MultiLang mode (kcl-worker running the properties file's executableName), "
-                     "which this version does not have yet"):
+                     "runs unchanged in MultiLang mode: give kcl-worker the properties file that names it as "
+                     "executableName, without processor/--processor"):
         assert expected in result.stderr
     assert application not in table_names(aws_clients)
 

@@ -102,8 +102,14 @@ metricsLevel = summary
 """))
     assert loaded.stream_name == "clicks"
     assert loaded.application_name == "click-counter"
-    assert set(loaded.ignored_keys) == {"executableName", "processingLanguage", "AwsCredentialsProvider"}
+    assert set(loaded.ignored_keys) == {"processingLanguage", "AwsCredentialsProvider"}
+    # executableName runs in MultiLang mode; next to a processor it is reported as without effect.
+    assert set(loaded.keys_without_effect(native=True)) == {"executableName", "processingLanguage",
+                                                            "AwsCredentialsProvider"}
+    assert loaded.directory == tmp_path.resolve()
     config = loaded.worker_config()
+    assert config.executable_name == "sample_kclpy_app.py"
+    assert config.timeout_in_seconds is None
     assert config.initial_position_in_stream is InitialPosition.TRIM_HORIZON
     assert config.region_name == "eu-west-1"
     assert config.failover_time_millis == 20_000
@@ -183,8 +189,21 @@ def test_every_kcl_3_multilang_key_is_accepted(tmp_path: Path) -> None:
     assert len(tables) == 14 and tables <= set(KCL3_KEYS)
     assert tables <= set(loaded.ignored_keys)
     honoured = {"streamName", "applicationName", "leaseTableDeletionProtectionEnabled", "leaseTablePitrEnabled",
-                "failoverTimeMillis", "maxRecords", "fanoutConfig.consumerName", "regionName"}
+                "failoverTimeMillis", "maxRecords", "fanoutConfig.consumerName", "regionName", "executableName",
+                "timeoutInSeconds", "shutdownGraceMillis"}
     assert not honoured & set(loaded.ignored_keys)
+    assert config.executable_name == "app.py" and config.timeout_in_seconds == 60
+    assert config.graceful_shutdown_timeout_millis == 5000
+
+
+def test_multilang_settings_are_checked(tmp_path: Path) -> None:
+    with pytest.raises(ConfigurationError, match=r"timeoutInSeconds.* must be a positive integer, got 0"):
+        load_properties(write(tmp_path, "timeoutInSeconds = 0\n"))
+    with pytest.raises(ConfigurationError, match=r"shutdownGraceMillis is set twice .also as "
+                                                 "gracefulShutdownTimeoutMillis"):
+        load_properties(write(tmp_path, "gracefulShutdownTimeoutMillis = 1000\nshutdownGraceMillis = 2000\n"))
+    with pytest.raises(ConfigurationError, match=r"executableName.* must not be empty"):
+        load_properties(write(tmp_path, "executableName =\n"))
 
 
 def test_aliases_and_default_retrieval_mode(tmp_path: Path) -> None:

@@ -34,8 +34,8 @@ def test_a_kclpy_processor_is_refused_with_the_methods_the_expected_signatures_a
     assert ("process_records(self, process_records_input) does not match "
             "process_records(self, records, checkpointer, millis_behind_latest)") in message
     assert "lease_lost(self, lease_lost_input) does not match lease_lost(self)" in message
-    assert ("MultiLang mode (kcl-worker running the properties file's executableName), "
-            "which this version does not have yet") in message
+    assert ("runs unchanged in MultiLang mode: give kcl-worker the properties file that names it as "
+            "executableName, without processor/--processor") in message
     # One-argument shard_ended/shutdown_requested bind: they are not reported.
     assert "shard_ended(" not in message and "shutdown_requested(" not in message
 

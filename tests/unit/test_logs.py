@@ -157,10 +157,11 @@ def test_docs_name_every_logger_the_code_uses() -> None:
     repo = Path(__file__).resolve().parents[2]
     used = set()
     for package in ("kpl", "kcl", "agent"):
-        for module in (repo / package).glob("*.py"):
+        for module in (repo / package).rglob("*.py"):  # subpackages too (kcl.multilang.child)
             source = module.read_text()
             if re.search(r"get_logger\(__name__\)", source):
-                used.add(f"{package}.{module.stem}")
+                parts = module.relative_to(repo).with_suffix("").parts
+                used.add(".".join(parts[:-1] if parts[-1] == "__init__" else parts))
             used.update(re.findall(r"get_logger\(\"([\w.]+)\"\)", source))
     documented = set(re.findall(r"^\| `([\w.]+)` \|", (repo / "docs" / "logging.md").read_text(), re.M))
     assert used == documented
