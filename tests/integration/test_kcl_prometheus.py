@@ -8,9 +8,11 @@ time, and 200 again once it answers.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import json
 import re
+import signal
 import socket
 import subprocess
 import time
@@ -20,7 +22,11 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from prometheus_client import CollectorRegistry, generate_latest
+from prometheus_client.parser import text_string_to_metric_families
 
+import kcl
+from kcl.prometheus import KclCollector
 from tests.integration.kcl_processors import (
     FAST_TIMINGS,
     WorkerProcess,
@@ -34,7 +40,7 @@ from tests.integration.kcl_processors import (
 from tests.support import http
 from tests.support.faultproxy import FaultProxy
 from tests.support.kinesis import create_stream
-from tests.support.waiting import wait_for
+from tests.support.waiting import async_wait_for, wait_for
 
 KCL_MD = Path(__file__).resolve().parents[2] / "docs" / "kcl.md"
 FAILOVER = FAST_TIMINGS["failoverTimeMillis"] / 1000
@@ -69,6 +75,27 @@ def status_rows(application: str) -> dict[str, dict[str, Any]]:
     result = status(application, "--json")
     assert result.returncode == 0, result.stderr
     return {row["shard"]: row for row in map(json.loads, result.stdout.splitlines())}
+
+
+def watch_status(application: str, out: Path, *, reads: int) -> list[dict[str, Any]]:
+    """``status --watch --json`` until it has printed ``reads`` reads of every shard, then Ctrl-C: exit 0."""
+    with out.open("w") as sink:
+        process = subprocess.Popen([*kcl_worker_command(), "status", "--application", application, "--json",
+                                    "--watch", "--interval", "0.5"], stdout=sink, stderr=subprocess.PIPE, text=True)
+    try:
+        def rows() -> list[dict[str, Any]] | None:
+            found = [json.loads(line) for line in out.read_text().splitlines() if line.endswith("}")]
+            return found if len(found) >= reads * len(SHARDS) else None
+
+        found = wait_for(rows, 30, interval=0.1, message=f"{reads} reads from status --watch")
+        process.send_signal(signal.SIGINT)
+        _, stderr = process.communicate(timeout=30)
+        assert process.returncode == 0, stderr
+        return found[:reads * len(SHARDS)]
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.communicate()
 
 
 def bind(port: int) -> socket.socket:
@@ -155,6 +182,8 @@ def test_metrics_health_readiness_and_status(tmp_path: Path, stream: str, aws_cl
             row_text = next(line for line in lines if line.startswith(shard))
             assert re.search(r" \d+(\.\d)?s +\d+(\.\d)?s ago +\d+(\.\d)?s ago ", row_text), row_text
         assert "largest lag" in lines[-1]
+        watch_rows = watch_status(stream, tmp_path / "watch.jsonl", reads=2)
+        assert {row["shard"] for row in watch_rows} == set(SHARDS) and len({row["read_at"] for row in watch_rows}) == 2
 
         # The lease table becomes unreachable: not alive once that has lasted the failover time.
         cut = time.monotonic()
@@ -206,3 +235,56 @@ def test_metrics_port_in_use_is_a_configuration_error(tmp_path: Path, stream: st
     assert f"cannot serve metrics on 127.0.0.1:{port}: the port is already in use" in worker.log_text()
     assert "Traceback" not in worker.log_text()
     assert stream not in aws_clients("dynamodb").list_tables()["TableNames"], "lease table created before the bind"
+
+
+
+async def test_worker_from_python_serves_the_endpoint_and_an_own_registry(stream: str,
+                                                                          aws_clients: Callable[[str], Any]) -> None:
+    """``WorkerConfig(metrics_port=0)``: ``worker.endpoint.url`` once started; ``KclCollector`` on an
+    application's own registry; a processor's exception counted by its class name; the port freed by stop."""
+    failed: list[str] = []
+
+    class FailsOnce(kcl.RecordProcessor):
+        def process_records(self, records: list[kcl.Record], checkpointer: kcl.Checkpointer,
+                            millis_behind_latest: int) -> None:
+            if not failed:
+                failed.append(records[0].partition_key)
+                raise ValueError("first batch refused")
+            checkpointer.checkpoint()
+
+    config = kcl.WorkerConfig(failover_time_millis=3000, idle_time_between_reads_in_millis=200,
+                              task_backoff_time_millis=50, max_task_backoff_time_millis=200,
+                              initial_position_in_stream=kcl.InitialPosition.TRIM_HORIZON,
+                              metrics_level=kcl.MetricsLevel.NONE, metrics_port=0)
+    worker = kcl.Worker(stream, stream, FailsOnce, config)
+    own = CollectorRegistry()
+    own.register(KclCollector(worker))
+    await asyncio.to_thread(put_user_records, aws_clients("kinesis"), stream, [("k", b"one"), ("k", b"two")],
+                            aggregate=False)
+    task = asyncio.create_task(worker.run())
+    try:
+        await async_wait_for(lambda: worker.endpoint is not None and worker.endpoint.port is not None, 60,
+                             interval=0.05, message="endpoint started")
+        assert worker.endpoint is not None and worker.endpoint.port is not None
+        url, port = worker.endpoint.url, worker.endpoint.port
+
+        async def value(name: str, **labels: str) -> float:  # blocking HTTP off the loop that serves it
+            return await asyncio.to_thread(http.value, url, name, **labels)
+
+        async def processed() -> bool:
+            return await value("kcl_records_processed_total") == 2
+
+        await async_wait_for(processed, 60, interval=0.1, message="both records processed after the retry")
+        assert await value("kcl_errors_total", operation="ProcessRecords", code="ValueError") == 1
+        assert await asyncio.to_thread(http.get, f"{url}/readyz") == (200, "ok\n")
+        families = {f.name: f for f in text_string_to_metric_families(generate_latest(own).decode())}
+        assert sum(sample.value for sample in families["kcl_records_processed"].samples) == 2
+        assert "process_cpu_seconds" not in families  # an own registry gets only the worker's figures
+        await worker.stop()
+        await asyncio.wait_for(task, 30)
+    finally:
+        if not task.done():
+            task.cancel()
+            with contextlib.suppress(BaseException):
+                await task
+    bind(port).close()
