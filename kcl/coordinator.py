@@ -294,10 +294,13 @@ class LeaseCoordinator:
             created = 0
             if missing is None or missing:
                 leases = await self.table.call(self.table.list_leases)
-                self.taker.observe(leases, self.clock())
-                for lease in leases_to_create(shards, [lease.lease_key for lease in leases], initial):
-                    if await self.table.call(self.table.create_if_absent, lease):
-                        created += 1
+                read_at = self.clock()
+                made = [lease for lease in leases_to_create(shards, [lease.lease_key for lease in leases], initial)
+                        if await self.table.call(self.table.create_if_absent, lease)]
+                created = len(made)
+                # The taker's view includes what this sync created (as written): its first round reuses the
+                # start-up read, which would otherwise show no lease for a new table until the next read.
+                self.taker.observe(leases + made, read_at)
         except Exception as exc:
             self.metrics.shard_sync(False, 0)
             self.last_sync_error = f"{error_code(exc)}: {describe_failure(exc)}"
