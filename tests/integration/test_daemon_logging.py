@@ -80,9 +80,10 @@ async def test_an_app_embedding_a_worker_gets_its_records_in_its_own_handlers(
         await asyncio.wait_for(task, 60)
         app_logger.removeHandler(handler)
         app_logger.setLevel(previous)
-    assert record.name == "kcl.coordinator"
+    assert record.name == "kcl.lease_taker"
     assert record.shard == "shardId-000000000000"  # type: ignore[attr-defined]
-    assert record.getMessage().startswith("took lease shard=shardId-000000000000")
+    message = record.getMessage()  # the taker's logger is bound to its worker
+    assert message.startswith("took lease worker=") and " shard=shardId-000000000000 " in message
     assert {r.name.split(".")[0] for r in handler.records} == {"kcl"}
     assert any(r.name == "kcl.leases" and "created lease table" in r.getMessage() for r in handler.records)
     assert capsys.readouterr().out == ""
@@ -99,7 +100,7 @@ def test_kcl_worker_logs_to_a_file_and_nothing_to_stderr(tmp_path: Path, stream:
         assert worker.terminate() == 0
     events = json_lines(log_file)
     took = next(e for e in events if e["event"] == "took lease")
-    assert took["logger"] == "kcl.coordinator" and took["level"] == "info" and took["shard"] == "shardId-000000000000"
+    assert took["logger"] == "kcl.lease_taker" and took["level"] == "info" and took["shard"] == "shardId-000000000000"
     assert worker.log_text() == "", "stdout and stderr stay empty when logs go to -l FILE"
 
 
