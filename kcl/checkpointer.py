@@ -24,6 +24,7 @@ ones; calling a blocking one on the event loop is refused rather than silently s
 from __future__ import annotations
 
 import threading
+import time
 from typing import Any
 
 from kcl.errors import (
@@ -73,6 +74,9 @@ class Checkpointer:
         #: batch in hand while ``process_records`` runs, SHARD_END once the shard's end was processed.
         self.largest_permitted = last_checkpoint
         self._last_processed = last_checkpoint
+        #: Monotonic time the oldest batch processed and not yet covered by a checkpoint was done (None when
+        #: the checkpoint covers everything processed); an upper bound after a checkpoint inside that range.
+        self._uncovered_since: float | None = None
         self._lock = threading.Lock()
 
     # --- set by the shard consumer ------------------------------------------------------------------
@@ -85,6 +89,8 @@ class Checkpointer:
         """``process_records`` returned normally for the batch ending at ``last`` (or it was dead-lettered)."""
         self._last_processed = last
         self.largest_permitted = last
+        if self._uncovered_since is None and last > self.last_checkpoint:
+            self._uncovered_since = time.monotonic()
 
     def batch_failed(self) -> None:
         """``process_records`` raised (or was abandoned): nothing of that batch may be checkpointed now."""
@@ -97,6 +103,12 @@ class Checkpointer:
     def last_processed(self) -> ExtendedSequenceNumber:
         """The last record of the last batch processed (the starting checkpoint before the first one)."""
         return self._last_processed
+
+    def checkpoint_age(self, now: float) -> float:
+        """How long processed records have waited for a checkpoint: seconds since the oldest batch processed
+        that no checkpoint covers yet was done (0 when the checkpoint covers everything processed)."""
+        since = self._uncovered_since
+        return 0.0 if since is None else max(0.0, now - since)
 
     # --- the processor's API ------------------------------------------------------------------------
 
@@ -112,6 +124,8 @@ class Checkpointer:
                 return
             self._write(lambda lease: self._table.checkpoint(lease, value))
             self.last_checkpoint = value
+            if value >= self._last_processed:
+                self._uncovered_since = None
 
     def prepare_checkpoint(
         self, target: CheckpointTarget = None, sub_sequence_number: int | None = None, state: bytes | None = None,

@@ -3,14 +3,17 @@
     kcl-worker --stream NAME --application NAME --processor module:Class
                [--initial-position LATEST|TRIM_HORIZON|AT_TIMESTAMP] [--timestamp T] [--fan-out]
                [--config FILE] [--worker-id ID] [--log-level LEVEL] [-l FILE]
-    kcl-worker status --application NAME [--table NAME] [--json]
+               [--metrics-port PORT] [--metrics-address ADDR]
+    kcl-worker status --application NAME [--table NAME] [--json] [--watch [--interval SECONDS]]
 
 Everything that can be checked locally (arguments, the properties file, importing the processor, the
 AWS region and credentials) is checked before any AWS call, and the stream's existence before the lease
 table is created: a failing start leaves nothing behind.  Exit codes: 0 after a graceful stop, 2 for bad
 arguments, 78 (EX_CONFIG, as kinesis-agent) for an invalid configuration or processor (including a
 stream ARN of another account without a role to assume), a missing AWS profile, no credentials or an
-invalid region, 1 for a missing stream, table or another runtime failure.
+invalid region, or a metrics port that cannot be bound, 1 for a missing stream, table or another runtime
+failure.  ``--metrics-port``/``--metrics-address`` override the properties keys ``metricsPort``/``metricsAddress``.
+``kcl-worker status`` lives in kcl.status.
 Logging is configured here, never by the library: JSON lines on stderr (console lines on a terminal), or
 appended to ``-l FILE``.
 """
@@ -20,7 +23,6 @@ from __future__ import annotations
 import argparse
 import importlib
 import inspect
-import json
 import os
 import sys
 from collections.abc import Callable, Sequence
@@ -28,16 +30,17 @@ from datetime import UTC, datetime
 from typing import Any, NoReturn
 
 from kcl.config import InitialPosition, MetricsLevel, RetrievalMode, WorkerConfig
-from kcl.errors import ConfigurationError, LeaseTableError, ProcessorLoadError
-from kcl.leases import Lease, LeaseTable, TableSettings
+from kcl.errors import ConfigurationError, ProcessorLoadError
 from kcl.multilang import MultiLangProcessorFactory
 from kcl.processor import RecordProcessor, check_processor_class
 from kcl.properties import LoadedProperties, load_properties
+from kcl.status import StatusReader, watch
 from kcl.stream import kinesis_client_config
 from kcl.worker import Worker
 from kpl.aws import ClientConfig, check_setup
 from kpl.errors import KinesisToolkitError
 from kpl.logs import configure_logging, get_logger
+from kpl.observability import add_endpoint_arguments
 
 EXIT_USAGE = 2
 EXIT_FAILURE = 1
@@ -68,21 +71,37 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--log-level", default="info", type=str.lower, choices=["debug", "info", "warning", "error"],
                         help="default info")
     parser.add_argument("-l", "--log-file", metavar="FILE", help="append logs to FILE instead of stderr")
+    add_endpoint_arguments(parser, config_key="metricsPort")
     return parser
 
 
 def build_status_parser() -> argparse.ArgumentParser:
-    parser = _Parser(prog="kcl-worker status", description="Print an application's lease table.")
+    parser = _Parser(prog="kcl-worker status", description="Print an application's lease table: per shard the "
+                     "owner, checkpoint, lag, last processing and last renewal.")
     parser.add_argument("--application", required=True, help="application name")
     parser.add_argument("--table", help="lease table name, when it differs from the application name")
     parser.add_argument("--json", action="store_true", help="one JSON object per lease instead of a table")
+    parser.add_argument("--watch", action="store_true", help="read the table again every --interval seconds "
+                        "until Ctrl-C")
+    parser.add_argument("--interval", type=_interval, default=None, metavar="SECONDS",
+                        help="seconds between reads with --watch (default 2; each read is a Scan of the table)")
     return parser
+
+
+def _interval(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number of seconds") from None
+    if not 0.5 <= value <= 3600:
+        raise argparse.ArgumentTypeError(f"{text} is outside 0.5-3600 seconds")
+    return value
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = list(sys.argv[1:] if argv is None else argv)
     if args and args[0] == "status":
-        return _status(build_status_parser().parse_args(args[1:]))
+        return _status(build_status_parser(), args[1:])
     return _run(build_parser().parse_args(args))
 
 
@@ -107,6 +126,9 @@ def _run(args: argparse.Namespace) -> int:
         if missing:
             return _fail(f"missing {', '.join(missing)} (give them as options or in the --config file)", EXIT_USAGE)
         assert stream and application
+        if args.metrics_address is not None and args.metrics_port is None and "metrics_port" not in loaded.settings:
+            raise ConfigurationError("--metrics-address needs a port: add --metrics-port PORT (or metricsPort in "
+                                     "the properties file)")
         config = loaded.worker_config(**_overrides(args))
         factory: Callable[[], RecordProcessor] = (
             MultiLangProcessorFactory.from_config(config, loaded.directory) if multilang
@@ -152,6 +174,10 @@ def _overrides(args: argparse.Namespace) -> dict[str, Any]:
         overrides.setdefault("initial_position_in_stream", InitialPosition.AT_TIMESTAMP)
     if args.fan_out:
         overrides["retrieval_mode"] = RetrievalMode.FANOUT
+    if args.metrics_port is not None:
+        overrides["metrics_port"] = args.metrics_port
+    if args.metrics_address is not None:
+        overrides["metrics_address"] = args.metrics_address
     return overrides
 
 
@@ -204,80 +230,26 @@ def load_processor(reference: str) -> Callable[[], RecordProcessor]:
 # --- status -----------------------------------------------------------------------------------------
 
 
-def _status(args: argparse.Namespace) -> int:
+def _status(parser: argparse.ArgumentParser, argv: Sequence[str]) -> int:
+    args = parser.parse_args(argv)
+    if args.interval is not None and not args.watch:
+        parser.error("--interval needs --watch")
     try:
         check_setup({"dynamodb": ClientConfig()})
     except ConfigurationError as exc:
         return _fail(str(exc), EXIT_CONFIG)
     configure_logging("warning")
+    reader = StatusReader(args.table or args.application, args.application)
     try:
-        table = LeaseTable(TableSettings(table_name=args.table or args.application))
-        try:
-            if not table.exists():
-                raise LeaseTableError(f"lease table {table.name!r} does not exist "
-                                      f"(has application {args.application!r} ever run?)")
-            leases = table.list_leases()
-        finally:
-            table.close()
+        if args.watch:
+            watch(reader, interval=args.interval or 2.0, as_json=args.json)
+        else:
+            reader.print_once(as_json=args.json)
     except KinesisToolkitError as exc:
         return _fail(str(exc), EXIT_FAILURE)
-    except Exception as exc:
-        return _fail(f"cannot read the lease table: {exc}", EXIT_FAILURE)
-    leases.sort(key=lambda lease: lease.lease_key)
-    if args.json:
-        for lease in leases:
-            print(json.dumps(_status_row(lease, leases)))
-    else:
-        print(render_status(leases))
+    finally:
+        reader.close()
     return 0
-
-
-STATUS_COLUMNS = ("shard", "owner", "checkpoint", "lease counter", "parents", "state")
-
-
-def lease_state(lease: Lease, leases: Sequence[Lease]) -> str:
-    by_key = {other.lease_key: other for other in leases}
-    if lease.is_shard_end:
-        return "finished (SHARD_END)"
-    if lease.checkpoint_owner is not None:
-        return f"handing over from {lease.checkpoint_owner}"
-    waiting = sorted(p for p in lease.parent_shard_ids if p in by_key and not by_key[p].is_shard_end)
-    if waiting:
-        return "waiting on parents"
-    if lease.lease_owner is None:
-        return "unowned"
-    if lease.pending_checkpoint is not None:
-        return "processing (checkpoint prepared)"
-    if lease.checkpoint.is_start:
-        return f"starting at {lease.checkpoint.sequence_number}"
-    return "processing"
-
-
-def _status_row(lease: Lease, leases: Sequence[Lease]) -> dict[str, Any]:
-    return {
-        "shard": lease.lease_key,
-        "owner": lease.lease_owner,
-        "checkpoint": lease.checkpoint.sequence_number,
-        "checkpoint_sub_sequence_number": lease.checkpoint.sub_sequence_number,
-        "lease_counter": lease.lease_counter,
-        "parents": sorted(lease.parent_shard_ids),
-        "state": lease_state(lease, leases),
-    }
-
-
-def render_status(leases: Sequence[Lease]) -> str:
-    rows = [STATUS_COLUMNS]
-    for lease in leases:
-        row = _status_row(lease, leases)
-        checkpoint = str(lease.checkpoint)
-        rows.append((row["shard"], row["owner"] or "-", checkpoint, str(row["lease_counter"]),
-                     ",".join(row["parents"]) or "-", row["state"]))
-    widths = [max(len(row[i]) for row in rows) for i in range(len(STATUS_COLUMNS))]
-    lines = ["  ".join(cell.ljust(width) for cell, width in zip(row, widths, strict=True)).rstrip() for row in rows]
-    lines.insert(1, "  ".join("-" * width for width in widths))
-    lines.append(f"{len(leases)} lease(s); {sum(1 for lease in leases if lease.lease_owner)} owned by "
-                 f"{len({lease.lease_owner for lease in leases if lease.lease_owner})} worker(s)")
-    return "\n".join(lines)
 
 
 if __name__ == "__main__":

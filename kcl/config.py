@@ -136,6 +136,11 @@ class WorkerConfig:
     # --- metrics ----------------------------------------------------------------------------------
     metrics_level: MetricsLevel = MetricsLevel.DETAILED
     metrics_buffer_time_millis: int = 10_000
+    #: Not KCL settings (``metricsPort``, ``metricsAddress``): serve Prometheus ``/metrics``, ``/healthz`` and
+    #: ``/readyz`` on this port while the worker runs (0: any free port, logged), on 127.0.0.1 unless
+    #: ``metrics_address`` names another address.  None (the default) serves nothing.  See kcl.health.
+    metrics_port: int | None = None
+    metrics_address: str | None = None
 
     # --- AWS --------------------------------------------------------------------------------------
     #: Only for configuration files that name them; otherwise standard AWS configuration applies.
@@ -270,9 +275,25 @@ def _validate(config: WorkerConfig) -> None:
     if config.executable_name is not None and (not isinstance(config.executable_name, str)
                                                or not config.executable_name.strip()):
         raise ConfigurationError(f"{_named('executable_name')} must name a command, got {config.executable_name!r}")
+    _validate_endpoint(config)
     if config.kinesis_role_arn is not None and not _ROLE_ARN.fullmatch(config.kinesis_role_arn):
         raise ConfigurationError(f"kinesis_role_arn {config.kinesis_role_arn!r} is not an IAM role ARN "
                                  "(arn:aws:iam::<account>:role/<name>)")
+
+
+def _validate_endpoint(config: WorkerConfig) -> None:
+    if config.metrics_port is None and config.metrics_address is None:
+        return
+    # Imported here: the endpoint's module loads the HTTP server, which a worker without one never needs.
+    from kpl.observability import check_address, check_port
+
+    if config.metrics_port is None:
+        raise ConfigurationError(f"{_named('metrics_address')} needs a port: set {_named('metrics_port')} too")
+    if isinstance(config.metrics_port, bool):
+        raise ConfigurationError(f"{_named('metrics_port')}: {config.metrics_port!r} is not a port number (0-65535)")
+    check_port(config.metrics_port, _named("metrics_port"))
+    if config.metrics_address is not None:
+        check_address(config.metrics_address, _named("metrics_address"))
 
 
 _TABLE_NAME = re.compile(r"[A-Za-z0-9_.-]{3,255}")

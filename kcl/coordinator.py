@@ -78,6 +78,13 @@ class LeaseCoordinator:
         self._stop_rounds = asyncio.Event()
         self._shard_end = asyncio.Event()
         self._stopping = False
+        #: Monotonic time of the last shard sync that succeeded, and the last failure's error (/readyz).
+        self.last_sync_ok: float | None = None
+        self.last_sync_error: str | None = None
+
+    @property
+    def renewer(self) -> LeaseRenewer:
+        return self._renewer
 
     @property
     def last_scan(self) -> list[Lease]:
@@ -144,6 +151,7 @@ class LeaseCoordinator:
         return call
 
     def _lost(self, shard_id: str, reason: str) -> None:
+        self.metrics.lease_lost()
         self.listener.lease_lost(shard_id)
         if not self._stopping:
             self.taker.scan_soon()  # someone else wrote the lease: the table is moving
@@ -258,7 +266,11 @@ class LeaseCoordinator:
         shards: list[ShardInfo] = []
         kwargs: dict[str, Any] = stream_api_args(self.stream_name)
         while True:
-            page = await self.kinesis.list_shards(**kwargs)
+            try:
+                page = await self.kinesis.list_shards(**kwargs)
+            except Exception as exc:
+                self.metrics.error("ListShards", error_code(exc))
+                raise
             shards.extend(ShardInfo.from_list_shards(shard) for shard in page["Shards"])
             token = page.get("NextToken")
             if not token:
@@ -288,8 +300,10 @@ class LeaseCoordinator:
                         created += 1
         except Exception as exc:
             self.metrics.shard_sync(False, 0)
+            self.last_sync_error = f"{error_code(exc)}: {describe_failure(exc)}"
             log.warning("shard sync failed", error=error_code(exc), detail=describe_failure(exc))
             raise
+        self.last_sync_ok = time.monotonic()
         self.metrics.shard_sync(True, created)
         if created:
             log.info("created leases for new shards", count=created)

@@ -200,6 +200,7 @@ class LeaseTaker:
         else:
             previous = lease.lease_owner if lease.lease_owner != self.worker_id else lease.checkpoint_owner
             self._log.info("took lease", shard=key, previous_owner=previous, checkpoint=str(taken.checkpoint))
+            self.metrics.lease_taken()
             self.on_acquired(self.held.add(taken, sent))
             return True
         finally:

@@ -6,6 +6,12 @@ KCL's (``leaseKey`` S hash key, ``leaseCounter`` N, ``checkpoint`` S, ``parentSh
 empty, ``pendingCheckpointState`` B, ...).  Non-lease rows that KCL 3.5 keeps in the same table
 (``entityType`` other than ``LEASE``) are skipped.
 
+Items carry a few attributes of our own, which the Java KCL ignores (its serializer reads the attributes
+it knows and nothing else) and whose names it does not use: ``renewalCounter`` (kcl.expiry),
+``pyMillisBehindLatest`` and ``pyProcessedAt`` (the owner's progress, written by renewals at no extra
+cost, for ``kcl-worker status``), and ``pyCounterChangedAt``/``pyCounterChangedTo`` (when our last write
+set ``leaseCounter``, and to what: a renewal age that a Java worker's later write cannot falsify).
+
 Every write that changes who may act on a shard is conditional on ``leaseCounter``, the lease's
 optimistic lock and heartbeat: renew, take, checkpoint and release succeed only if nobody else has
 written since this worker last looked.  pynamodb is blocking; the methods here are blocking too and
@@ -66,6 +72,14 @@ class Lease:
     #: Renewals so far (``renewalCounter``, ours; None in items no worker of ours has renewed): lets other
     #: workers tell an owner that stopped from one whose checkpoints also move ``leaseCounter``.
     renewal_counter: int | None = None
+    #: The owner's progress as its last renewal recorded it (ours; None in items a Java worker wrote, or
+    #: whose counter a Java worker has moved since): MillisBehindLatest of the shard's last read handled,
+    #: and when (epoch seconds, the owner's clock).
+    millis_behind_latest: int | None = None
+    processed_at: float | None = None
+    #: When ``leaseCounter`` last changed (epoch seconds, the writer's clock), if a worker of ours wrote
+    #: that change; None when a Java worker (or an older version) moved the counter since.
+    counter_changed_at: float | None = None
 
     @property
     def is_shard_end(self) -> bool:
@@ -98,6 +112,16 @@ class _LeaseItem(Model):
     entity_type = UnicodeAttribute(null=True, attr_name="entityType")
     #: Not in the Java KCL's schema (it ignores attributes it does not know): see Lease.renewal_counter.
     renewal_counter = NumberAttribute(null=True, attr_name="renewalCounter")
+    #: Neither are these (see the module docstring); times are epoch milliseconds.
+    millis_behind_latest = NumberAttribute(null=True, attr_name="pyMillisBehindLatest")
+    processed_at = NumberAttribute(null=True, attr_name="pyProcessedAt")
+    counter_changed_at = NumberAttribute(null=True, attr_name="pyCounterChangedAt")
+    counter_changed_to = NumberAttribute(null=True, attr_name="pyCounterChangedTo")
+
+
+#: The attributes of ours in lease items (all numbers); the Java KCL neither reads nor writes them.
+EXTRA_ATTRIBUTES = ("renewalCounter", "pyMillisBehindLatest", "pyProcessedAt", "pyCounterChangedAt",
+                    "pyCounterChangedTo")
 
 
 @dataclass(frozen=True)
@@ -150,10 +174,17 @@ def lease_from_item(item: _LeaseItem) -> Lease | None:
     hash_range = None
     if item.starting_hash_key is not None and item.ending_hash_key is not None:
         hash_range = HashRange(int(item.starting_hash_key), int(item.ending_hash_key))
+    counter = int(item.lease_counter or 0)
+    # Our figures count only while our write was the last to move the counter: once a Java worker (or an
+    # older version) renews or takes the lease, they describe a past tenure, and are unknown rather than wrong.
+    ours = item.counter_changed_to is not None and int(item.counter_changed_to) == counter
+    counter_changed_at = item.counter_changed_at / 1000 if ours and item.counter_changed_at is not None else None
+    millis_behind = int(item.millis_behind_latest) if ours and item.millis_behind_latest is not None else None
+    processed_at = item.processed_at / 1000 if ours and item.processed_at is not None else None
     return Lease(
         lease_key=item.lease_key,
         lease_owner=item.lease_owner,
-        lease_counter=int(item.lease_counter or 0),
+        lease_counter=counter,
         checkpoint=checkpoint,
         pending_checkpoint=pending,
         pending_checkpoint_state=item.pending_checkpoint_state,
@@ -163,6 +194,9 @@ def lease_from_item(item: _LeaseItem) -> Lease | None:
         hash_range=hash_range,
         checkpoint_owner=item.checkpoint_owner,
         renewal_counter=None if item.renewal_counter is None else int(item.renewal_counter),
+        millis_behind_latest=millis_behind,
+        processed_at=processed_at,
+        counter_changed_at=counter_changed_at,
     )
 
 
@@ -198,6 +232,14 @@ class LeaseTable:
         self._executor = ThreadPoolExecutor(max_workers=threads, thread_name_prefix="kcl-lease-table")
         #: DynamoDB requests sent, by operation; read by metrics and the benchmark.
         self.requests: dict[str, int] = {}
+        #: Requests that failed (the table did not answer, or refused), by (operation, error code); a
+        #: failed condition is an answer, not a failure.
+        self.failures: dict[tuple[str, str], int] = {}
+        #: The last failure, for /healthz (kcl.health) and its reason.
+        self.last_error: str | None = None
+        # Monotonic times of the last answer (the table's creation counts as one) and the last failure.
+        self._last_answer = time.monotonic()
+        self._last_failure: float | None = None
         self._requests_lock = threading.Lock()
 
     @property
@@ -319,22 +361,34 @@ class LeaseTable:
             return False
         return True
 
-    def renew(self, lease: Lease, owner: str, *, as_previous_owner: bool = False) -> Lease:
-        """Bump the counter if nobody else has written.  ``as_previous_owner``: renew during a handoff."""
-        item = self.model(lease.lease_key)
-        condition = self.model.lease_counter == lease.lease_counter
+    def renew(self, lease: Lease, owner: str, *, as_previous_owner: bool = False,
+              progress: tuple[int, float] | None = None) -> Lease:
+        """Bump the counter if nobody else has written.  ``as_previous_owner``: renew during a handoff.
+
+        ``progress`` (MillisBehindLatest, when in epoch seconds) is recorded in the same write."""
+        model = self.model
+        item = model(lease.lease_key)
+        condition = model.lease_counter == lease.lease_counter
         if as_previous_owner:
-            condition &= self.model.checkpoint_owner == owner
+            condition &= model.checkpoint_owner == owner
         else:
-            condition &= (self.model.lease_owner == owner) & self.model.checkpoint_owner.does_not_exist()
-        actions = [self.model.lease_counter.set(lease.lease_counter + 1), self.model.renewal_counter.add(1)]
+            condition &= (model.lease_owner == owner) & model.checkpoint_owner.does_not_exist()
+        actions = [*self._counter_actions(lease), model.renewal_counter.add(1)]
+        if progress is not None:
+            actions += [model.millis_behind_latest.set(progress[0]), model.processed_at.set(_millis(progress[1]))]
         return self._update("UpdateItem:renew", item, actions, condition, attempts=1)
+
+    def _counter_actions(self, lease: Lease) -> list[Any]:
+        """``leaseCounter`` + 1, and when and to what our write set it (see the module docstring)."""
+        counter = lease.lease_counter + 1
+        return [self.model.lease_counter.set(counter), self.model.counter_changed_to.set(counter),
+                self.model.counter_changed_at.set(_millis(time.time()))]
 
     def take(self, lease: Lease, owner: str) -> Lease:
         """Become the owner of a lease last seen as ``lease`` (expired, released or stolen after timeout)."""
         item = self.model(lease.lease_key)
-        actions: list[Any] = [self.model.lease_counter.set(lease.lease_counter + 1),
-                              self.model.lease_owner.set(owner), self.model.checkpoint_owner.remove()]
+        actions: list[Any] = [*self._counter_actions(lease), self.model.lease_owner.set(owner),
+                              self.model.checkpoint_owner.remove()]
         if _owner_switches(lease, owner):
             actions.append(self.model.owner_switches_since_checkpoint.add(1))
         condition = self.model.lease_counter == lease.lease_counter
@@ -357,7 +411,7 @@ class LeaseTable:
         item = self.model(lease.lease_key)
         # The KCL 3.x completes a handoff with assignLease(lease, leaseOwner): its owner-switch rule does
         # not count that (the owner named in the item does not change), and neither does this.
-        actions = [self.model.lease_counter.set(lease.lease_counter + 1), self.model.checkpoint_owner.remove()]
+        actions = [*self._counter_actions(lease), self.model.checkpoint_owner.remove()]
         condition = (self.model.lease_counter == lease.lease_counter) & (
             self.model.checkpoint_owner == previous_owner)
         return self._update("UpdateItem:complete-handoff", item, actions, condition, attempts=3)
@@ -365,7 +419,7 @@ class LeaseTable:
     def release(self, lease: Lease, owner: str) -> Lease:
         """Clear the owner and bump the counter, so that other workers may take the lease at once."""
         item = self.model(lease.lease_key)
-        actions = [self.model.lease_counter.set(lease.lease_counter + 1), self.model.lease_owner.remove()]
+        actions = [*self._counter_actions(lease), self.model.lease_owner.remove()]
         condition = (self.model.lease_counter == lease.lease_counter) & (self.model.lease_owner == owner)
         return self._update("UpdateItem:release", item, actions, condition, attempts=3)
 
@@ -374,7 +428,7 @@ class LeaseTable:
         model = self.model
         item = model(lease.lease_key)
         actions = [
-            model.lease_counter.set(lease.lease_counter + 1),
+            *self._counter_actions(lease),
             model.checkpoint.set(value.sequence_number),
             model.checkpoint_sub_sequence_number.set(value.sub_sequence_number),
             model.owner_switches_since_checkpoint.set(0),
@@ -394,7 +448,7 @@ class LeaseTable:
         model = self.model
         item = model(lease.lease_key)
         actions = [
-            model.lease_counter.set(lease.lease_counter + 1),
+            *self._counter_actions(lease),
             model.pending_checkpoint.set(value.sequence_number),
             model.pending_checkpoint_sub_sequence_number.set(value.sub_sequence_number),
             model.pending_checkpoint_state.set(state) if state is not None else model.pending_checkpoint_state.remove(),
@@ -449,9 +503,34 @@ class LeaseTable:
         with self._requests_lock:
             self.requests[operation] = self.requests.get(operation, 0) + 1
         try:
-            return fn(*args, **kwargs)
-        except PynamoDBException as exc:
-            raise _translate(exc) from exc
+            result = fn(*args, **kwargs)
+        except Exception as exc:
+            error = _translate(exc) if isinstance(exc, PynamoDBException) else exc
+            if isinstance(error, ConditionFailed):
+                self._answered()  # a refused condition is an answer
+            else:
+                self._failed(operation, error)
+            if error is exc:
+                raise
+            raise error from exc
+        self._answered()
+        return result
+
+    @property
+    def unanswered_since(self) -> float | None:
+        """When the table last answered, if a request has failed since (monotonic); None while it answers."""
+        failure, answer = self._last_failure, self._last_answer
+        return answer if failure is not None and failure > answer else None
+
+    def _answered(self) -> None:
+        self._last_answer = time.monotonic()
+
+    def _failed(self, operation: str, error: BaseException) -> None:
+        key = (operation, error_code(error))
+        with self._requests_lock:
+            self.failures[key] = self.failures.get(key, 0) + 1
+            self.last_error = f"{operation}: {describe_failure(error)}"
+        self._last_failure = time.monotonic()
 
     def _retrying(self, operation: str, fn: Callable[..., T], *args: Any, attempts: int, **kwargs: Any) -> T:
         backoff = Backoff(initial=0.05, maximum=1.0)
@@ -466,6 +545,10 @@ class LeaseTable:
                     raise
                 time.sleep(backoff.delay(attempt))
                 attempt += 1
+
+
+def _millis(epoch_seconds: float) -> int:
+    return int(epoch_seconds * 1000)
 
 
 def _owner_switches(lease: Lease, new_owner: str) -> bool:

@@ -12,6 +12,9 @@ this worker neither dispatches records for it nor checkpoints it.
 
 Checkpoints bump the counter too, so they go through :meth:`HeldLeases.write`, which serialises them
 with renewals per lease (the KCL does the same) and counts them as renewals.
+
+Each renewal also records the shard's progress (MillisBehindLatest and when) in the lease item, in the
+same write, for ``kcl-worker status``: the lag costs no request of its own.
 """
 
 from __future__ import annotations
@@ -44,6 +47,8 @@ class HeldLease:
     lost: bool = False
     #: KCL 3.x graceful handoff in progress: ``lease.lease_owner`` is the next owner, we finish up.
     handing_off: bool = False
+    #: When this tenure began (epoch seconds): progress observed before it is not this tenure's to record.
+    acquired_at: float = field(default_factory=time.time)
     lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
 
     @property
@@ -144,9 +149,16 @@ class LeaseRenewer:
         self._pool = ThreadPoolExecutor(max_workers=threads, thread_name_prefix="kcl-renew")
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name="kcl-lease-renewer", daemon=True)
+        #: Monotonic time the last renewal round began (None before the first): /healthz checks rounds run.
+        self.last_round_started: float | None = None
 
     def start(self) -> None:
+        self.last_round_started = time.monotonic()
         self._thread.start()
+
+    @property
+    def running(self) -> bool:
+        return self._thread.is_alive() and not self._stop.is_set()
 
     def stop(self) -> None:
         self._stop.set()
@@ -168,6 +180,7 @@ class LeaseRenewer:
             next_run = max(next_run, time.monotonic())
 
     def renew_all(self) -> None:
+        self.last_round_started = time.monotonic()
         leases = [held for held in self.held.all() if not held.lost]
         if leases:
             wait([self._pool.submit(self._renew, held) for held in leases])
@@ -185,7 +198,8 @@ class LeaseRenewer:
             started = time.monotonic()
             sent = held_leases.clock()
             try:
-                held.lease = held_leases.table.renew(held.lease, held_leases.owner, as_previous_owner=held.handing_off)
+                held.lease = held_leases.table.renew(held.lease, held_leases.owner, as_previous_owner=held.handing_off,
+                                                     progress=self.metrics.progress(held.shard_id, held.acquired_at))
             except ConditionFailed:
                 self._after_condition_failure(held, sent)
             except Exception as exc:
@@ -226,7 +240,8 @@ class LeaseRenewer:
             self.on_handoff_requested(held.shard_id)
             try:
                 sent = held_leases.clock()
-                held.lease = held_leases.table.renew(current, me, as_previous_owner=True)
+                held.lease = held_leases.table.renew(current, me, as_previous_owner=True,
+                                                     progress=self.metrics.progress(held.shard_id, held.acquired_at))
                 held.last_renewal_sent = sent
             except ConditionFailed:
                 held_leases.mark_lost(held, "lease taken during handoff")

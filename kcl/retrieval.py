@@ -184,6 +184,7 @@ class PollingFetcher(_Fetcher):
                                                           **self._get_records_args)
             except Exception as exc:
                 self.metrics.get_records(self.shard_id, False, time.monotonic() - started)
+                self.metrics.error("GetRecords", error_code(exc))
                 if error_code(exc) == "ExpiredIteratorException":
                     self.metrics.expired_iterator(self.shard_id)
                     log.info("shard iterator expired; renewing it", shard=self.shard_id)
@@ -215,6 +216,7 @@ class PollingFetcher(_Fetcher):
                 return str(response["ShardIterator"])
             except Exception as exc:
                 attempt += 1
+                self.metrics.error("GetShardIterator", error_code(exc))
                 await self._retry_or_raise(exc, attempt, "GetShardIterator")
 
 
@@ -252,6 +254,7 @@ class FanOutFetcher(_Fetcher):
                 raise
             except Exception as exc:
                 attempt += 1
+                self.metrics.error("SubscribeToShard", error_code(exc))
                 if error_code(exc) == "ResourceInUseException":
                     # A shard accepts one subscription per consumer every five seconds: wait and retry.
                     await asyncio.sleep(self._backoff.delay(attempt) + 1.0)

@@ -106,6 +106,10 @@ class ShardConsumer:
         self._backoff = Backoff(config.task_backoff_time_millis / 1000, config.max_task_backoff_time_millis / 1000)
         self._log = log.bind(shard=self.shard_id)
 
+    def checkpoint_age(self, now: float) -> float:
+        """Seconds processed records have waited for a checkpoint (see Checkpointer.checkpoint_age)."""
+        return self._checkpointer.checkpoint_age(now)
+
     # --- requests from the worker ---------------------------------------------------------------
 
     def request_shutdown(self, timeout: float) -> None:
@@ -295,7 +299,7 @@ class ShardConsumer:
                 if not isinstance(exc, Exception) or isinstance(exc, ReleaseLeaseError):
                     raise
                 attempt += 1
-                self._metrics.processing_failed(self.shard_id)
+                self._metrics.processing_failed(self.shard_id, type(exc).__name__)
                 self._log.error("record processor failed on a batch", attempt=attempt, records=len(records),
                                 first_sequence_number=records[0].sequence_number if records else None,
                                 exc_info=exc)

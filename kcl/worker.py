@@ -9,6 +9,11 @@ table behind.  A graceful stop (``stop()``, SIGTERM, SIGINT) stops taking leases
 to ``shutdown_requested`` (where it checkpoints), releases the leases so other workers take them at
 their next scan instead of after the failover time, and returns within
 ``graceful_shutdown_timeout_millis`` however the processors behave.
+
+With ``metrics_port`` (``metricsPort``, ``--metrics-port``) the worker serves Prometheus ``/metrics``
+(kcl.prometheus), ``/healthz`` and ``/readyz`` (kcl.health) through kpl.observability, on its own event
+loop.  The port is bound first of all, so that a port in use fails the start (a ConfigurationError,
+exit 78) before anything is created, and released last, when the worker has stopped.
 """
 
 from __future__ import annotations
@@ -24,16 +29,20 @@ from kcl.config import MetricsLevel, RetrievalMode, WorkerConfig
 from kcl.coordinator import LeaseCoordinator
 from kcl.deaggregation import Deaggregator
 from kcl.errors import ConfigurationError, KclError, LeaseTableError, ProcessorLoadError, StreamNotFoundError
+from kcl.health import register_checks
 from kcl.leases import LeaseTable, TableSettings, describe_failure
 from kcl.metrics import KclMetrics
 from kcl.processor import RecordProcessor, check_processor_class
+from kcl.prometheus import KclCollector
 from kcl.renewer import HeldLease
 from kcl.retrieval import BatchQueue, FanOutFetcher, PollingFetcher, StartingPosition, register_stream_consumer
 from kcl.shard_consumer import ShardConsumer
 from kcl.stream import is_stream_arn, kinesis_client_config, parse_stream_arn, stream_api_args
 from kpl.aws import ClientConfig, async_client
 from kpl.cloudwatch import CloudWatchPublisher, MetricsRegistry
+from kpl.health import HealthChecks
 from kpl.logs import get_logger
+from kpl.observability import DEFAULT_ADDRESS, EndpointSettings, ObservabilityServer, check_address, daemon_registry
 from kpl.retry import error_code, error_message
 
 log = get_logger(__name__)
@@ -78,8 +87,13 @@ class Worker:
         self._stopped = asyncio.Event()
         self._stop_requested = asyncio.Event()
         self._started = False
+        self._running = False
         #: An error that stopped the worker by itself (raised from run()).
         self._fatal: KclError | None = None
+        #: What /healthz and /readyz ask (kcl.health); the endpoint, while it serves (metrics_port).
+        self.health = HealthChecks()
+        register_checks(self.health, self)
+        self.endpoint: ObservabilityServer | None = None
 
     @property
     def worker_id(self) -> str:
@@ -96,6 +110,28 @@ class Worker:
         return dict(self._table.requests) if self._table is not None else {}
 
     @property
+    def running(self) -> bool:
+        """Started (the first shard sync done, leases being taken) and not stopping."""
+        return self._running and not self._stop_requested.is_set()
+
+    @property
+    def stopping(self) -> bool:
+        return self._stop_requested.is_set()
+
+    @property
+    def coordinator(self) -> LeaseCoordinator | None:
+        return self._coordinator
+
+    @property
+    def lease_table(self) -> LeaseTable | None:
+        return self._table
+
+    @property
+    def shard_consumers(self) -> dict[str, ShardConsumer]:
+        """The shard consumers running now, by shard."""
+        return {shard_id: consumer for shard_id, (consumer, _) in self._consumers.items()}
+
+    @property
     def shard_states(self) -> dict[str, str]:
         """Each shard consumer's state (``processing``, ``waiting on parents``, ...), for introspection."""
         return {shard_id: consumer.state.value for shard_id, (consumer, _) in self._consumers.items()}
@@ -110,6 +146,7 @@ class Worker:
         config = self.config
         exits = contextlib.AsyncExitStack()
         try:
+            await self._start_endpoint(exits)
             kinesis_config = self._kinesis_client_config()
             await self._check_account(kinesis_config)
             self._kinesis = await exits.enter_async_context(async_client("kinesis", kinesis_config))
@@ -151,6 +188,7 @@ class Worker:
             await exits.aclose()
             raise
         self._exits = exits
+        self._running = True
         log.info("worker started", worker=self.worker_id, stream=stream_arn, application=self.application_name,
                  kinesis_region=self._kinesis.meta.region_name, table=self._table.name,
                  table_region=self._table.region, retrieval=config.retrieval_mode.value)
@@ -197,6 +235,19 @@ class Worker:
             await self._exits.aclose()
         self._stopped.set()
         log.info("worker stopped", worker=self.worker_id)
+
+    async def _start_endpoint(self, exits: contextlib.AsyncExitStack) -> None:
+        """Bind /metrics, /healthz, /readyz when configured; closed last by ``exits`` (the port is released)."""
+        port = self.config.metrics_port
+        if port is None:
+            return
+        registry = daemon_registry()
+        registry.register(KclCollector(self))
+        address = check_address(self.config.metrics_address or DEFAULT_ADDRESS)
+        endpoint = ObservabilityServer(registry, self.health, EndpointSettings(port, address), name="kcl-worker")
+        await endpoint.start()
+        exits.push_async_callback(endpoint.close)
+        self.endpoint = endpoint
 
     def run_forever(self) -> None:
         """Block running the worker until SIGTERM or SIGINT, then stop gracefully."""

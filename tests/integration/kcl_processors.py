@@ -95,8 +95,10 @@ class RecordingProcessor(RecordProcessor):
         self._write([self._event("lost")])
 
     def shard_ended(self, checkpointer: Checkpointer) -> None:
+        # Timed before the SHARD_END checkpoint, which lets the children start (on any worker) at once.
+        end = self._event("end")
         checkpointer.checkpoint()
-        self._write([self._event("end")])
+        self._write([end])
 
     def shutdown_requested(self, checkpointer: Checkpointer) -> None:
         self._write([self._event("shutdown")])

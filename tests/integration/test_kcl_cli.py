@@ -55,6 +55,11 @@ CASES = {
                         "initialize(self, initialize_input) does not match initialize(self, shard_id, "
                         "sequence_number, sub_sequence_number, pending_checkpoint=None)"),
     "bad-log-level": (["--log-level", "loud"], 2, "invalid choice: 'loud'"),
+    "metrics-address-without-port": (["--metrics-address", "0.0.0.0"], 78,
+                                     "--metrics-address needs a port: add --metrics-port PORT"),
+    "bad-metrics-port": (["--metrics-port", "70000"], 2, "argument --metrics-port: 70000 is outside the range"),
+    "bad-metrics-address": (["--metrics-port", "0", "--metrics-address", "not an address!"], 2,
+                            "argument --metrics-address: 'not an address!' is not an IP address or a host name"),
 }
 
 

@@ -160,9 +160,14 @@ def group(tmp_path_factory: pytest.TempPathFactory, aws_clients: Callable[[str],
                                 text=True, timeout=60, check=True)
         run.table = dynamodb.describe_table(TableName=stream)["Table"]
         run.status_table = status.stdout
-        status_json = subprocess.run([*kcl_worker_command(), "status", "--application", stream, "--json"],
-                                     capture_output=True, text=True, timeout=60, check=True)
-        run.status_json = [json.loads(line) for line in status_json.stdout.splitlines()]
+        def status_with_lag() -> list[dict[str, Any]] | None:
+            out = subprocess.run([*kcl_worker_command(), "status", "--application", stream, "--json"],
+                                 capture_output=True, text=True, timeout=60, check=True).stdout
+            rows = [json.loads(line) for line in out.splitlines()]
+            # A lease taken a moment ago shows its lag after its new owner's first renewal.
+            return rows if all(row["lag_millis"] is not None for row in rows) else None
+
+        run.status_json = wait_for(status_with_lag, 30, interval=0.5, message="status --json with every shard's lag")
         for name in ("C", "D"):
             run.marks[f"term_{name}"] = time.monotonic()
             run.exit_codes[name] = run.workers[name].terminate(timeout=60)
@@ -281,7 +286,7 @@ def test_no_two_workers_process_a_shard_at_the_same_time(group: GroupRun) -> Non
 
 def test_status_prints_the_lease_table(group: GroupRun) -> None:
     lines = group.status_table.splitlines()
-    assert lines[0].split() == ["shard", "owner", "checkpoint", "lease", "counter", "parents", "state"]
+    assert lines[0].split() == ["shard", "owner", "checkpoint", "lag", "processed", "renewed", "parents", "state"]
     rows = [line for line in lines[2:] if line.startswith("shardId-")]
     assert len(rows) == SHARDS
     assert lines[-1].startswith(f"{SHARDS} lease(s); {SHARDS} owned by 2 worker(s)")
@@ -293,6 +298,9 @@ def test_status_prints_the_lease_table(group: GroupRun) -> None:
         assert row["lease_counter"] > 0
         assert row["parents"] == []
         assert row["state"] == "processing"
+        # Every shard's lag, whichever of the two workers holds it, from the figures its renewals record.
+        assert row["lag_millis"] is not None and row["lag_millis"] >= 0, row
+        assert row["renewal_age_is"] == "exact" and row["renewal_age_seconds"] is not None, row
 
 
 def test_lease_table_created_on_demand_with_the_kcl_key_schema(group: GroupRun) -> None:

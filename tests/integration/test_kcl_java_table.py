@@ -20,6 +20,7 @@ from typing import Any
 
 import pytest
 
+from kcl.leases import EXTRA_ATTRIBUTES
 from kpl.aggregation import encode
 from kpl.hashing import HashRange, partition_key_hash
 from tests.integration.kcl_processors import (
@@ -65,6 +66,10 @@ class JavaRun:
     expected: set[str]
     skipped: set[str]
     status_before: str = ""
+    status_json_before: dict[str, dict[str, Any]] = field(default_factory=dict)
+    #: After a Java worker took S0 (its own conditional update) from the item our worker left.
+    status_json_java_took: dict[str, dict[str, Any]] = field(default_factory=dict)
+    items_java_took: dict[str, Any] = field(default_factory=dict)
     items_after: dict[str, dict[str, Any]] = field(default_factory=dict)
     events: list[dict[str, Any]] = field(default_factory=list)
     aggregate_sequence: str = ""
@@ -126,7 +131,7 @@ def java(tmp_path_factory: pytest.TempPathFactory, aws_clients: Callable[[str], 
                                 text=True, timeout=60, check=True)
         run = JavaRun(stream, out, expected={f"agg:{key}" for key in agg_keys[4:]} | set(after) | set(children),
                       skipped={f"agg:{key}" for key in agg_keys[:4]}, status_before=status.stdout,
-                      aggregate_sequence=put["SequenceNumber"])
+                      status_json_before=status_json(stream), aggregate_sequence=put["SequenceNumber"])
 
         properties = write_properties(base / "app.properties", **FAST_TIMINGS)
         worker = start_worker(out, "python-worker", "--stream", stream, "--application", stream,
@@ -143,6 +148,18 @@ def java(tmp_path_factory: pytest.TempPathFactory, aws_clients: Callable[[str], 
         run.items_after = {item["leaseKey"]["S"]: item
                            for item in dynamodb.scan(TableName=stream, ConsistentRead=True)["Items"]}
         run.events = read_events(out)
+        # A Java worker takes S0 as DynamoDBLeaseSerializer does (legacy Expected/AttributeUpdates, conditional
+        # on the counter it saw): our extra attributes neither stop its write nor survive as current figures.
+        counter = run.items_after[S0]["leaseCounter"]["N"]
+        run.items_java_took = dynamodb.update_item(
+            TableName=stream, Key={"leaseKey": {"S": S0}},
+            Expected={"leaseCounter": {"Value": {"N": counter}, "ComparisonOperator": "EQ"}},
+            AttributeUpdates={"leaseCounter": {"Value": {"N": str(int(counter) + 1)}, "Action": "PUT"},
+                              "leaseOwner": {"Value": {"S": "java-worker-3"}, "Action": "PUT"},
+                              "checkpointOwner": {"Action": "DELETE"},
+                              "ownerSwitchesSinceCheckpoint": {"Value": {"N": "1"}, "Action": "ADD"}},
+            ReturnValues="ALL_NEW")["Attributes"]
+        run.status_json_java_took = status_json(stream)
         yield run
     finally:
         if worker is not None and worker.alive:
@@ -152,12 +169,43 @@ def java(tmp_path_factory: pytest.TempPathFactory, aws_clients: Callable[[str], 
             dynamodb.delete_table(TableName=stream)
 
 
+def status_json(stream: str) -> dict[str, dict[str, Any]]:
+    result = subprocess.run([*kcl_worker_command(), "status", "--application", stream, "--json"],
+                            capture_output=True, text=True, timeout=60, check=True)
+    return {row["shard"]: row for row in map(json.loads, result.stdout.splitlines())}
+
+
 def test_status_reads_the_java_table(java: JavaRun) -> None:
     rows = {line.split()[0]: line for line in java.status_before.splitlines() if line.startswith("shardId-")}
-    assert f"{java.aggregate_sequence}/3" in rows[S0] and "java-worker-1" in rows[S0] and " 41 " in rows[S0]
+    assert rows[S0].split()[:6] == [S0, "java-worker-1", f"{java.aggregate_sequence}/3", "unknown", "unknown",
+                                    "unknown"], rows[S0]
     assert "SHARD_END" in rows[S1] and "finished (SHARD_END)" in rows[S1]
-    assert S1 in rows[S2].split()[4] and "unowned" in rows[S2]
+    assert rows[S2].split()[6] == S1 and "unowned" in rows[S2]
     assert "java-worker-2" in rows[S3] and "starting at TRIM_HORIZON" in rows[S3]
+
+
+def test_status_json_reads_the_java_table_without_our_attributes(java: JavaRun) -> None:
+    rows = java.status_json_before
+    assert set(rows) == {S0, S1, S2, S3}
+    s0 = rows[S0]
+    assert (s0["owner"], s0["checkpoint"], s0["checkpoint_sub_sequence_number"], s0["lease_counter"]) == \
+        ("java-worker-1", java.aggregate_sequence, 3, 41)
+    assert (rows[S1]["state"], rows[S2]["parents"], rows[S3]["owner"]) == ("finished (SHARD_END)", [S1],
+                                                                          "java-worker-2")
+    for row in rows.values():  # what Java items do not carry is unknown, never made up
+        assert (row["lag_millis"], row["processed_at"], row["processed_age_seconds"], row["renewed_at"],
+                row["renewal_age_seconds"], row["renewal_age_is"]) == (None,) * 6, row
+
+
+def test_a_java_worker_takes_a_lease_carrying_our_attributes(java: JavaRun) -> None:
+    # Our worker left its figures in the item; Java's conditional take still succeeded (the fixture would
+    # have raised ConditionalCheckFailedException), kept them untouched, and status no longer trusts them.
+    item = java.items_java_took
+    assert item["leaseOwner"] == {"S": "java-worker-3"}
+    assert {"pyMillisBehindLatest", "pyProcessedAt", "pyCounterChangedAt", "pyCounterChangedTo"} <= set(item)
+    row = java.status_json_java_took[S0]
+    assert row["owner"] == "java-worker-3" and row["lease_counter"] == int(item["leaseCounter"]["N"])
+    assert (row["lag_millis"], row["processed_at"], row["renewed_at"], row["renewal_age_seconds"]) == (None,) * 4
 
 
 def test_resumes_inside_the_aggregate_after_the_sub_sequence_checkpoint(java: JavaRun) -> None:
@@ -196,8 +244,10 @@ def test_items_stay_in_the_java_format(java: JavaRun) -> None:
     for child in (S2, S3):
         assert items[child]["parentShardId"] == {"SS": [S1]}
         assert items[child]["checkpoint"]["S"].isdigit()
-    # The Java KCL's attributes, plus renewalCounter, which Java ignores (see kcl.expiry).
+    # The Java KCL's attributes, plus ours, which Java ignores (kcl.expiry, kcl.leases): renewalCounter and the
+    # figures kcl-worker status reads, all numbers.
     assert json.dumps(sorted(items[S3])) == json.dumps(sorted(
         ["leaseKey", "leaseCounter", "checkpoint", "checkpointSubSequenceNumber", "ownerSwitchesSinceCheckpoint",
          "parentShardId", "startingHashKey", "endingHashKey", "pendingCheckpoint",
-         "pendingCheckpointSubSequenceNumber", "pendingCheckpointState", "renewalCounter"]))
+         "pendingCheckpointSubSequenceNumber", "pendingCheckpointState", *EXTRA_ATTRIBUTES]))
+    assert all(set(items[S3][name]) == {"N"} for name in EXTRA_ATTRIBUTES)

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import threading
+import time
 from typing import Any
 
 import pytest
@@ -55,13 +56,17 @@ class MemoryLeases:
         return self._store(current.with_(lease_counter=current.lease_counter + 1, pending_checkpoint=value,
                                          pending_checkpoint_state=state))
 
-    def renew(self, lease: Lease, owner: str, *, as_previous_owner: bool = False) -> Lease:
+    def renew(self, lease: Lease, owner: str, *, as_previous_owner: bool = False,
+              progress: tuple[int, float] | None = None) -> Lease:
         current = self._expect(lease)
         if as_previous_owner and current.checkpoint_owner != owner:
             raise ConditionFailed(lease.lease_key)
         if not as_previous_owner and (current.lease_owner != owner or current.checkpoint_owner is not None):
             raise ConditionFailed(lease.lease_key)
-        return self._store(current.with_(lease_counter=current.lease_counter + 1))
+        renewed = current.with_(lease_counter=current.lease_counter + 1)
+        if progress is not None:
+            renewed = renewed.with_(millis_behind_latest=progress[0], processed_at=progress[1])
+        return self._store(renewed)
 
     def get(self, key: str) -> Lease | None:
         return self.rows.get(key)
@@ -346,3 +351,20 @@ def test_renewer_never_renews_a_lease_past_its_fence() -> None:
     renewer_for(held, []).renew_all()
     assert store.rows[SHARD].lease_counter == 7
     assert held.get(SHARD).lost  # type: ignore[union-attr]
+
+
+# --- checkpoint age (kcl_checkpoint_age_seconds) ---------------------------------------------------
+
+
+def test_checkpoint_age_counts_from_the_oldest_processed_batch_no_checkpoint_covers() -> None:
+    checkpointer, _, _, _ = make_checkpointer()
+    before = time.monotonic()
+    assert checkpointer.checkpoint_age(before + 100) == 0.0  # nothing processed
+    checkpointer.batch_done(ExtendedSequenceNumber("200"))
+    after = time.monotonic()
+    checkpointer.batch_done(ExtendedSequenceNumber("300"))  # a later batch does not reset the age
+    assert 5 <= checkpointer.checkpoint_age(after + 5) <= after + 5 - before
+    checkpointer.checkpoint("250")  # part of what was processed: still waiting
+    assert checkpointer.checkpoint_age(time.monotonic() + 5) >= 5
+    checkpointer.checkpoint()
+    assert checkpointer.checkpoint_age(time.monotonic() + 5) == 0.0

@@ -276,3 +276,15 @@ def test_every_field_except_callbacks_has_a_property_key() -> None:
     keys = {property_key(item.name) for item in fields(WorkerConfig)
             if item.name != "dead_letter" and not item.name.startswith("kinesis_role")}
     assert not keys & IGNORED_KCL_KEYS
+
+
+def test_metrics_port_and_address_keys(tmp_path: Path) -> None:
+    config = load_properties(write(tmp_path, "metricsPort = 9102\nmetricsAddress = 0.0.0.0\n")).worker_config()
+    assert (config.metrics_port, config.metrics_address) == (9102, "0.0.0.0")
+    assert WorkerConfig().metrics_port is None  # nothing served unless asked
+    with pytest.raises(ConfigurationError, match=r"metrics_address \(metricsAddress\) needs a port: set metrics_port"):
+        load_properties(write(tmp_path, "metricsAddress = 0.0.0.0\n")).worker_config()
+    with pytest.raises(ConfigurationError, match="70000 is outside the range 0-65535"):
+        load_properties(write(tmp_path, "metricsPort = 70000\n")).worker_config()
+    with pytest.raises(ConfigurationError, match="'not an address!' is not an IP address"):
+        WorkerConfig(metrics_port=0, metrics_address="not an address!")
