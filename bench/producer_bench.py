@@ -24,6 +24,7 @@ it (so not the rows that misroute sub-records).  The exact command is printed un
 
 from __future__ import annotations
 
+import gc
 import sys
 from collections import deque
 from collections.abc import Sequence
@@ -82,24 +83,30 @@ class _Results:
 
 
 async def kpl_async_producer(workload: dict[str, Any], stream: str = "bench", aggregation: bool = True,
-                             nowait: bool = False, hold_results: bool = False) -> Measurement:
+                             nowait: bool = False, hold_results: bool = False, *, cbor: bool | None = None,
+                             freeze_after_start: bool = False) -> Measurement:
     """kpl.AsyncProducer: ``await put_record`` (or ``put_record_nowait``) per record, every result read.
 
     ``hold_results`` keeps every future until ``max_outstanding_records`` are pending before reading
     the oldest (the earlier runner's pattern; the live futures cost garbage-collection time).
+    ``cbor`` chooses the wire protocol of PutRecords (None: the default).  ``freeze_after_start``
+    is what an application may choose to do (the library never does): ``gc.freeze()`` once the
+    producer has started, so that collections no longer walk the AWS clients' loaded models.
     """
     import kpl
     from kpl.logs import configure_logging
 
     configure_logging("warning")
     items = Workload.from_dict(workload)
-    config = _config(aggregation)
+    config = _config(aggregation) if cbor is None else _config(aggregation, cbor_protocol=cbor)
     limit = config.max_outstanding_records
     results = _Results()
     pending = results.pending
     with Stopwatch() as watch:
         async with kpl.AsyncProducer(config) as producer:
             watch.phase("setup")
+            if freeze_after_start:
+                gc.freeze()
             put = producer.put_record_nowait
             for key, data in items.items():
                 if nowait:
@@ -149,6 +156,12 @@ def kpl_variants(workload: Workload, stream: str = "bench") -> list[Variant]:
     return [
         Variant("kpl AsyncProducer, aggregation", here + "kpl_async_producer", {"workload": full, "stream": stream},
                 note="await put_record; every result read"),
+        Variant("kpl AsyncProducer, aggregation, CBOR", here + "kpl_async_producer",
+                {"workload": full, "stream": stream, "cbor": True},
+                note="await put_record; every result read; PutRecords in CBOR"),
+        Variant("kpl AsyncProducer, aggregation, JSON", here + "kpl_async_producer",
+                {"workload": full, "stream": stream, "cbor": False},
+                note="await put_record; every result read; PutRecords in JSON"),
         Variant("kpl AsyncProducer, aggregation, results held", here + "kpl_async_producer",
                 {"workload": full, "stream": stream, "hold_results": True},
                 note="await put_record; futures kept until 100,000 pending, then read oldest first"),
