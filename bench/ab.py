@@ -70,9 +70,9 @@ def main(argv: list[str] | None = None) -> int:
                         print(f"{'AB'[side]} FAILED: {result.error}", flush=True)
                         return 1
                     runs[side].append(result.cpu_us_per_record)
-                    extra: dict[str, Any] = {**m.extra, "sink user records": result.sink.get("user_records")}
+                    seen: dict[str, Any] = {**m.extra, "sink user records": result.sink.get("user_records")}
                     print(f"{'AB'[side]} {result.cpu_us_per_record:6.2f} µs/rec  gc {m.gc_s * 1e6 / m.records:5.2f}"
-                          f"  {extra}", flush=True)
+                          f"  {seen}", flush=True)
     ratios = [b / a for a, b in zip(*runs, strict=True)]
     print(f"A ({sides[0].name} {args.kwa}) median {statistics.median(runs[0]):.2f} µs/rec; "
           f"B ({sides[1].name} {args.kwb}) median {statistics.median(runs[1]):.2f} µs/rec; "
