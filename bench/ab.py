@@ -11,6 +11,9 @@ on its sign.  ``--a``/``--b`` name git revisions whose ``kpl/`` is exported to a
 and imported by the child instead of this tree's (``BENCH_KPL_ROOT``, see :mod:`bench.child`; the
 benchmark code itself is this tree's); without them
 both sides run this tree's kpl, with ``--kwa``/``--kwb`` (JSON) added to the runner's keyword arguments.
+``--target-a`` pits another runner against kpl's, e.g. the best peer::
+
+    .venv/bin/python -m bench.ab --target-a bench.peers:agg_boto3_producer --size 1024 -n 8
 """
 
 from __future__ import annotations
@@ -48,16 +51,19 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--kwb", default="{}", help="JSON keyword arguments added to side B's runner")
     parser.add_argument("--size", type=int, choices=sorted(RECORDS), default=100, help="record size in bytes")
     parser.add_argument("-n", type=int, default=6, help="runs of each side")
-    parser.add_argument("--target", default="bench.producer_bench:kpl_async_producer")
+    parser.add_argument("--target", default="bench.producer_bench:kpl_async_producer",
+                        help="the runner of both sides (module:function)")
+    parser.add_argument("--target-a", help="side A's runner instead, e.g. bench.peers:agg_boto3_producer")
     parser.add_argument("--sink", choices=("bench", "mini"), default="bench")
     args = parser.parse_args(argv)
     workload = Workload(records=RECORDS[args.size], record_size=args.size).to_dict()
     with tempfile.TemporaryDirectory(prefix="bench-ab-") as scratch:
         sides = []
-        for revision, extra in ((args.a, args.kwa), (args.b, args.kwb)):
+        for revision, extra, target in ((args.a, args.kwa, args.target_a or args.target),
+                                        (args.b, args.kwb, args.target)):
             env = {} if revision is None else {"BENCH_KPL_ROOT": str(export_kpl(revision, Path(scratch)))}
-            sides.append(Variant(revision or "this tree", args.target, {"workload": workload, **json.loads(extra)},
-                                 env=env))
+            name = f"{target.rpartition(':')[2]} ({revision or 'this tree'})"
+            sides.append(Variant(name, target, {"workload": workload, **json.loads(extra)}, env=env))
         sink: SinkBase = (MiniSinkProcess(streams={"bench": SHARDS}) if args.sink == "mini"
                           else SinkProcess(streams={"bench": SHARDS}, verify="route"))
         runs: list[list[float]] = [[], []]

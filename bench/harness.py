@@ -567,19 +567,27 @@ def median_run(runs: Sequence[Result]) -> Result:
 
 def run_variants(variants: Sequence[Variant], *, sink: SinkBase | None = None,
                  options: Options | None = None) -> list[Result]:
-    """Every variant (``options.repeat`` times each, the median run kept), in order."""
+    """Every variant (``options.repeat`` times each, the median run kept), in order.
+
+    Repeats go round-robin (every variant once, then every variant again...), so that the runs of each
+    row sample the same stretches of a shared machine's changing load, and rows of one table compare.
+    """
     options = options or Options()
-    results = []
+    chosen_variants = []
     for listed in variants:
         if options.only and not any(text in listed.name for text in options.only):
             continue
         variant = listed
         if options.quick and listed.scale_in_quick:
             variant = replace(listed, kwargs=quick_kwargs(listed.kwargs, options.quick_factor))
-        chosen = median_run([run_once(variant, sink) for _ in range(options.repeat)])
-        if options.verbose:
-            print(format_row(chosen), file=sys.stderr, flush=True)
-        results.append(chosen)
+        chosen_variants.append(variant)
+    runs: list[list[Result]] = [[] for _ in chosen_variants]
+    for _ in range(options.repeat):
+        for variant, variant_runs in zip(chosen_variants, runs, strict=True):
+            variant_runs.append(run_once(variant, sink))
+            if options.verbose:
+                print(format_row(variant_runs[-1]), file=sys.stderr, flush=True)
+    results = [median_run(variant_runs) for variant_runs in runs]
     if options.json_path is not None:
         write_json(results, options.json_path)
     return results
