@@ -199,7 +199,7 @@ class ProducerCore:
         if intake is None or self.closing:
             intake = self._pipeline(stream_name).intake
         size = record[SIZE]
-        if size > self.checked_size:
+        if size > self.checked_size or intake.held:
             return None
         budget = self.budget
         if budget.admitted_records < budget.records_limit and budget.admitted_bytes + size <= budget.bytes_limit:
@@ -241,12 +241,20 @@ class ProducerCore:
         if size > self.checked_size:
             await self.check_size(stream_name, size)
             self.check_open()
+        await self._wait_for_map(stream_name)
         budget = self.budget
         if not budget.try_admit(size):
             await budget.wait_for_room(size)
             self.check_open()
             budget.admit(size)
         return self._enqueue(stream_name, record)
+
+    async def _wait_for_map(self, stream_name: str) -> None:
+        """While MAP_WAIT_RECORDS of the stream's records wait for its shard map, wait for it too."""
+        intake = self._pipeline(stream_name).intake
+        if intake.held:
+            await intake.wait_until_released()
+            self.check_open()
 
     def put_or_refuse(
         self, stream_name: str, data: object, partition_key: object, explicit_hash_key: object,
@@ -288,6 +296,8 @@ class ProducerCore:
         intake = self._intakes.get(stream_name)
         if intake is None or self.closing:
             intake = self._pipeline(stream_name).intake
+        if intake.held:
+            return []
         sizes = list(map(_record_size, batch))
         if max(sizes, default=0) > self.checked_size:
             sizes = list(itertools.takewhile(lambda size: size <= self.checked_size, sizes))
@@ -305,18 +315,22 @@ class ProducerCore:
     async def put_many_after_waiting(
         self, stream_name: str, batch: list[PendingRecord], futures: list[asyncio.Future[RecordResult]],
     ) -> list[asyncio.Future[RecordResult]]:
-        """put_many's slow way for the records it could not queue at once: one by one, waiting."""
+        """put_many's slow way for the records it could not queue at once: the next one waiting as
+        ``put_record`` does, then as many of the rest as go in at once, and so on."""
         budget = self.budget
-        for record in batch[len(futures):]:
+        while len(futures) < len(batch):
+            record = batch[len(futures)]
             size = record[SIZE]
             if size > self.checked_size:
                 await self.check_size(stream_name, size)
                 self.check_open()
+            await self._wait_for_map(stream_name)
             if not budget.try_admit(size):
                 await budget.wait_for_room(size)
                 self.check_open()
                 budget.admit(size)
             futures.append(self._enqueue(stream_name, record))
+            futures += self.put_many(stream_name, batch[len(futures):])
         return futures
 
     def add_burst(self, stream_name: str, records: list[PendingRecord], futures: list[Any]) -> None:
