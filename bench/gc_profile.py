@@ -63,10 +63,10 @@ def main(argv: list[str] | None = None) -> int:
         if phase == "start":
             if args.promotions and generation == 1:
                 state["young"] = set(map(id, gc.get_objects(1)))
-            state["start"] = time.perf_counter()
+            state["start"] = time.thread_time()
             return
         per_generation[generation][0] += 1
-        per_generation[generation][1] += time.perf_counter() - state["start"]
+        per_generation[generation][1] += time.thread_time() - state["start"]
         if args.promotions and generation == 1:
             young = state["young"]
             promoted.update(type(o).__name__ for o in gc.get_objects(2) if id(o) in young)

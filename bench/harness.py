@@ -315,9 +315,9 @@ class Stopwatch:
 
     def _on_gc(self, phase: str, info: dict[str, int]) -> None:
         if phase == "start":
-            self._gc_started = time.perf_counter()
+            self._gc_started = time.thread_time()
         elif self._gc_started:
-            self.gc_s += time.perf_counter() - self._gc_started
+            self.gc_s += time.thread_time() - self._gc_started
             self.gc_collections += 1
             self._gc_started = 0.0
 
