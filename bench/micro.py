@@ -2,6 +2,7 @@
 
     .venv/bin/python -m bench.micro encode      # kpl's aggregate encoder vs the protobuf runtime
     .venv/bin/python -m bench.micro awaitable   # what put_record's ready path may return
+    .venv/bin/python -m bench.micro request     # the CPU of one PutRecords call, as the producer makes it
 
 ``encode``: the same user records (the producer benchmark's workload, 100-byte and 1 KiB) into one
 aggregate, by :class:`kpl.aggregation.AggregateBuilder` (hand-written protobuf, cached headers) and by
@@ -9,7 +10,11 @@ message objects of the upb protobuf runtime (``AggregatedRecord`` with ``records
 ``SerializeToString``), each with the magic and the MD5 trailer; both results decode to the same
 records.  ``awaitable``: the CPU per ``await`` of the cheapest objects that hand a value back without
 suspending: a coroutine (what ``AsyncProducer.put_record`` returns), a resolved ``asyncio.Future``,
-and an object whose ``__await__`` is a generator.  Thread CPU time, best of ``--rounds``.
+and an object whose ``__await__`` is a generator.  ``request``: PutRecords calls through the producer's
+own data client (aiobotocore, kpl's body writer, CBOR) against ``bench.minisink``, with one entry and with
+100 entries of 100 bytes: the fixed cost of a request (botocore, signing, aiohttp), which a producer
+bounded by RecordMaxBufferedTime pays more often than one that sends only full batches.  Thread CPU
+time, best of ``--rounds``.
 """
 
 from __future__ import annotations
@@ -120,14 +125,44 @@ async def _awaitable(rounds: int) -> None:
         print(f"{name:<38} {(await timed(body) - floor) * 1e9:5.0f} ns per await")
 
 
+async def _request(rounds: int) -> None:
+    import kpl
+    from kpl.aws import async_client
+    from kpl.wire import install_put_records_codec
+
+    async with async_client("kinesis", kpl.ProducerConfig().kinesis_client_config()) as client:
+        install_put_records_codec(client, cbor=True)
+        for entries in (1, 100):
+            records = [{"Data": b"x" * 100, "PartitionKey": "a", "ExplicitHashKey": "1"}] * entries
+            best = float("inf")
+            for _ in range(rounds):
+                started = time.thread_time()
+                for _ in range(100):
+                    await client.put_records(StreamName="bench", Records=records)
+                best = min(best, (time.thread_time() - started) / 100)
+            print(f"PutRecords with {entries:>3} entries: {best * 1000:.2f} ms CPU per request")
+
+
+def request(rounds: int) -> None:
+    import os
+
+    from bench.harness import MiniSinkProcess
+
+    with MiniSinkProcess(streams={"bench": 16}) as sink:
+        os.environ.update(sink.aws_env())
+        asyncio.run(_request(rounds))
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m bench.micro", description=__doc__.split("\n\n")[0])
-    parser.add_argument("what", choices=("encode", "awaitable"))
+    parser.add_argument("what", choices=("encode", "awaitable", "request"))
     parser.add_argument("--rounds", type=int, default=5)
     args = parser.parse_args(argv)
     print(f"(CPython {sys.version.split()[0]}; thread CPU time, best of {args.rounds} rounds)")
     if args.what == "encode":
         encode(args.rounds)
+    elif args.what == "request":
+        request(args.rounds)
     else:
         asyncio.run(_awaitable(args.rounds))
     return 0
