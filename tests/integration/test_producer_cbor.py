@@ -1,4 +1,4 @@
-"""PutRecords in Kinesis' CBOR protocol (the default) and in JSON against LocalStack: delivered, read back."""
+"""PutRecords in CBOR (the default) and in JSON against LocalStack: delivered, read back, errors read."""
 
 from __future__ import annotations
 
