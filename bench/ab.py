@@ -29,8 +29,9 @@ from io import BytesIO
 from pathlib import Path
 from typing import Any
 
-from bench.harness import ROOT, MiniSinkProcess, SinkBase, SinkProcess, Variant, run_once
+from bench.harness import ROOT, Variant, run_once
 from bench.producer_bench import RECORDS, SHARDS
+from bench.sink_process import MiniSinkProcess, SinkBase, SinkProcess
 from bench.workload import Workload
 
 

@@ -23,8 +23,9 @@ import time
 from collections import Counter
 from typing import Any
 
-from bench.harness import Measurement, SinkProcess
+from bench.harness import Measurement
 from bench.producer_bench import RECORDS, SHARDS
+from bench.sink_process import SinkProcess
 from bench.workload import Workload
 
 

@@ -32,11 +32,8 @@ from typing import Any
 
 from bench.harness import (
     Measurement,
-    MiniSinkProcess,
     Options,
     Result,
-    SinkBase,
-    SinkProcess,
     Stopwatch,
     Variant,
     delivered_correctly,
@@ -45,6 +42,7 @@ from bench.harness import (
     run_variants,
 )
 from bench.peers import UNBOUNDED_RATE, producer_peer_variants
+from bench.sink_process import MiniSinkProcess, SinkBase, SinkProcess
 from bench.workload import Workload
 
 SHARDS = 16

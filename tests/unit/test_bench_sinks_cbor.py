@@ -17,7 +17,7 @@ import cbor2
 import pytest
 
 import kpl
-from bench.harness import MiniSinkProcess, SinkBase, SinkProcess
+from bench.sink_process import MiniSinkProcess, SinkBase, SinkProcess
 from kpl.hashing import partition_key_hash
 
 CBOR = "application/x-amz-cbor-1.1"
