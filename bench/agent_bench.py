@@ -21,16 +21,8 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
-from bench.harness import (
-    Measurement,
-    Result,
-    SinkProcess,
-    Stopwatch,
-    Variant,
-    format_table,
-    parse_options,
-    run_variants,
-)
+from bench.harness import Measurement, Result, Stopwatch, Variant, format_table, parse_options, run_variants
+from bench.sink_process import SinkProcess
 
 LINES = 1_000_000
 LINE_BYTES = 100

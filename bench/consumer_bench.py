@@ -42,7 +42,6 @@ from bench.harness import (
     ROOT,
     Measurement,
     PeerUnavailable,
-    SinkProcess,
     Stopwatch,
     Variant,
     format_table,
@@ -50,6 +49,7 @@ from bench.harness import (
     run_variants,
 )
 from bench.peers import _aggregated_get_records_output, consumer_peer_variants, prefilled_streams
+from bench.sink_process import SinkProcess
 from bench.workload import Workload
 
 RECORDS = 1_000_000

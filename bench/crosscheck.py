@@ -28,18 +28,9 @@ import sys
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
-from bench.harness import (
-    MiniSinkProcess,
-    Options,
-    Result,
-    SinkBase,
-    SinkProcess,
-    Variant,
-    machine_summary,
-    median_run,
-    run_once,
-)
+from bench.harness import Options, Result, Variant, machine_summary, median_run, run_once
 from bench.producer_bench import kpl_variants, start_sink
+from bench.sink_process import MiniSinkProcess, SinkBase, SinkProcess
 from bench.workload import Workload
 
 SHARDS = 16

@@ -27,19 +27,9 @@ from collections.abc import Sequence
 from functools import partial
 from typing import Any
 
-from bench.harness import (
-    Measurement,
-    MiniSinkProcess,
-    Result,
-    SinkBase,
-    SinkProcess,
-    Stopwatch,
-    Variant,
-    machine_summary,
-    parse_options,
-    run_once,
-)
+from bench.harness import Measurement, Result, Stopwatch, Variant, machine_summary, parse_options, run_once
 from bench.peers import UNBOUNDED_RATE
+from bench.sink_process import MiniSinkProcess, SinkBase, SinkProcess
 from bench.workload import Workload
 
 SHARDS = 16

@@ -3,20 +3,23 @@
     python -m bench.minisink --port 0 --stream bench:16 [--latency-ms M] [--behaviour connection-close]
 
 Written from the Kinesis API reference alone, with the standard library only (no aiohttp, no kpl, no
-code shared with ``bench/sink.py``), so that a benchmark number that depends on how *our* sink
-answers shows up as a disagreement between the two (``python -m bench.crosscheck``).
+code shared with ``bench/sink.py``; CBOR bodies are read and written with the ``cbor2`` package), so
+that a benchmark number that depends on how *our* sink answers shows up as a disagreement between the
+two (``python -m bench.crosscheck``).
 
 It serves the JSON 1.1 protocol (``X-Amz-Target: Kinesis_20131202.<Operation>``, any signature
-accepted) over HTTP/1.1 keep-alive on plain asyncio streams: every response is one write of the
-status line, ``Content-Length`` headers and body.  Operations:
+accepted), and the same with CBOR bodies (``Content-Type: application/x-amz-cbor-1.1``: ``Data`` as raw
+bytes instead of base64 text, answered in CBOR; what the AWS SDK for Java speaks), over HTTP/1.1
+keep-alive on plain asyncio streams: every response is one write of the status line, ``Content-Length``
+headers and body. Operations:
 
 * ``ListShards`` (``NextToken`` pages of ``MaxResults``, default 1000), ``DescribeStreamSummary``,
-  ``DescribeStream`` (async-kinesis asks for it at start);
-* ``PutRecords``: each entry's hash key is its ``ExplicitHashKey`` or MD5 of its partition key (UTF-8)
-  read as a big-endian 128-bit integer; the entry goes to the shard whose range holds it (ranges
-  split evenly, as CreateStream does) and gets that shard's id and a sequence number;
-* CloudWatch ``PutMetricData`` (JSON 1.0 or Smithy RPC v2 CBOR, whichever botocore speaks) is
-  answered with an empty success, so a producer that publishes metrics at close does not retry against the sink.
+``DescribeStream`` (async-kinesis asks for it at start); * ``PutRecords``: each entry's hash key is its
+``ExplicitHashKey`` or MD5 of its partition key (UTF-8) read as a big-endian 128-bit integer; the entry
+goes to the shard whose range holds it (ranges split evenly, as CreateStream does) and gets that shard's
+id and a sequence number; * CloudWatch ``PutMetricData`` (JSON 1.0 or Smithy RPC v2 CBOR, whichever
+botocore speaks) is answered with an empty success, so a producer that publishes metrics at close does
+not retry against the sink.
 
 Anything else is ``UnknownOperationException``.  It keeps counters only (requests, Kinesis records
 and bytes per shard); it never decodes the data, so it does not know user records inside aggregates.
@@ -47,9 +50,12 @@ import time
 from collections import Counter
 from typing import Any
 
+import cbor2
+
 KINESIS_PREFIX = "Kinesis_20131202."
 CLOUDWATCH_CBOR_PATH = "/service/GraniteServiceVersion20100801/operation/"
 CLOUDWATCH_JSON_TARGET = "GraniteServiceVersion20100801.PutMetricData"
+CBOR_CONTENT_TYPE = "application/x-amz-cbor-1.1"
 HASH_SPACE = 1 << 128
 BEHAVIOURS = ("keep-alive", "connection-close", "http10", "chunked", "split-nagle")
 MAX_BODY = 16 * 1024 * 1024
@@ -126,9 +132,11 @@ class Kinesis:
         shard_of, records, sizes, ids = stream.shard_of, stream.records, stream.bytes, stream.ids
         for entry in entries:
             key, data = entry.get("PartitionKey"), entry.get("Data")
-            if not isinstance(key, str) or not 1 <= len(key) <= 256 or not isinstance(data, str):
+            if not isinstance(key, str) or not 1 <= len(key) <= 256 or not isinstance(data, (str, bytes)):
                 raise ServiceError("ValidationException", "each record needs Data and a 1-256 character PartitionKey")
-            size = len(data) * 3 // 4 - data.count("=", -2) + len(key.encode())
+            # Data is base64 text in JSON, raw bytes in CBOR.
+            size = len(data) if isinstance(data, bytes) else len(data) * 3 // 4 - data.count("=", -2)
+            size += len(key.encode())
             if size > 1024 * 1024:
                 raise ServiceError("ValidationException", f"record of {size} bytes exceeds 1 MiB")
             shard = shard_of(key, entry.get("ExplicitHashKey"))
@@ -241,19 +249,21 @@ class Server:
         if self.kinesis.latency_s:
             await asyncio.sleep(self.kinesis.latency_s)
         self.request_ids += 1
-        json_headers = [("Content-Type", "application/x-amz-json-1.1"),
-                        ("x-amzn-RequestId", f"mini-{self.request_ids}")]
+        cbor = headers.get("content-type", "").startswith(CBOR_CONTENT_TYPE)
+        encode = cbor2.dumps if cbor else (lambda value: json.dumps(value).encode())
+        response_headers = [("Content-Type", CBOR_CONTENT_TYPE if cbor else "application/x-amz-json-1.1"),
+                            ("x-amzn-RequestId", f"mini-{self.request_ids}")]
         try:
             if not target.startswith(KINESIS_PREFIX):
                 raise ServiceError("UnknownOperationException", f"minisink does not serve {operation!r}")
             try:
-                request = json.loads(body or b"{}")
-            except ValueError as error:
+                request = (cbor2.loads(body) if body else {}) if cbor else json.loads(body or b"{}")
+            except (ValueError, cbor2.CBORDecodeError) as error:
                 raise ServiceError("SerializationException", str(error)) from None
-            return 200, json_headers, json.dumps(self.kinesis.call(operation, request)).encode()
+            return 200, response_headers, encode(self.kinesis.call(operation, request))
         except ServiceError as error:
-            payload = json.dumps({"__type": error.code, "message": error.message}).encode()
-            return error.status, [*json_headers, ("x-amzn-ErrorType", error.code)], payload
+            payload = encode({"__type": error.code, "message": error.message})
+            return error.status, [*response_headers, ("x-amzn-ErrorType", error.code)], payload
 
     def control(self, method: str, path: str) -> tuple[int, list[tuple[str, str]], bytes]:
         if (method, path) == ("POST", "/_minisink/reset"):

@@ -10,8 +10,9 @@ from __future__ import annotations
 
 import sys
 
-from bench.harness import SinkProcess, Variant, format_table, parse_options, run_variants
+from bench.harness import Variant, format_table, parse_options, run_variants
 from bench.peers import consumer_peer_variants, prefilled_streams, producer_peer_variants
+from bench.sink_process import SinkProcess
 from bench.workload import Workload
 
 SHARDS = 16

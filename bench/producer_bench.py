@@ -24,6 +24,7 @@ it (so not the rows that misroute sub-records).  The exact command is printed un
 
 from __future__ import annotations
 
+import gc
 import sys
 from collections import deque
 from collections.abc import Sequence
@@ -31,11 +32,8 @@ from typing import Any
 
 from bench.harness import (
     Measurement,
-    MiniSinkProcess,
     Options,
     Result,
-    SinkBase,
-    SinkProcess,
     Stopwatch,
     Variant,
     delivered_correctly,
@@ -44,6 +42,7 @@ from bench.harness import (
     run_variants,
 )
 from bench.peers import UNBOUNDED_RATE, producer_peer_variants
+from bench.sink_process import MiniSinkProcess, SinkBase, SinkProcess
 from bench.workload import Workload
 
 SHARDS = 16
@@ -82,26 +81,54 @@ class _Results:
 
 
 async def kpl_async_producer(workload: dict[str, Any], stream: str = "bench", aggregation: bool = True,
-                             nowait: bool = False, hold_results: bool = False) -> Measurement:
+                             nowait: bool = False, hold_results: bool = False, *, cbor: bool | None = None,
+                             freeze_after_start: bool = False, batch: int = 0,
+                             settings: dict[str, Any] | None = None, gc_threshold0: int = 0) -> Measurement:
     """kpl.AsyncProducer: ``await put_record`` (or ``put_record_nowait``) per record, every result read.
 
     ``hold_results`` keeps every future until ``max_outstanding_records`` are pending before reading
     the oldest (the earlier runner's pattern; the live futures cost garbage-collection time).
+    ``cbor`` chooses the wire protocol of PutRecords (None: the default).  ``freeze_after_start``
+    is what an application may choose to do (the library never does): ``gc.freeze()`` once the
+    producer has started, so that collections no longer walk the AWS clients' loaded models.
+    ``batch``: ``await put_records`` with this many records per call instead (one future per record).
+    ``settings``: further ProducerConfig fields (for measuring a lever with ``bench.ab --kwb``).
+    ``gc_threshold0`` (only with ``bench.ab``, never a table row): the young generation's threshold for the
+    run, to estimate what fewer collector-tracked allocations per record would save (doubling it is what
+    one allocation per record instead of two would do to the collection counts).
     """
     import kpl
     from kpl.logs import configure_logging
 
     configure_logging("warning")
     items = Workload.from_dict(workload)
-    config = _config(aggregation)
+    extra = dict(settings or {})
+    if cbor is not None:
+        extra["cbor_protocol"] = cbor
+    config = _config(aggregation, **extra)
     limit = config.max_outstanding_records
     results = _Results()
     pending = results.pending
+    if gc_threshold0:
+        gc.set_threshold(gc_threshold0, *gc.get_threshold()[1:])
     with Stopwatch() as watch:
         async with kpl.AsyncProducer(config) as producer:
             watch.phase("setup")
+            if freeze_after_start:
+                gc.freeze()
             put = producer.put_record_nowait
-            for key, data in items.items():
+            if batch:
+                add = results.add
+                chunk: list[tuple[bytes, str]] = []
+                for key, data in items.items():
+                    chunk.append((data, key))
+                    if len(chunk) == batch:
+                        for future in await producer.put_records(stream, chunk):
+                            add(future)
+                        chunk = []
+                for future in await producer.put_records(stream, chunk):
+                    add(future)
+            for key, data in () if batch else items.items():
                 if nowait:
                     try:
                         future = put(stream, data, key)
@@ -149,9 +176,21 @@ def kpl_variants(workload: Workload, stream: str = "bench") -> list[Variant]:
     return [
         Variant("kpl AsyncProducer, aggregation", here + "kpl_async_producer", {"workload": full, "stream": stream},
                 note="await put_record; every result read"),
+        Variant("kpl AsyncProducer, aggregation, CBOR", here + "kpl_async_producer",
+                {"workload": full, "stream": stream, "cbor": True},
+                note="await put_record; every result read; PutRecords in CBOR"),
+        Variant("kpl AsyncProducer, aggregation, JSON", here + "kpl_async_producer",
+                {"workload": full, "stream": stream, "cbor": False},
+                note="await put_record; every result read; PutRecords in JSON"),
+        Variant("kpl AsyncProducer, aggregation, app freezes GC", here + "kpl_async_producer",
+                {"workload": full, "stream": stream, "freeze_after_start": True},
+                note="as the first row, and the application calls gc.freeze() once the producer has started"),
         Variant("kpl AsyncProducer, aggregation, results held", here + "kpl_async_producer",
                 {"workload": full, "stream": stream, "hold_results": True},
                 note="await put_record; futures kept until 100,000 pending, then read oldest first"),
+        Variant("kpl AsyncProducer, aggregation, put_records", here + "kpl_async_producer",
+                {"workload": full, "stream": stream, "batch": 500},
+                note="await put_records, 500 records per call, a future per record; every result read"),
         Variant("kpl AsyncProducer, aggregation, nowait", here + "kpl_async_producer",
                 {"workload": full, "stream": stream, "nowait": True}, note="put_record_nowait; every result read"),
         Variant("kpl Producer (sync), aggregation", here + "kpl_sync_producer", {"workload": full, "stream": stream},

@@ -4,19 +4,20 @@
     python -m bench.sink --selftest [--quick]
 
 The emulator (LocalStack's kinesis-mock) absorbs ~900 records/s, so client throughput is measured
-against this process instead.  It speaks the real wire protocol (JSON 1.1 with ``X-Amz-Target``, any
-SigV4 signature accepted), so clients reach it through ``AWS_ENDPOINT_URL`` like any endpoint, and it
-answers as the service would: real shard routing, per-record results, the service's size limits and
-error codes.  What it does not implement is listed in docs/bench.md.
+against this process instead. It speaks the real wire protocol (JSON 1.1 with ``X-Amz-Target``, or the
+same with CBOR bodies, ``application/x-amz-cbor-1.1``; any SigV4 signature accepted), so clients reach
+it through ``AWS_ENDPOINT_URL`` like any endpoint, and it answers as the service would: real shard
+routing, per-record results, the service's size limits and error codes. What it does not implement is
+listed in docs/bench.md.
 
 Besides the AWS operations it serves a small control API for the harness:
 
 * ``GET /_sink/stats`` — counters per operation, stream, shard and delivery stream, and the sink's own
-  CPU time (so a benchmark can show the sink was not the bottleneck);
-* ``POST /_sink/reset`` — zero the counters;
-* ``POST /_sink/config`` — change :class:`bench.sink_model.SinkSettings` (failure rate, latency, ...);
-* ``POST /_sink/prefill`` — create a pre-filled stream (a :class:`bench.sink_model.PrefillSpec` as JSON);
-* ``POST /_sink/streams`` — create a stream: ``{"name": ..., "shards": ...}``.
+CPU time (so a benchmark can show the sink was not the bottleneck); * ``POST /_sink/reset`` — zero the
+counters; * ``POST /_sink/config`` — change :class:`bench.sink_model.SinkSettings` (failure rate,
+latency, ...); * ``POST /_sink/prefill`` — create a pre-filled stream (a
+:class:`bench.sink_model.PrefillSpec` as JSON); * ``POST /_sink/streams`` — create a stream: ``{"name":
+..., "shards": ...}``.
 
 When started with ``--port 0`` it binds a free port on 127.0.0.1 and prints ``READY <url>`` once it
 accepts connections.
@@ -26,6 +27,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import base64
 import json
 import os
 import resource
@@ -38,6 +40,7 @@ from collections import Counter
 from collections.abc import Awaitable, Callable
 from typing import Any
 
+import cbor2
 from aiohttp import web
 
 from bench.sink_firehose import FirehoseService
@@ -45,6 +48,8 @@ from bench.sink_kinesis import KinesisService
 from bench.sink_model import VERIFY_MODES, PrefillSpec, SinkError, SinkSettings
 
 JSON_CONTENT_TYPE = "application/x-amz-json-1.1"
+#: Kinesis' JSON 1.1 protocol with CBOR bodies (blobs as raw bytes, not base64), as the AWS SDK for Java sends it.
+CBOR_CONTENT_TYPE = "application/x-amz-cbor-1.1"
 KINESIS_TARGET_PREFIX = "Kinesis_20131202."
 FIREHOSE_TARGET_PREFIX = "Firehose_20150804."
 #: botocore speaks CloudWatch over Smithy RPC v2 CBOR; the only call our code makes is PutMetricData.
@@ -151,17 +156,24 @@ class SinkServer:
         operation = operations.get(name)
         if operation is None:
             return self._error(SinkError("UnknownOperationException", f"the sink does not implement {service} {name}"))
+        cbor = request.content_type == CBOR_CONTENT_TYPE
+        raw = await request.read()
         try:
-            body = json.loads(await request.read() or b"{}")
-        except ValueError as error:
-            return self._error(SinkError("SerializationException", f"request body is not JSON: {error}"))
+            body = (cbor2.loads(raw) if raw else {}) if cbor else json.loads(raw or b"{}")
+        except (ValueError, cbor2.CBORDecodeError) as error:
+            return self._error(SinkError("SerializationException", f"request body is not "
+                                                                    f"{'CBOR' if cbor else 'JSON'}: {error}"), cbor)
+        if not isinstance(body, dict):
+            return self._error(SinkError("SerializationException", "request body is not an object"), cbor)
         try:
             result = operation(body)
         except SinkError as error:
-            return self._error(error)
+            return self._error(error, cbor)
         except Exception as error:  # a request the sink did not foresee, or a sink bug: say so loudly
             traceback.print_exc(file=sys.stderr)
-            return self._error(SinkError("InternalFailure", f"sink error: {error!r}", status=500))
+            return self._error(SinkError("InternalFailure", f"sink error: {error!r}", status=500), cbor)
+        if cbor:
+            return self._cbor_response(cbor_result(json.loads(result) if isinstance(result, str) else result))
         return self._json_response(result if isinstance(result, str) else json.dumps(result))
 
     def _json_response(self, text: str) -> web.Response:
@@ -169,9 +181,16 @@ class SinkServer:
         return web.Response(body=text.encode(), content_type=JSON_CONTENT_TYPE,
                             headers={"x-amzn-RequestId": f"sink-{self._request_ids}"})
 
-    def _error(self, error: SinkError) -> web.Response:
-        body = json.dumps({"__type": error.code, "message": error.message})
-        return web.Response(status=error.status, body=body.encode(), content_type=JSON_CONTENT_TYPE,
+    def _cbor_response(self, result: dict[str, Any]) -> web.Response:
+        self._request_ids += 1
+        return web.Response(body=cbor2.dumps(result), content_type=CBOR_CONTENT_TYPE,
+                            headers={"x-amzn-RequestId": f"sink-{self._request_ids}"})
+
+    def _error(self, error: SinkError, cbor: bool = False) -> web.Response:
+        fields = {"__type": error.code, "message": error.message}
+        body = cbor2.dumps(fields) if cbor else json.dumps(fields).encode()
+        return web.Response(status=error.status, body=body,
+                            content_type=CBOR_CONTENT_TYPE if cbor else JSON_CONTENT_TYPE,
                             headers={"x-amzn-ErrorType": error.code})
 
     # --- control API --------------------------------------------------------------------------------
@@ -209,6 +228,16 @@ class SinkServer:
         shards = int(body.get("shards", self.sink.settings.default_shards))
         stream = self.sink.kinesis.create_stream(body["name"], shards)
         return {"name": stream.name, "shards": len(stream.shards)}
+
+
+def cbor_result(result: dict[str, Any]) -> dict[str, Any]:
+    """A result rendered for JSON, as CBOR carries it: GetRecords' ``Data`` as raw bytes, not base64."""
+    records = result.get("Records")
+    if isinstance(records, list):
+        for record in records:
+            if isinstance(record, dict) and isinstance(record.get("Data"), str):
+                record["Data"] = base64.b64decode(record["Data"])
+    return result
 
 
 def build_sink(args: argparse.Namespace) -> Sink:

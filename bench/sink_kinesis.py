@@ -54,7 +54,12 @@ VERIFY_BACKLOG_BYTES = 512 * 1024 * 1024
 #: Base64 of the aggregation magic's first three bytes: how an aggregate is spotted without decoding it.
 AGGREGATE_PREFIX_B64 = base64.b64encode(aggregation.MAGIC[:3]).decode()
 
-Routed = tuple[Shard, str, str, int]
+#: (shard, data as base64 text (JSON) or bytes (CBOR), partition key, size)
+Routed = tuple[Shard, str | bytes, str, int]
+
+
+def _base64_text(data: str | bytes) -> str:
+    return data if isinstance(data, str) else base64.b64encode(data).decode()
 
 
 class KinesisService:
@@ -64,7 +69,7 @@ class KinesisService:
         self.streams: dict[str, Stream] = {}
         self._random = random.Random(seed)
         #: aggregates put but not yet verified: (stream, shard, base64 data, the retained copy if any)
-        self._unverified: deque[tuple[Stream, Shard, str, StoredRecord | None]] = deque()
+        self._unverified: deque[tuple[Stream, Shard, str | bytes, StoredRecord | None]] = deque()
         self._unverified_bytes = 0
 
     # --- set-up and counters -------------------------------------------------------------------------
@@ -243,10 +248,10 @@ class KinesisService:
             shard.counters.records += 1
             shard.counters.bytes += size
             accepted_bytes += size
-            stored = StoredRecord(render_tail(data, partition_key), size, 1, now) if retain else None
+            stored = StoredRecord(render_tail(_base64_text(data), partition_key), size, 1, now) if retain else None
             if stored is not None:
                 shard.appended.append(stored)
-            if data.startswith(AGGREGATE_PREFIX_B64):
+            if (data.startswith(AGGREGATE_PREFIX_B64) if isinstance(data, str) else data.startswith(aggregation.MAGIC)):
                 counters.aggregated_records += 1
                 if verify:
                     self._unverified.append((stream, shard, data, stored))
@@ -296,8 +301,12 @@ class KinesisService:
             key_length = len(partition_key) if isinstance(partition_key, str) else 0
             if not 1 <= key_length <= 256:
                 raise SinkError("ValidationException", f"record {number}: PartitionKey must be 1 to 256 characters")
-            # Size of the decoded data without decoding it, plus the key's UTF-8 length.
-            size = len(data) * 3 // 4 - (2 if data.endswith("==") else 1 if data.endswith("=") else 0)
+            if type(data) is bytes:  # CBOR: the data itself
+                size = len(data)
+            elif type(data) is str:  # JSON: the size of the decoded data without decoding it
+                size = len(data) * 3 // 4 - (2 if data.endswith("==") else 1 if data.endswith("=") else 0)
+            else:
+                raise SinkError("SerializationException", f"record {number}: Data must be a blob")
             size += key_length if partition_key.isascii() else len(partition_key.encode())
             if size > limit:
                 raise SinkError("ValidationException",
@@ -320,10 +329,10 @@ class KinesisService:
                             f"PutRecords request of {total} bytes exceeds {MAX_PUT_RECORDS_REQUEST_BYTES} bytes")
         return routed
 
-    def _verify_aggregate(self, stream: Stream, shard: Shard, data: str) -> int:
+    def _verify_aggregate(self, stream: Stream, shard: Shard, data: str | bytes) -> int:
         """User records in an aggregate (1 if it is not a valid one); with verify=route, counts misrouted ones."""
         try:
-            records = aggregation.decode(base64.b64decode(data))
+            records = aggregation.decode(data if isinstance(data, bytes) else base64.b64decode(data))
         except (aggregation.AggregationFormatError, binascii.Error):
             stream.counters.invalid_aggregates += 1
             return 1

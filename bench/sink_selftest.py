@@ -1,6 +1,6 @@
 """``python -m bench.sink --selftest``: how much the sink itself can absorb, so it is never the bottleneck.
 
-The sink runs as in a benchmark (its own process, via :class:`bench.harness.SinkProcess`) and is
+The sink runs as in a benchmark (its own process, via :class:`bench.sink_process.SinkProcess`) and is
 driven by a deliberately cheap client: pre-built HTTP requests written over a few keep-alive
 connections, with responses read but not parsed.  For each scenario the table shows what was
 achieved and the *ceiling*: records per second the sink would absorb with one whole core, from its
@@ -19,9 +19,10 @@ from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urlsplit
 
-from bench.harness import SinkProcess, machine_summary
+from bench.harness import machine_summary
 from bench.sink_kinesis import MAX_GET_RECORDS_LIMIT
 from bench.sink_model import PrefillSpec, encode_iterator
+from bench.sink_process import SinkProcess
 from bench.workload import Workload
 from kpl.aggregation import AggregateBuilder
 

@@ -27,8 +27,10 @@ from kpl.records import AttemptLog
 #: holds attempts made while the record travelled in earlier Kinesis records (it was regrouped).
 #:
 #: An exact tuple of atomic values on purpose: the garbage collector stops tracking such tuples, so
-#: the records a busy producer holds cost no collector time.  The record's future (which would keep
-#: it tracked) travels in a parallel list.
+#: the records a busy producer holds are not walked by later collections.  (Each tuple's allocation
+#: still counts towards the young generation's threshold, as the future's does: two per record, which
+#: set how often the collector runs; docs/kpl.md, "Where the time goes".)  The record's future (which
+#: would keep it tracked) travels in a parallel list.
 PendingRecord = tuple[str, str | None, bytes, int, int, float, AttemptLog]
 PARTITION_KEY: Final = 0
 EXPLICIT_HASH_KEY: Final = 1

@@ -127,9 +127,9 @@ class ProducerConfig:
     #: Not KPL settings: the backpressure bounds.  ``put_record`` waits while either is reached.
     max_outstanding_records: int = 100_000
     max_outstanding_bytes: int = 64 * MIB
-    #: Not a KPL setting: PutRecords in Kinesis' CBOR protocol (as the AWS SDK for Java), without
-    #: base64; the other calls stay JSON.  See kpl/wire.py.
-    cbor_protocol: bool = False
+    #: Not a KPL setting: PutRecords in Kinesis' CBOR protocol (the AWS SDK for Java's default), without
+    #: base64; the other calls stay JSON.  False sends PutRecords as JSON, as botocore does.  See kpl/wire.py.
+    cbor_protocol: bool = True
     #: Not a KPL setting: where the producer's clients get credentials (explicit keys, an assumed
     #: role) when standard AWS configuration is not what the application wants.  Its timeouts, pool
     #: size and retries are replaced per client; its region applies unless ``region`` is set, its

@@ -36,6 +36,10 @@ from kpl.resolver import Resolver
 KNOWN_KEYS: dict[str, tuple[int, int]] = {}
 _KEYS_LIMIT = 1 << 14
 
+#: Records of a stream that may wait for its shard map (they cannot be sent before it is loaded); from
+#: this many on, an awaited ``put_record`` waits for the map instead (see :attr:`Intake.held`).
+MAP_WAIT_RECORDS = 4096
+
 _getrandbits = random.getrandbits
 _size = itemgetter(SIZE)
 _hash_key = itemgetter(HASH_KEY)
@@ -147,6 +151,11 @@ class Intake:
         #: Records (and their futures) that arrived before the shard map and the stream's limits.
         self._waiting: list[PendingRecord] = []
         self._waiting_futures: list[Any] = []
+        #: MAP_WAIT_RECORDS records wait for the map: awaited puts wait too (:meth:`wait_until_released`)
+        #: rather than pile up records that cannot be sent (at start-up the caller's loop would otherwise
+        #: put tens of thousands while ListShards is answered, each record's future kept alive meanwhile).
+        self.held = False
+        self._released: asyncio.Future[None] | None = None
         #: Records taken in since the last metrics sample.
         self.received = 0
 
@@ -210,11 +219,30 @@ class Intake:
             return
         self._waiting += records
         self._waiting_futures += futures
+        self._check_hold()
 
     def wait_again(self, records: list[PendingRecord], futures: list[Any]) -> None:
         """Retried records that need the shard map, which is not there: first in line for it."""
         self._waiting[:0] = records
         self._waiting_futures[:0] = futures
+        self._check_hold()
+
+    def _check_hold(self) -> None:
+        held = len(self._waiting) >= MAP_WAIT_RECORDS
+        if held == self.held:
+            return
+        self.held = held
+        if not held and self._released is not None:
+            released, self._released = self._released, None
+            if not released.done():
+                released.set_result(None)
+
+    async def wait_until_released(self) -> None:
+        """Return once fewer than MAP_WAIT_RECORDS records wait for the map (it loaded, or they were resolved)."""
+        while self.held:
+            if self._released is None:
+                self._released = self._loop.create_future()
+            await asyncio.shield(self._released)
 
     @property
     def waiting(self) -> bool:
@@ -223,6 +251,7 @@ class Intake:
     def _take_waiting(self) -> tuple[list[PendingRecord], list[Any]]:
         waiting, futures = self._waiting, self._waiting_futures
         self._waiting, self._waiting_futures = [], []
+        self._check_hold()
         return waiting, futures
 
     def route_waiting(self) -> None:
@@ -250,6 +279,7 @@ class Intake:
             (alive, alive_futures), (expired, expired_futures) = split(
                 *self._take_waiting(), lambda record: record[ARRIVAL] + ttl > now)
             self._waiting, self._waiting_futures = alive, alive_futures
+            self._check_hold()
             reason = self._discovery.last_error or "the stream's shard map could not be loaded in time"
             self._resolver.fail(expired, expired_futures, (), EXPIRED,
                                 f"record reached its RecordTtl waiting for the shard map ({reason})",
@@ -260,6 +290,7 @@ class Intake:
         records, futures = self.incoming + self._waiting, self.incoming_futures + self._waiting_futures
         self.incoming, self.incoming_futures = [], []
         self._waiting, self._waiting_futures = [], []
+        self._check_hold()
         return records, futures
 
     def oldest_arrival(self) -> float | None:

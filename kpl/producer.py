@@ -126,8 +126,9 @@ class AsyncProducer:
 
         Bad input raises here, at the call (TypeError, ValueError), as do a producer that is not
         started or closed.  Awaiting waits while the outstanding-records or outstanding-bytes bound
-        is reached (backpressure), or for the stream's limits for a record over 1 MiB, and lets the
-        event loop run once every 1024 records (so that records are sent while the caller puts).
+        is reached (backpressure), while 4096 of the stream's records already wait for its shard map
+        (being loaded: they cannot be sent before), or for the stream's limits for a record over 1 MiB,
+        and lets the event loop run once every 1024 records (so that records are sent while the caller puts).
         The future never raises: a failure is a result with ``success`` False.
         """
         future = self._put(stream_name, data, partition_key, explicit_hash_key)

@@ -11,12 +11,14 @@ On the way back, botocore parses each of up to 500 result entries against the ou
 costs some microseconds per entry; a successful PutRecords response is plain JSON of strings and
 numbers, so it is read with ``json.loads`` instead.  Error responses are left to botocore.
 
-**CBOR** (``ProducerConfig(cbor_protocol=True)``).  Kinesis also speaks its JSON 1.1 protocol with
-CBOR bodies (``application/x-amz-cbor-1.1``), which the AWS SDK for Java uses by default: ``Data``
-travels as raw bytes instead of base64, a third fewer bytes to copy and to hash for the signature,
-and no base64 step at all.  botocore has no CBOR for Kinesis, so the same hooks write the body as
-CBOR (RFC 8949; the few types a PutRecords call needs) and read a CBOR response, success or error,
-into what botocore expects.  Only PutRecords changes; every other call stays JSON.
+**CBOR** (``ProducerConfig(cbor_protocol=True)``, the default).  Kinesis also speaks its JSON 1.1
+protocol with CBOR bodies (``application/x-amz-cbor-1.1``), which the AWS SDK for Java uses by
+default: ``Data`` travels as raw bytes instead of base64, a quarter fewer bytes to copy and to hash
+for the signature, and no base64 step at all (base64 alone costs ~1.8 µs per KiB, more than MD5).
+botocore has no CBOR for Kinesis, so the same hooks write the body as CBOR (RFC 8949; the few types a
+PutRecords call needs) and read a CBOR response, success or error, into what botocore expects.  Only
+PutRecords changes; every other call stays JSON.  ``cbor_protocol=False`` sends JSON, for endpoints
+that speak only JSON (kinesalite, for one).
 """
 
 from __future__ import annotations

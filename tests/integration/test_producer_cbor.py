@@ -1,4 +1,4 @@
-"""PutRecords in Kinesis' CBOR protocol (cbor_protocol=True) against LocalStack: delivered, read back, errors read."""
+"""PutRecords in CBOR (the default) and in JSON against LocalStack: delivered, read back, errors read."""
 
 from __future__ import annotations
 
@@ -10,6 +10,11 @@ from tests.integration.test_producer_helpers import assert_results_match_stream,
 from tests.support.localstack import FaultInjector
 
 CONFIG = kpl.ProducerConfig(cbor_protocol=True, record_max_buffered_time_ms=50, metrics_level="none")
+
+
+def test_cbor_is_the_default() -> None:
+    assert kpl.ProducerConfig().cbor_protocol is True
+    assert kpl.ProducerConfig.from_kpl_settings({"CborProtocol": "false"}).cbor_protocol is False
 
 
 async def test_records_put_over_cbor_land_as_put(make_stream: Callable[..., str], kinesis: Any) -> None:
@@ -43,4 +48,15 @@ async def test_errors_in_cbor_are_read_and_retried(
     assert codes, "some requests failed and were retried"
     assert "ProvisionedThroughputExceededException" in codes, codes
     landed, _ = read_back(kinesis, stream)
+    assert sorted((r.partition_key, r.data) for r in landed) == sorted(records)
+
+
+async def test_records_put_over_json_land_as_put(make_stream: Callable[..., str], kinesis: Any) -> None:
+    stream = make_stream(shards=2)
+    records = [(f"user-{i % 50}", bytes([i % 256]) * (i % 300)) for i in range(300)]
+    async with kpl.AsyncProducer(CONFIG.with_(cbor_protocol=False)) as producer:
+        futures = await producer.put_records(stream, [(data, key) for key, data in records])
+        await producer.flush_all()
+    landed, _ = read_back(kinesis, stream)
+    assert_results_match_stream(records, [f.result() for f in futures], landed)
     assert sorted((r.partition_key, r.data) for r in landed) == sorted(records)

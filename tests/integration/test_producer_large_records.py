@@ -12,7 +12,7 @@ from collections.abc import Iterator
 import pytest
 
 import kpl
-from bench.harness import SinkProcess
+from bench.sink_process import SinkProcess
 from kpl.aws import ClientConfig, sync_client
 
 MIB = 1024 * 1024

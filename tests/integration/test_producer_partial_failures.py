@@ -15,7 +15,7 @@ from typing import Any
 import pytest
 
 import kpl
-from bench.harness import SinkProcess
+from bench.sink_process import SinkProcess
 from kpl.aws import ClientConfig, sync_client
 from tests.integration.test_producer_helpers import read_back
 

@@ -11,8 +11,9 @@ from typing import Any
 
 import pytest
 
-from bench.harness import MiniSinkProcess, Variant, run_once
+from bench.harness import Variant, run_once
 from bench.minisink import BEHAVIOURS
+from bench.sink_process import MiniSinkProcess
 from bench.workload import Workload
 from kpl.aws import ClientConfig, sync_client
 from kpl.hashing import MAX_HASH_KEY, HashRange, ShardRanges, partition_key_hash

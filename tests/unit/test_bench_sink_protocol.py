@@ -11,8 +11,9 @@ from typing import Any
 
 import pytest
 
-from bench.harness import Options, SinkProcess, Variant, format_table, run_child, run_variants
+from bench.harness import Options, Variant, format_table, run_child, run_variants
 from bench.sink_model import PrefillSpec
+from bench.sink_process import SinkProcess
 from bench.workload import Workload
 from kpl import aggregation
 from kpl.aws import ClientConfig, async_client, sync_client
