@@ -345,7 +345,10 @@ def read_events(out_dir: Path) -> list[dict[str, Any]]:
     """Every processor event of every worker, in monotonic-time order (stable within a worker)."""
     events = []
     for path in sorted(out_dir.glob("*.jsonl")):
-        for index, line in enumerate(path.read_text().splitlines()):
+        # A worker may be writing while this reads: a last line without its newline is not written yet.
+        text = path.read_text()
+        complete = text[:text.rfind("\n") + 1]
+        for index, line in enumerate(complete.splitlines()):
             if line.strip():
                 event = json.loads(line)
                 event["i"] = index
