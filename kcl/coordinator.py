@@ -30,7 +30,7 @@ from kcl.leases import ConditionFailed, Lease, LeaseTable, describe_failure
 from kcl.metrics import KclMetrics
 from kcl.renewer import HeldLease, HeldLeases, LeaseRenewer
 from kcl.shard_sync import ShardInfo, child_lease, finished_parents, leases_to_create
-from kcl.stream import stream_api_args
+from kpl.aws import list_shards
 from kpl.hashing import HashRange
 from kpl.logs import get_logger
 from kpl.retry import Backoff, ErrorKind, classify, error_code
@@ -263,19 +263,12 @@ class LeaseCoordinator:
     # --- shard sync and cleanup -----------------------------------------------------------------------
 
     async def list_shards(self) -> list[ShardInfo]:
-        shards: list[ShardInfo] = []
-        kwargs: dict[str, Any] = stream_api_args(self.stream_name)
-        while True:
-            try:
-                page = await self.kinesis.list_shards(**kwargs)
-            except Exception as exc:
-                self.metrics.error("ListShards", error_code(exc))
-                raise
-            shards.extend(ShardInfo.from_list_shards(shard) for shard in page["Shards"])
-            token = page.get("NextToken")
-            if not token:
-                return shards
-            kwargs = {"NextToken": token}
+        try:
+            shards = await list_shards(self.kinesis, self.stream_name)
+        except Exception as exc:
+            self.metrics.error("ListShards", error_code(exc))
+            raise
+        return [ShardInfo.from_list_shards(shard) for shard in shards]
 
     async def sync_shards(self) -> int:
         """Create the leases ListShards says are missing.

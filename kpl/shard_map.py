@@ -18,7 +18,7 @@ import contextlib
 from collections.abc import Callable
 from typing import Any
 
-from kpl.aws import stream_api_args
+from kpl.aws import list_shards, stream_api_args
 from kpl.hashing import HashRange, ShardRanges
 from kpl.logs import get_logger
 
@@ -29,7 +29,6 @@ CLOSED_SHARD_TTL = 60.0
 REFRESH_BACKOFF_INITIAL = 1.0
 REFRESH_BACKOFF_FACTOR = 1.5
 REFRESH_BACKOFF_MAX = 30.0
-LIST_SHARDS_PAGE_SIZE = 1000
 
 
 class ShardMap:
@@ -105,18 +104,8 @@ class ShardMap:
 
 
 async def list_open_shards(client: Any, stream_name: str) -> list[dict[str, Any]]:
-    """Every open shard of the stream.  Later pages carry NextToken alone (KPL issue #481)."""
-    shards: list[dict[str, Any]] = []
-    request: dict[str, Any] = {
-        **stream_api_args(stream_name), "ShardFilter": {"Type": "AT_LATEST"}, "MaxResults": LIST_SHARDS_PAGE_SIZE,
-    }
-    while True:
-        page = await client.list_shards(**request)
-        shards.extend(page.get("Shards", []))
-        token = page.get("NextToken")
-        if not token:
-            return shards
-        request = {"NextToken": token, "MaxResults": LIST_SHARDS_PAGE_SIZE}
+    """Every open shard of the stream."""
+    return await list_shards(client, stream_name, shard_filter="AT_LATEST")
 
 
 async def describe_stream_limits(client: Any, stream_name: str) -> tuple[int, bool]:

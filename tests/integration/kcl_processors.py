@@ -30,6 +30,7 @@ from typing import Any, TypeVar
 
 from kcl import Checkpointer, CheckpointError, LeaseLostError, Record, RecordProcessor
 from kpl.aggregation import AggregateBuilder
+from kpl.aws import list_shards_blocking
 from kpl.hashing import HashRange, ShardRanges, partition_key_hash
 
 REPO = Path(__file__).resolve().parents[2]
@@ -149,16 +150,8 @@ def data_of(key: str, counter: int) -> bytes:
 
 
 def open_shard_ranges(kinesis: Any, stream: str) -> ShardRanges:
-    shards = []
-    kwargs: dict[str, Any] = {"StreamName": stream}
-    while True:
-        page = kinesis.list_shards(**kwargs)
-        shards.extend(page["Shards"])
-        if not page.get("NextToken"):
-            break
-        kwargs = {"NextToken": page["NextToken"]}
-    return ShardRanges((s["ShardId"], HashRange.from_shard(s)) for s in shards
-                       if "EndingSequenceNumber" not in s["SequenceNumberRange"])
+    shards = list_shards_blocking(kinesis, stream, shard_filter="AT_LATEST")
+    return ShardRanges((s["ShardId"], HashRange.from_shard(s)) for s in shards)
 
 
 def put_user_records(kinesis: Any, stream: str, records: list[tuple[str, bytes]], *, aggregate: bool = True) -> None:

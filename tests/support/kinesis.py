@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from kpl.aws import list_shards_blocking
 from tests.support.waiting import wait_for
 
 
@@ -21,15 +22,7 @@ def wait_for_active(client: Any, name: str, timeout: float = 60.0) -> dict[str, 
 
 
 def list_shards(client: Any, name: str) -> list[dict[str, Any]]:
-    shards: list[dict[str, Any]] = []
-    kwargs: dict[str, Any] = {"StreamName": name}
-    while True:
-        page = client.list_shards(**kwargs)
-        shards.extend(page["Shards"])
-        token = page.get("NextToken")
-        if not token:
-            return shards
-        kwargs = {"NextToken": token}
+    return list_shards_blocking(client, name)
 
 
 def read_shard(client: Any, name: str, shard_id: str, idle_reads: int = 2) -> list[dict[str, Any]]:
