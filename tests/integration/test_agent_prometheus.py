@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import re
-import socket
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -27,19 +26,6 @@ def append_lines(path: Path, tag: str, count: int) -> None:
 
 def endpoint_url(agent: AgentProcess) -> str:
     return str(agent.wait_for_event(lambda e: e.get("event") == LISTENING, 60, "metrics endpoint listening")["url"])
-
-
-def bind(port: int) -> socket.socket:
-    """Listen on 127.0.0.1:port as a server does (SO_REUSEADDR); raises OSError while the port is taken."""
-    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    try:
-        sock.bind(("127.0.0.1", port))
-        sock.listen()
-    except OSError:
-        sock.close()
-        raise
-    return sock
 
 
 def test_metrics_health_and_readiness(tmp_path: Path, make_stream: Callable[..., str], fault_proxy: FaultProxy) -> None:
@@ -99,13 +85,13 @@ def test_metrics_health_and_readiness(tmp_path: Path, make_stream: Callable[...,
     finally:
         agent.ensure_stopped()
     # The port is released on exit: a server can listen on it again at once.
-    bind(port).close()
+    http.bind(port).close()
 
 
 def test_metrics_port_in_use_is_a_configuration_error(tmp_path: Path, make_stream: Callable[..., str]) -> None:
     stream = make_stream(shards=1)
     (tmp_path / "logs").mkdir()
-    holder = bind(0)
+    holder = http.bind(0)
     port = holder.getsockname()[1]
     config: dict[str, Any] = agent_config(tmp_path, {"filePattern": str(tmp_path / "logs" / "app.log"),
                                                      "kinesisStream": stream})

@@ -13,7 +13,6 @@ import contextlib
 import json
 import re
 import signal
-import socket
 import subprocess
 import time
 import uuid
@@ -96,19 +95,6 @@ def watch_status(application: str, out: Path, *, reads: int) -> list[dict[str, A
         if process.poll() is None:
             process.kill()
             process.communicate()
-
-
-def bind(port: int) -> socket.socket:
-    """Listen on 127.0.0.1:port as a server does (SO_REUSEADDR); raises OSError while the port is taken."""
-    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    try:
-        sock.bind(("127.0.0.1", port))
-        sock.listen()
-    except OSError:
-        sock.close()
-        raise
-    return sock
 
 
 @pytest.fixture
@@ -226,14 +212,14 @@ def test_metrics_health_readiness_and_status(tmp_path: Path, stream: str, aws_cl
         if worker.alive:
             worker.kill()
     # The port is released on exit: a server can listen on it again at once.
-    bind(port).close()
+    http.bind(port).close()
     # metricsBufferTimeMillis is 2 s: with CloudWatch on, the run would have published many times.
     assert aws_clients("cloudwatch").list_metrics(Namespace=stream)["Metrics"] == []
 
 
 def test_metrics_port_in_use_is_a_configuration_error(tmp_path: Path, stream: str,
                                                       aws_clients: Callable[[str], Any]) -> None:
-    holder = bind(0)
+    holder = http.bind(0)
     port = holder.getsockname()[1]
     try:
         worker = start_worker(tmp_path / "out", "busy-port", "--stream", stream, "--application", stream,
@@ -296,4 +282,4 @@ async def test_worker_from_python_serves_the_endpoint_and_an_own_registry(stream
             task.cancel()
             with contextlib.suppress(BaseException):
                 await task
-    bind(port).close()
+    http.bind(port).close()

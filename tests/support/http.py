@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import socket
 import urllib.error
 import urllib.request
 
@@ -41,3 +42,16 @@ def family_names(base_url: str) -> set[str]:
     assert status == 200, f"/metrics answered {status}: {body}"
     suffix = {"counter": "_total", "info": "_info"}
     return {family.name + suffix.get(family.type, "") for family in text_string_to_metric_families(body)}
+
+
+def bind(port: int) -> socket.socket:
+    """Listen on 127.0.0.1:port as a server does (SO_REUSEADDR); raises OSError while the port is taken."""
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    try:
+        sock.bind(("127.0.0.1", port))
+        sock.listen()
+    except OSError:
+        sock.close()
+        raise
+    return sock
