@@ -20,7 +20,7 @@ import time
 from pathlib import Path
 
 from kpl.aggregation import decode, is_aggregated
-from kpl.aws import sync_client
+from kpl.aws import list_shards_blocking, sync_client
 
 HERE = Path(__file__).resolve().parent
 AGENT = str(Path(sys.executable).parent / "kinesis-agent")
@@ -46,7 +46,7 @@ def rewritten_config(workdir: Path, stream: str) -> Path:
 def read_stream(kinesis: object, stream: str) -> list[bytes]:
     """Every user record in the stream (aggregates split)."""
     out: list[bytes] = []
-    for shard in kinesis.list_shards(StreamName=stream)["Shards"]:  # type: ignore[attr-defined]
+    for shard in list_shards_blocking(kinesis, stream):
         iterator = kinesis.get_shard_iterator(  # type: ignore[attr-defined]
             StreamName=stream, ShardId=shard["ShardId"], ShardIteratorType="TRIM_HORIZON")["ShardIterator"]
         while iterator:

@@ -1,0 +1,60 @@
+"""The rules of the code's shape that the developers' guide and issue 12 set, checked statically so that a
+change breaking one fails here rather than in review:
+
+* no module in kpl/, kcl/ or agent/ over 600 lines (split before crossing it);
+* kpl/ imports neither kcl/ nor agent/; kcl/ and agent/ do not import each other (both may import kpl/);
+* one ListShards pagination (kpl.aws): ``list_shards(`` is sent to a client in one module only.
+"""
+
+from __future__ import annotations
+
+import ast
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[2]
+PACKAGES = ("kpl", "kcl", "agent")
+MAX_LINES = 600
+FORBIDDEN = {"kpl": {"kcl", "agent"}, "kcl": {"agent"}, "agent": {"kcl"}}
+
+
+def modules(package: str) -> list[Path]:
+    return sorted((ROOT / package).rglob("*.py"))
+
+
+def imported_packages(path: Path) -> set[str]:
+    found: set[str] = set()
+    for node in ast.walk(ast.parse(path.read_text())):
+        if isinstance(node, ast.Import):
+            found.update(alias.name.split(".")[0] for alias in node.names)
+        elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
+            found.add(node.module.split(".")[0])
+    return found
+
+
+@pytest.mark.parametrize("package", PACKAGES)
+def test_no_module_over_600_lines(package: str) -> None:
+    long = {str(path.relative_to(ROOT)): n for path in modules(package)
+            if (n := len(path.read_text().splitlines())) > MAX_LINES}
+    assert not long, f"split these modules (at most {MAX_LINES} lines each): {long}"
+
+
+@pytest.mark.parametrize("package", PACKAGES)
+def test_package_imports_follow_the_layering(package: str) -> None:
+    wrong = {str(path.relative_to(ROOT)): sorted(imported_packages(path) & FORBIDDEN[package])
+             for path in modules(package)}
+    assert not {where: names for where, names in wrong.items() if names}
+
+
+def test_one_list_shards_pagination() -> None:
+    senders = set()
+    for package in (*PACKAGES, "tests", "bench", "examples"):
+        for path in sorted((ROOT / package).rglob("*.py")):
+            for node in ast.walk(ast.parse(path.read_text())):
+                if (isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute)
+                        and node.func.attr == "list_shards" and not path.name.startswith("test_")):
+                    owner = node.func.value
+                    if not (isinstance(owner, ast.Name) and owner.id == "self"):  # a method named so, not a client
+                        senders.add(str(path.relative_to(ROOT)))
+    assert senders == {"kpl/aws.py"}, f"page ListShards through kpl.aws.list_shards, not here: {senders}"
