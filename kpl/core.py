@@ -208,29 +208,24 @@ class ProducerCore:
         elif not budget.try_admit(size):
             return None
         incoming = intake.incoming
-        future: asyncio.Future[RecordResult]
+        future = self._create_future()
         if incoming:
-            future = self._create_future()
             incoming.append(record)
             intake.incoming_futures.append(future)
             if len(incoming) >= BURST:
                 intake.take_incoming()
                 self.yield_due = True
         else:
-            future = self._start_burst(intake)
+            self._schedule_burst(intake)
             incoming.append(record)
             intake.incoming_futures.append(future)
         return future
 
-    def _start_burst(self, intake: Intake) -> asyncio.Future[RecordResult]:
-        """The first put of a burst: schedule the burst's hand-off."""
-        return self._start_burst_future(intake)()
-
-    def _start_burst_future(self, intake: Intake) -> Callable[[], asyncio.Future[RecordResult]]:
+    def _schedule_burst(self, intake: Intake) -> None:
+        """The first put of a burst: its records are handed on when the loop next runs."""
         loop = self._loop
         assert loop is not None
         loop.call_soon(intake.take_incoming)
-        return self._create_future
 
     async def put_after_waiting(
         self, stream_name: str, data: object, partition_key: object, explicit_hash_key: object,
@@ -304,7 +299,9 @@ class ProducerCore:
         admitted = self.budget.try_admit_many(sizes)
         if not admitted:
             return []
-        make = self._create_future if intake.incoming else self._start_burst_future(intake)
+        if not intake.incoming:
+            self._schedule_burst(intake)
+        make = self._create_future
         futures = [make() for _ in range(admitted)]
         intake.incoming += batch[:admitted] if admitted < len(batch) else batch
         intake.incoming_futures += futures
