@@ -8,18 +8,27 @@ Classification follows the service's semantics rather than botocore's: throttlin
 fail the same way every time, so retrying them only hides the problem (the Java KPL retries a deleted
 stream for the whole record TTL; users asked for years for it to stop).
 
-Waits are jittered exponential backoff computed by tenacity's ``wait_random_exponential`` ("full
-jitter"), which spreads retries of many clients apart after a shared outage.
+Waits are jittered exponential backoff ("full jitter": attempt n waits uniformly in
+[0, min(maximum, initial * 2**(n-1))]), which spreads retries of many clients apart after a shared outage.
+
+Every retry *loop* in the toolkit runs on tenacity through :func:`retrying` (async) or
+:func:`retrying_blocking` (worker threads only), and each names its stop: a deadline, an attempt budget,
+a lost lease, shutdown. A loop that is meant to go on until it is cancelled says so with ``stop_never``
+and a comment naming the promise it keeps. :class:`Backoff` is the same window for the few places that
+schedule a retry on a timer instead of looping (the producer's record retries, a MultiLang child restart).
 """
 
 from __future__ import annotations
 
 import asyncio
 import enum
-from typing import Any
+import random
+from collections.abc import Awaitable, Callable
 
 import botocore.exceptions
-from tenacity import RetryCallState, wait_random_exponential
+from tenacity import AsyncRetrying, RetryCallState, Retrying, retry_if_exception, wait_random_exponential
+from tenacity.stop import stop_base
+from tenacity.wait import wait_base
 
 THROTTLING_CODES = frozenset({
     "ProvisionedThroughputExceededException",
@@ -146,17 +155,58 @@ def is_retryable(error: BaseException) -> bool:
 class Backoff:
     """Jittered exponential backoff: attempt n waits uniformly in [0, min(maximum, initial * 2**(n-1))]."""
 
-    __slots__ = ("_state", "_wait", "initial", "maximum")
+    __slots__ = ("initial", "maximum")
 
     def __init__(self, initial: float = 0.1, maximum: float = 10.0) -> None:
         if initial <= 0 or maximum < initial:
             raise ValueError(f"backoff needs 0 < initial <= maximum, got initial={initial} maximum={maximum}")
         self.initial = initial
         self.maximum = maximum
-        self._wait: Any = wait_random_exponential(multiplier=initial, max=maximum)
-        self._state = RetryCallState(retry_object=None, fn=None, args=(), kwargs={})  # type: ignore[arg-type]
+
+    def ceiling(self, attempt: int) -> float:
+        """The longest wait before retry number ``attempt`` (1 for the first retry)."""
+        doublings = max(0, attempt - 1)
+        if doublings >= 64:  # far past any maximum; 2**n would only overflow the float
+            return self.maximum
+        return min(self.maximum, self.initial * 2.0**doublings)
 
     def delay(self, attempt: int) -> float:
-        """Seconds to wait before retry number ``attempt`` (1 for the first retry)."""
-        self._state.attempt_number = max(1, attempt)
-        return float(self._wait(self._state))
+        """Seconds to wait before retry number ``attempt``, for callers that schedule retries on a timer."""
+        return random.uniform(0.0, self.ceiling(attempt))
+
+    @property
+    def wait(self) -> wait_base:
+        """The same window as a tenacity wait strategy, for :func:`retrying` loops."""
+        return wait_random_exponential(multiplier=self.initial, max=self.maximum)
+
+
+class stop_when(stop_base):
+    """Stop retrying once ``predicate()`` is true: the lease is lost, the worker is stopping, nobody waits.
+
+    Named like tenacity's stop conditions, as it is combined with them: ``stop_after_attempt(3) | stop_when(...)``.
+    """
+
+    def __init__(self, predicate: Callable[[], bool]) -> None:
+        self._predicate = predicate
+
+    def __call__(self, retry_state: RetryCallState) -> bool:
+        return self._predicate()
+
+
+def retrying(*, wait: wait_base, stop: stop_base, retry_on: Callable[[BaseException], bool] = is_retryable,
+             before_sleep: Callable[[RetryCallState], None] | None = None,
+             sleep: Callable[[float], Awaitable[None]] = asyncio.sleep) -> AsyncRetrying:
+    """An async retry loop: ``async for attempt in retrying(...): with attempt: ...``.
+
+    ``stop`` has no default on purpose: every caller states when it gives up. The last error is re-raised
+    as itself (not wrapped in tenacity's RetryError), so callers handle the exception they know.
+    ``sleep`` may be the caller's own pause, which can end the loop by raising (a shard consumer's tenure).
+    """
+    return AsyncRetrying(wait=wait, stop=stop, retry=retry_if_exception(retry_on), reraise=True, sleep=sleep,
+                         before_sleep=before_sleep)
+
+
+def retrying_blocking(*, wait: wait_base, stop: stop_base, retry_on: Callable[[BaseException], bool] = is_retryable,
+                      before_sleep: Callable[[RetryCallState], None] | None = None) -> Retrying:
+    """The same loop for code already on a worker thread; never call it on the event loop."""
+    return Retrying(wait=wait, stop=stop, retry=retry_if_exception(retry_on), reraise=True, before_sleep=before_sleep)

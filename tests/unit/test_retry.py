@@ -1,9 +1,14 @@
 from __future__ import annotations
 
+import asyncio
+
 import pytest
 from botocore.exceptions import ClientError, EndpointConnectionError, NoCredentialsError, ReadTimeoutError
+from hypothesis import given
+from hypothesis import strategies as st
+from tenacity import RetryCallState, stop_after_attempt, stop_never, wait_none
 
-from kpl.retry import Backoff, ErrorKind, classify, error_code
+from kpl.retry import Backoff, ErrorKind, classify, error_code, retrying, retrying_blocking, stop_when
 
 
 def _client_error(code: str, status: int = 400) -> ClientError:
@@ -34,9 +39,97 @@ def test_error_code() -> None:
     assert error_code(ReadTimeoutError(endpoint_url="http://x")) == "ReadTimeoutError"
 
 
-def test_backoff_is_bounded_and_grows() -> None:
-    backoff = Backoff(0.1, 2.0)
-    for attempt in range(1, 30):
-        assert 0 <= backoff.delay(attempt) <= min(2.0, 0.1 * 2 ** (attempt - 1))
+@given(initial=st.floats(0.001, 5.0), spread=st.floats(1.0, 100.0), attempt=st.integers(-3, 10_000))
+def test_backoff_is_bounded_and_grows(initial: float, spread: float, attempt: int) -> None:
+    backoff = Backoff(initial, initial * spread)
+    ceiling = min(backoff.maximum, initial * 2.0 ** min(max(attempt - 1, 0), 64))
+    assert backoff.ceiling(attempt) == pytest.approx(ceiling)
+    assert 0 <= backoff.delay(attempt) <= backoff.ceiling(attempt)
+    assert backoff.ceiling(attempt + 1) >= backoff.ceiling(attempt)
+
+
+def test_backoff_refuses_an_empty_window() -> None:
     with pytest.raises(ValueError):
         Backoff(0, 1)
+    with pytest.raises(ValueError):
+        Backoff(2, 1)
+
+
+def test_the_timer_window_is_tenacitys_window() -> None:
+    """Timers (Backoff.delay) and loops (Backoff.wait in retrying) wait within the same bounds."""
+    backoff = Backoff(0.1, 2.0)
+    state = RetryCallState(retry_object=retrying_blocking(wait=wait_none(), stop=stop_never), fn=None, args=(),
+                           kwargs={})
+    for attempt in range(1, 12):
+        state.attempt_number = attempt
+        waits = [backoff.wait(state) for _ in range(200)]
+        assert max(waits) <= backoff.ceiling(attempt)
+        assert max(waits) > backoff.ceiling(attempt) / 2  # uniform over the window, not pinned low
+
+
+def test_a_retryable_error_is_retried_until_the_stop_and_reraised_as_itself() -> None:
+    calls = []
+    throttled = _client_error("ProvisionedThroughputExceededException")
+
+    async def run() -> None:
+        async for attempt in retrying(wait=wait_none(), stop=stop_after_attempt(3)):
+            with attempt:
+                calls.append(1)
+                raise throttled
+
+    with pytest.raises(ClientError) as raised:
+        asyncio.run(run())
+    assert raised.value is throttled
+    assert len(calls) == 3
+
+
+def test_a_fatal_error_is_not_retried() -> None:
+    calls = []
+    with pytest.raises(ClientError):
+        for attempt in retrying_blocking(wait=wait_none(), stop=stop_never):
+            with attempt:
+                calls.append(1)
+                raise _client_error("ResourceNotFoundException")
+    assert calls == [1]
+
+
+def test_stop_when_ends_the_loop_once_its_condition_holds() -> None:
+    lost = False
+    calls = []
+
+    def fail() -> None:
+        nonlocal lost
+        calls.append(1)
+        lost = len(calls) == 2
+        raise _client_error("InternalFailure", 500)
+
+    async def run() -> None:
+        async for attempt in retrying(wait=wait_none(), stop=stop_after_attempt(100) | stop_when(lambda: lost)):
+            with attempt:
+                fail()
+
+    with pytest.raises(ClientError):
+        asyncio.run(run())
+    assert len(calls) == 2
+
+
+def test_the_callers_pause_can_end_the_loop() -> None:
+    class Stopped(Exception):
+        pass
+
+    pauses: list[float] = []
+
+    async def pause(delay: float) -> None:
+        pauses.append(delay)
+        if len(pauses) == 2:
+            raise Stopped
+
+    async def run() -> None:
+        async for attempt in retrying(wait=Backoff(0.01, 0.02).wait, stop=stop_never, retry_on=lambda _: True,
+                                      sleep=pause):
+            with attempt:
+                raise RuntimeError("processor failed")
+
+    with pytest.raises(Stopped):
+        asyncio.run(run())
+    assert len(pauses) == 2 and all(0 <= delay <= 0.02 for delay in pauses)
