@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import contextlib
 import os
-import ssl
 import threading
 from collections.abc import AsyncIterator, Generator, Mapping
 from dataclasses import dataclass, replace
@@ -38,9 +37,14 @@ import botocore.exceptions
 import botocore.session
 import botocore.utils
 from aiobotocore.config import AioConfig
-from aiobotocore.httpsession import AIOHTTPSession
 
 from kpl import __version__
+from kpl._botocore import (
+    SharedTLSSession,
+    botocore_session_of,
+    set_refreshing_credentials,
+    set_refreshing_credentials_async,
+)
 from kpl.errors import ConfigurationError
 
 RetryMode = Literal["standard", "adaptive", "legacy"]
@@ -104,34 +108,10 @@ class ClientConfig:
 
 
 def _aio_config(config: ClientConfig) -> AioConfig:
-    return AioConfig(http_session_cls=_SharedTLSSession, **config.botocore_kwargs())
+    return AioConfig(http_session_cls=SharedTLSSession, **config.botocore_kwargs())
 
 
 DEFAULT_CLIENT_CONFIG: ClientConfig = ClientConfig()
-
-#: TLS contexts by certificate-verification setting, shared by every client this module builds.
-_TLS_CONTEXTS: dict[object, ssl.SSLContext] = {}
-_tls_lock = threading.Lock()
-
-
-class _SharedTLSSession(AIOHTTPSession):  # type: ignore[misc]  # aiobotocore is untyped here
-    """aiobotocore's HTTP session, with one TLS context per process and verification setting.
-
-    aiobotocore builds a context for every client, on its first request (even to an http://
-    endpoint), and building one loads the CA bundle: ~30 ms of CPU each time, and a producer alone
-    has three clients.  A context is safe to share; those that get a client certificate or a
-    proxy's settings are not shared (aiobotocore changes them after building them).
-    """
-
-    def _build_ssl_contexts(self, proxy_url: str | None) -> tuple[ssl.SSLContext, ssl.SSLContext | None]:
-        if self._cert_file or proxy_url:
-            contexts: tuple[ssl.SSLContext, ssl.SSLContext | None] = super()._build_ssl_contexts(proxy_url)
-            return contexts
-        with _tls_lock:  # built on executor threads
-            context = _TLS_CONTEXTS.get(self._verify)
-            if context is None:
-                context = _TLS_CONTEXTS[self._verify] = self._build_verify_context()
-        return context, None
 
 _session_lock = threading.Lock()
 _aio_session: aiobotocore.session.AioSession | None = None
@@ -174,9 +154,7 @@ async def _aio_session_for(config: ClientConfig) -> aiobotocore.session.AioSessi
             client_creator=session.create_client, source_credentials=source,
             role_arn=config.assume_role_arn, extra_args=config._assume_role_args(),
         )
-        session._credentials = aiobotocore.credentials.AioDeferredRefreshableCredentials(
-            refresh_using=fetcher.fetch_credentials, method="assume-role"
-        )
+        set_refreshing_credentials_async(session, fetcher.fetch_credentials)
     return session
 
 
@@ -190,7 +168,7 @@ def _boto3_session_for(config: ClientConfig) -> boto3.session.Session:
     else:
         session = boto3.session.Session()
     if config.assume_role_arn:
-        core = session._session
+        core = botocore_session_of(session)
         source = core.get_credentials()
         if source is None:
             raise ConfigurationError(f"no source credentials found to assume role {config.assume_role_arn}")
@@ -198,9 +176,7 @@ def _boto3_session_for(config: ClientConfig) -> boto3.session.Session:
             client_creator=core.create_client, source_credentials=source,
             role_arn=config.assume_role_arn, extra_args=config._assume_role_args(),
         )
-        core._credentials = botocore.credentials.DeferredRefreshableCredentials(
-            refresh_using=fetcher.fetch_credentials, method="assume-role"
-        )
+        set_refreshing_credentials(core, fetcher.fetch_credentials)
     return session
 
 
@@ -219,7 +195,7 @@ async def async_client(service: str, config: ClientConfig = DEFAULT_CLIENT_CONFI
 def sync_client(service: str, config: ClientConfig = DEFAULT_CLIENT_CONFIG) -> Any:
     """A boto3 client for code that must block (pynamodb's neighbours, CLIs, tests)."""
     session = _boto3_session_for(config)
-    region = resolve_region(config.region, session._session)
+    region = resolve_region(config.region, botocore_session_of(session))
     return session.client(
         service,
         region_name=region,

@@ -12,7 +12,8 @@ the rest of the producer's work per record and multiply what the garbage collect
 Here the futures of one producer share one condition, the lists are created only when a waiter or a
 callback needs them, and a whole Kinesis record's futures are resolved under one acquisition of
 the lock with one ``notify_all``.  Because a notification may now be for another future, waiting
-re-checks its own state until its deadline.
+re-checks its own state until its deadline.  The base class's private attributes this relies on are
+named in :mod:`kpl._cpython`.
 """
 
 from __future__ import annotations
@@ -22,8 +23,9 @@ import concurrent.futures
 import threading
 import time
 from collections.abc import Callable, Iterable
-from concurrent.futures._base import CANCELLED, CANCELLED_AND_NOTIFIED, FINISHED, LOGGER, PENDING, RUNNING
 from typing import Any, TypeVar
+
+from kpl._cpython import CANCELLED, CANCELLED_AND_NOTIFIED, FINISHED, FUTURES_LOGGER, PENDING, RUNNING
 
 T = TypeVar("T")
 
@@ -134,5 +136,5 @@ def _resolve(condition: threading.Condition, futures: Iterable[ThreadFuture[Any]
             try:
                 callback(future)
             except Exception:
-                LOGGER.exception("exception calling callback for %r", future)
+                FUTURES_LOGGER.exception("exception calling callback for %r", future)
     return resolved

@@ -8,16 +8,17 @@ import ssl
 import pytest
 
 from kpl import aws
+from kpl._botocore import SharedTLSSession
 
 
 async def _context(verify: object = True, **session: object) -> ssl.SSLContext:
-    http = aws._SharedTLSSession(verify=verify, **session)
+    http = SharedTLSSession(verify=verify, **session)
     context, proxy_context = await _build(http, None)
     assert proxy_context is None
     return context
 
 
-async def _build(http: aws._SharedTLSSession, proxy_url: str | None) -> tuple[ssl.SSLContext, ssl.SSLContext | None]:
+async def _build(http: SharedTLSSession, proxy_url: str | None) -> tuple[ssl.SSLContext, ssl.SSLContext | None]:
     contexts: tuple[ssl.SSLContext, ssl.SSLContext | None] = http._build_ssl_contexts(proxy_url)
     return contexts
 
@@ -31,7 +32,7 @@ async def test_clients_share_one_verifying_context_per_setting() -> None:
 
 
 async def test_a_proxy_gets_contexts_of_its_own() -> None:
-    http = aws._SharedTLSSession(verify=True, proxies={"https": "http://proxy.invalid:3128"})
+    http = SharedTLSSession(verify=True, proxies={"https": "http://proxy.invalid:3128"})
     context, proxy_context = await _build(http, "http://proxy.invalid:3128")
     assert context is not await _context()
     assert proxy_context is not None
@@ -42,4 +43,4 @@ async def test_async_clients_use_the_sharing_session(service: str, monkeypatch: 
     monkeypatch.setenv("AWS_ACCESS_KEY_ID", "x")
     monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "y")
     async with aws.async_client(service, aws.ClientConfig(region="us-east-1")) as client:
-        assert isinstance(client._endpoint.http_session, aws._SharedTLSSession)
+        assert isinstance(client._endpoint.http_session, SharedTLSSession)
