@@ -23,18 +23,20 @@ from __future__ import annotations
 import argparse
 import importlib
 import inspect
+import json
 import os
 import sys
+import time
 from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
-from typing import Any, NoReturn
+from typing import Any, NoReturn, TextIO
 
 from kcl.config import InitialPosition, MetricsLevel, RetrievalMode, WorkerConfig
 from kcl.errors import ConfigurationError, ProcessorLoadError
 from kcl.multilang import MultiLangProcessorFactory
 from kcl.processor import RecordProcessor, check_processor_class
 from kcl.properties import LoadedProperties, load_properties
-from kcl.status import StatusReader, watch
+from kcl.status import StatusReader
 from kcl.stream import kinesis_client_config
 from kcl.worker import Worker
 from kpl.aws import ClientConfig, check_setup
@@ -242,14 +244,57 @@ def _status(parser: argparse.ArgumentParser, argv: Sequence[str]) -> int:
     reader = StatusReader(args.table or args.application, args.application)
     try:
         if args.watch:
-            watch(reader, interval=args.interval or 2.0, as_json=args.json)
+            watch_status(reader, interval=args.interval or 2.0, as_json=args.json)
         else:
-            reader.print_once(as_json=args.json)
+            _print_status(reader, as_json=args.json, out=sys.stdout)
     except KinesisToolkitError as exc:
         return _fail(str(exc), EXIT_FAILURE)
     finally:
         reader.close()
     return 0
+
+
+def _print_status(reader: StatusReader, *, as_json: bool, out: TextIO) -> None:
+    leases = reader.read()
+    if as_json:
+        for row in reader.rows(leases):
+            print(json.dumps(row), file=out)
+    else:
+        print(reader.render(leases), file=out)
+    out.flush()
+
+
+def watch_status(reader: StatusReader, *, interval: float, as_json: bool, out: TextIO | None = None,
+          sleep: Callable[[float], None] = time.sleep) -> None:
+    """Print the table every ``interval`` seconds until Ctrl-C (which returns normally).
+
+    The first read must succeed (a missing table is an error); later failures are reported on stderr and
+    the next read is tried at the next interval."""
+    stream = out or sys.stdout
+    terminal = not as_json and stream.isatty()
+    first = True
+    try:
+        while True:
+            try:
+                if terminal:
+                    stream.write("\x1b[H\x1b[2J")  # home and clear, as watch(1) does
+                if not as_json:
+                    stream.write(f"every {interval:g}s, {datetime.now().astimezone().isoformat(timespec='seconds')}"
+                                 f", lease table {reader.table.name} (Ctrl-C to stop)\n")
+                _print_status(reader, as_json=as_json, out=stream)
+                if not as_json and not terminal:
+                    stream.write("\n")
+                    stream.flush()
+            except KinesisToolkitError as exc:
+                if first:
+                    raise
+                print(f"kcl-worker: {exc}; trying again in {interval:g}s", file=sys.stderr)
+            first = False
+            sleep(interval)
+    except KeyboardInterrupt:
+        if terminal:
+            stream.write("\n")
+        stream.flush()
 
 
 if __name__ == "__main__":

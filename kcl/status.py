@@ -9,17 +9,16 @@ age of a counter without it is bounded from the reads themselves (changed since 
 unchanged since the first: ">=").
 
 Ages compare the workers' wall clocks with this host's: keep them synchronised (NTP), as AWS hosts are.
+This module reads and formats; writing to the terminal (once, or ``--watch``) is the CLI's (kcl.cli).
 """
 
 from __future__ import annotations
 
-import json
-import sys
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any, TextIO
+from typing import Any
 
 from kcl.errors import LeaseTableError
 from kcl.leases import Lease, LeaseTable, TableSettings, describe_failure
@@ -195,46 +194,3 @@ class StatusReader:
             summary += f"; largest lag {format_seconds(millis / 1000)} ({shard})"
         lines.append(summary)
         return "\n".join(lines)
-
-    def print_once(self, *, as_json: bool, out: TextIO | None = None) -> None:
-        stream = out or sys.stdout
-        leases = self.read()
-        if as_json:
-            for row in self.rows(leases):
-                print(json.dumps(row), file=stream)
-        else:
-            print(self.render(leases), file=stream)
-        stream.flush()
-
-
-def watch(reader: StatusReader, *, interval: float, as_json: bool, out: TextIO | None = None,
-          sleep: Callable[[float], None] = time.sleep) -> None:
-    """Print the table every ``interval`` seconds until Ctrl-C (which returns normally).
-
-    The first read must succeed (a missing table is an error); later failures are reported on stderr and
-    the next read is tried at the next interval."""
-    stream = out or sys.stdout
-    terminal = not as_json and stream.isatty()
-    first = True
-    try:
-        while True:
-            try:
-                if terminal:
-                    stream.write("\x1b[H\x1b[2J")  # home and clear, as watch(1) does
-                if not as_json:
-                    stream.write(f"every {interval:g}s, {datetime.now().astimezone().isoformat(timespec='seconds')}"
-                                 f", lease table {reader.table.name} (Ctrl-C to stop)\n")
-                reader.print_once(as_json=as_json, out=stream)
-                if not as_json and not terminal:
-                    stream.write("\n")
-                    stream.flush()
-            except KinesisToolkitError as exc:
-                if first:
-                    raise
-                print(f"kcl-worker: {exc}; trying again in {interval:g}s", file=sys.stderr)
-            first = False
-            sleep(interval)
-    except KeyboardInterrupt:
-        if terminal:
-            stream.write("\n")
-        stream.flush()

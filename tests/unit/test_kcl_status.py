@@ -8,9 +8,10 @@ from typing import Any
 
 import pytest
 
+from kcl.cli import watch_status
 from kcl.leases import EXTRA_ATTRIBUTES, Lease, LeaseTable, TableSettings, lease_from_item
 from kcl.sequence import ExtendedSequenceNumber
-from kcl.status import CounterWatch, RenewalAge, StatusReader, format_seconds, watch
+from kcl.status import CounterWatch, RenewalAge, StatusReader, format_seconds
 
 NOW = 1_800_000_000.0  # wall clock of the host running status (epoch seconds)
 
@@ -169,7 +170,7 @@ def test_watch_prints_until_ctrl_c_and_retries_failed_reads(reader: StatusReader
             raise KeyboardInterrupt
 
     out = io.StringIO()
-    watch(reader, interval=1.5, as_json=True, out=out, sleep=sleep)
+    watch_status(reader, interval=1.5, as_json=True, out=out, sleep=sleep)
     rows = [json.loads(line) for line in out.getvalue().splitlines()]
     assert [row["lease_counter"] for row in rows] == [1, 2] and sleeps == [1.5] * 3
     assert "throttled; trying again in 1.5s" in capsys.readouterr().err
@@ -183,4 +184,4 @@ def test_watch_fails_when_the_first_read_fails(reader: StatusReader, monkeypatch
 
     monkeypatch.setattr(reader, "read", read)
     with pytest.raises(LeaseTableError):
-        watch(reader, interval=1, as_json=False, out=io.StringIO(), sleep=lambda _: None)
+        watch_status(reader, interval=1, as_json=False, out=io.StringIO(), sleep=lambda _: None)
