@@ -15,7 +15,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import time
-from typing import Any
+from typing import Any, NamedTuple
 
 from agent.acks import Ticket
 
@@ -44,6 +44,15 @@ class Batch:
         return f"Batch({self.source!r}, [{self.start}, {self.end}), {len(self.records)} records)"
 
 
+class ClosedBatch(NamedTuple):
+    """What a builder hands over when a batch is full or due: the byte range it covers and its records."""
+
+    start: int
+    end: int
+    records: list[bytes]
+    nbytes: int
+
+
 class BatchBuilder:
     """The open batch of one file: records are added in file order; full batches come out closed.
 
@@ -68,9 +77,9 @@ class BatchBuilder:
     def empty(self) -> bool:
         return self.end == self.start
 
-    def add_exact(self, records: list[bytes]) -> list[tuple[int, int, list[bytes], int]]:
+    def add_exact(self, records: list[bytes]) -> list[ClosedBatch]:
         """Add records that are all sent and each cover exactly their own length (the fast path)."""
-        closed: list[tuple[int, int, list[bytes], int]] = []
+        closed: list[ClosedBatch] = []
         index = 0
         count = len(records)
         while index < count:
@@ -94,9 +103,9 @@ class BatchBuilder:
         return closed
 
     def add(self, records: list[bytes | None] | list[bytes],
-            lengths: list[int] | None) -> list[tuple[int, int, list[bytes], int]]:
+            lengths: list[int] | None) -> list[ClosedBatch]:
         """Add records (None: covers bytes but is not sent) with the bytes each covers (None: its own length)."""
-        closed: list[tuple[int, int, list[bytes], int]] = []
+        closed: list[ClosedBatch] = []
         overhead = self.overhead
         for index, record in enumerate(records):
             covered = lengths[index] if lengths is not None else len(record or b"")
@@ -120,8 +129,8 @@ class BatchBuilder:
             self.opened_at = time.monotonic()
         self.end += covered
 
-    def close(self) -> tuple[int, int, list[bytes], int]:
-        closed = (self.start, self.end, self.records, self.nbytes)
+    def close(self) -> ClosedBatch:
+        closed = ClosedBatch(self.start, self.end, self.records, self.nbytes)
         self.start = self.end
         self.records = []
         self.nbytes = 0

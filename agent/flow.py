@@ -19,7 +19,7 @@ import time
 from dataclasses import dataclass
 from typing import Protocol
 
-from agent.batch import Batch, BatchBuilder, ByteBudget
+from agent.batch import Batch, BatchBuilder, ByteBudget, ClosedBatch
 from agent.checkpoints import CheckpointRow, CheckpointStore
 from agent.config import FlowConfig
 from agent.records import Cut, LineCutter, RecordShaper, RecordStats
@@ -259,7 +259,7 @@ class Flow:
             tracked.finished = True
             tracked.close()
 
-    def _enqueue_all(self, tracked: TrackedFile, closed: list[tuple[int, int, list[bytes], int]]) -> None:
+    def _enqueue_all(self, tracked: TrackedFile, closed: list[ClosedBatch]) -> None:
         for start, end, records, nbytes in closed:
             self._enqueue(tracked, start, end, records, nbytes)
 

@@ -16,7 +16,7 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Callable, Sequence
 from operator import itemgetter
-from typing import Any, Final
+from typing import Any, Final, NamedTuple
 
 from kpl.aggregation import OVERHEAD, AggregateBuilder
 from kpl.records import AttemptLog
@@ -117,16 +117,23 @@ def seal(  # noqa: PLR0917  (once per record with aggregation off)
                          user_bytes, regrouped)
 
 
+class Partition(NamedTuple):
+    """Some user records of a Kinesis record, and their futures, in order (a per-batch value, never per record)."""
+
+    records: list[PendingRecord]
+    futures: list[Any]
+
+
 def split(
     records: Sequence[PendingRecord], futures: Sequence[Any], keep: Callable[[PendingRecord], bool]
-) -> tuple[tuple[list[PendingRecord], list[Any]], tuple[list[PendingRecord], list[Any]]]:
-    """((records kept, their futures), (the others, their futures)), each in order."""
-    kept: tuple[list[PendingRecord], list[Any]] = ([], [])
-    rest: tuple[list[PendingRecord], list[Any]] = ([], [])
+) -> tuple[Partition, Partition]:
+    """(the records kept, the others), each with its futures, in order."""
+    kept = Partition([], [])
+    rest = Partition([], [])
     for record, future in zip(records, futures, strict=True):
         side = kept if keep(record) else rest
-        side[0].append(record)
-        side[1].append(future)
+        side.records.append(record)
+        side.futures.append(future)
     return kept, rest
 
 

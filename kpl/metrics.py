@@ -160,6 +160,25 @@ class ProducerMetrics:
 _arrival = itemgetter(ARRIVAL)
 
 
+class _Spread:
+    """A statistic set being summed: how many samples, their total, the least and the most."""
+
+    __slots__ = ("count", "least", "most", "total")
+
+    def __init__(self) -> None:
+        self.count: float = 0
+        self.total: float = 0
+        self.least: float = float("inf")
+        self.most: float = 0
+
+    def add(self, count: float, total: float, least: float, most: float) -> None:
+        """``count`` samples adding up to ``total``, the least and the most of them."""
+        self.count += count
+        self.total += total
+        self.least = min(self.least, least)
+        self.most = max(self.most, most)
+
+
 class _ShardReport:
     """What one response said about one shard, summed up for the metrics."""
 
@@ -170,56 +189,46 @@ class _ShardReport:
         self.kinesis_put = 0
         self.kinesis_failed = 0
         self.kinesis_bytes = 0
-        #: count, total, fewest, most user records per Kinesis record put.
-        self.users_per_record = [0, 0, 1 << 62, 0]
+        #: user records per Kinesis record put.
+        self.users_per_record = _Spread()
         self.user_put = 0
         self.user_bytes = 0
-        #: count, total, min, max: seconds from arrival to first send.
-        self.buffered: list[float] = [0, 0.0, float("inf"), 0.0]
-        #: count, total, min, max retries of the records delivered.
-        self.retries = [0, 0, 1 << 62, 0]
+        #: seconds from arrival to first send, per user record.
+        self.buffered = _Spread()
+        #: retries of each user record delivered.
+        self.retries = _Spread()
         self.errors: dict[str, int] = {}
 
     def put(self, kr: KinesisRecord, start: float) -> None:
         users = len(kr.records)
         self.kinesis_put += 1
         self.kinesis_bytes += kr.size
-        counts = self.users_per_record
-        counts[0] += 1
-        counts[1] += users
-        counts[2] = min(counts[2], users)
-        counts[3] = max(counts[3], users)
+        self.users_per_record.add(1, users, users, users)
         if len(kr.log) == 1:  # first attempt: how long its records waited
-            buffered = self.buffered
-            buffered[0] += users
-            buffered[1] += users * start - sum(map(_arrival, kr.records))
-            buffered[2] = min(buffered[2], start - kr.records[-1][ARRIVAL])
-            buffered[3] = max(buffered[3], start - kr.oldest_arrival)
+            self.buffered.add(users, users * start - sum(map(_arrival, kr.records)),
+                              start - kr.records[-1][ARRIVAL], start - kr.oldest_arrival)
 
     def delivered(self, kr: KinesisRecord) -> None:
         users = len(kr.records)
         self.user_put += users
         self.user_bytes += kr.user_bytes
         retries = len(kr.log) - 1
-        counts = self.retries
-        counts[0] += users
-        counts[1] += users * retries
-        counts[2] = min(counts[2], retries)
-        counts[3] = max(counts[3], retries)
+        self.retries.add(users, users * retries, retries, retries)
 
     def emit(self, metrics: ProducerMetrics, stream: str, shard_id: str | None) -> None:
-        fewest = self.users_per_record[2] if self.kinesis_put else 0
+        per_record = self.users_per_record
+        fewest = int(per_record.least) if per_record.count else 0
         metrics.kinesis_records(stream, shard_id, succeeded=self.kinesis_put, failed=self.kinesis_failed,
                                 data_bytes=self.kinesis_bytes,
-                                user_per_record=(self.users_per_record[1], fewest, self.users_per_record[3]))
+                                user_per_record=(int(per_record.total), fewest, int(per_record.most)))
         if self.user_put:
-            metrics.user_records(stream, shard_id, self.user_put, 0, self.user_bytes)
-            count, total, least, most = self.retries
-            metrics.retries(stream, shard_id, count=count, total=total, minimum=least, maximum=most)
-        waited, seconds, shortest, longest = self.buffered
-        if waited:
-            metrics.buffering(stream, shard_id, count=int(waited), total_ms=seconds * 1000.0,
-                              min_ms=shortest * 1000.0, max_ms=longest * 1000.0)
+            retries = self.retries
+            metrics.retries(stream, shard_id, count=int(retries.count), total=int(retries.total),
+                            minimum=int(retries.least), maximum=int(retries.most))
+        buffered = self.buffered
+        if buffered.count:
+            metrics.buffering(stream, shard_id, count=int(buffered.count), total_ms=buffered.total * 1000.0,
+                              min_ms=buffered.least * 1000.0, max_ms=buffered.most * 1000.0)
         for code, failures in self.errors.items():
             metrics.errors(stream, shard_id, code, failures)
 

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import asyncio
 
-from kpl.accumulator import HASH_KEY, KinesisRecord, PendingRecord, split, with_log
+from kpl.accumulator import HASH_KEY, KinesisRecord, Partition, split, with_log
 from kpl.discovery import RESOURCE_NOT_FOUND, StreamDiscovery
 from kpl.limiter import Limiter
 from kpl.logs import get_logger
@@ -142,24 +142,23 @@ class ResultRouter:
         """
         hash_range = self._map.range_of(shard_id)
         if hash_range is None:
-            inside: tuple[list[PendingRecord], list[object]] = ([], [])
-            outside = (kr.records, kr.futures)
+            inside, outside = Partition([], []), Partition(kr.records, kr.futures)
         else:
             low, high = hash_range.start, hash_range.end
             inside, outside = split(kr.records, kr.futures, lambda record: low <= record[HASH_KEY] <= high)
-        if inside[0]:
-            self._resolver.deliver(kr, inside[0], inside[1], shard_id, sequence_number)
-            self._resolver.delivered_after_check(inside[0], shard_id)
-        if not outside[0]:
+        if inside.records:
+            self._resolver.deliver(kr, inside.records, inside.futures, shard_id, sequence_number)
+            self._resolver.delivered_after_check(inside.records, shard_id)
+        if not outside.records:
             return
         start, end, _, _ = kr.log[-1]
         kr_log = (*kr.log[:-1], (start, end, WRONG_SHARD,
                                  f"delivered to {shard_id}, whose hash-key range does not contain the record"))
-        records = [with_log(record, kr_log) for record in outside[0]]
+        records = [with_log(record, kr_log) for record in outside.records]
         if self._map.generation == kr.generation and self._discovery.refresher.running:
-            self._retrier.park_misrouted(records, outside[1])
+            self._retrier.park_misrouted(records, outside.futures)
         else:
-            self._retrier.requeue_records(records, outside[1], self._loop.time())
+            self._retrier.requeue_records(records, outside.futures, self._loop.time())
 
     def verify_parked(self) -> None:
         """After a refresh: entries that reached a shard the map did not know are checked now."""
