@@ -389,9 +389,9 @@ def _build_converter(index: int, option: Any, error: ErrorFactory) -> Converter:
     name = option.get("optionName")
     if name is None:
         raise error(index, "optionName", "is required")
-    if name in _UNSUPPORTED_OPTIONS:
+    if isinstance(name, str) and name in _UNSUPPORTED_OPTIONS:
         raise error(index, "optionName", f"{name} is not supported: {_UNSUPPORTED_OPTIONS[name]}")
-    if name not in _OPTION_KEYS:
+    if not isinstance(name, str) or name not in _OPTION_KEYS:  # a JSON list or object is not hashable
         raise error(index, "optionName", f"{name!r} is not one of {', '.join(_OPTION_KEYS)}")
     allowed = ("optionName", *_OPTION_KEYS[name])
     for key in option:
@@ -463,8 +463,9 @@ def _build_log_to_json(index: int, option: dict[str, Any], printer: Printer, err
     log_format = option.get("logFormat")
     if log_format is None:
         raise error(index, "logFormat", f"is required for LOGTOJSON (one of {', '.join(LOG_FORMATS)})")
-    log_format = LOG_FORMAT_ALIASES.get(log_format, log_format)
-    if log_format not in LOG_FORMATS:
+    if isinstance(log_format, str):
+        log_format = LOG_FORMAT_ALIASES.get(log_format, log_format)
+    if not isinstance(log_format, str) or log_format not in LOG_FORMATS:
         raise error(index, "logFormat", f"{log_format!r} is not one of {', '.join(LOG_FORMATS)}")
     default_pattern, default_fields, dash_is_null = LOG_FORMATS[log_format]
     custom_fields = _string_list(index, option, "customFieldNames", error, required=False) or None

@@ -256,7 +256,8 @@ def _validate(config: WorkerConfig) -> None:
                                  f"{_named('max_task_backoff_time_millis')}")
     if not config.worker_id or not isinstance(config.worker_id, str):
         raise ConfigurationError(f"{_named('worker_id')} must be a non-empty string")
-    if config.table_name is not None and not _TABLE_NAME.fullmatch(config.table_name):
+    if config.table_name is not None and not (isinstance(config.table_name, str)
+                                              and _TABLE_NAME.fullmatch(config.table_name)):
         raise ConfigurationError(f"{_named('table_name')} {config.table_name!r} is not a valid DynamoDB table name")
     for name, enum_type in (("initial_position_in_stream", InitialPosition), ("retrieval_mode", RetrievalMode),
                             ("metrics_level", MetricsLevel)):
@@ -276,7 +277,8 @@ def _validate(config: WorkerConfig) -> None:
                                                or not config.executable_name.strip()):
         raise ConfigurationError(f"{_named('executable_name')} must name a command, got {config.executable_name!r}")
     _validate_endpoint(config)
-    if config.kinesis_role_arn is not None and not _ROLE_ARN.fullmatch(config.kinesis_role_arn):
+    if config.kinesis_role_arn is not None and not (isinstance(config.kinesis_role_arn, str)
+                                                    and _ROLE_ARN.fullmatch(config.kinesis_role_arn)):
         raise ConfigurationError(f"kinesis_role_arn {config.kinesis_role_arn!r} is not an IAM role ARN "
                                  "(arn:aws:iam::<account>:role/<name>)")
 

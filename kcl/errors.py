@@ -25,23 +25,34 @@ __all__ = [
 
 
 class KclError(KinesisToolkitError):
-    """Base class of the consumer's errors."""
+    """Base class of the consumer's errors.
+
+    Raised itself where no finer class applies: ``Worker.start()`` called twice, DescribeStreamSummary
+    failing for a reason other than a missing stream, a blocking ``checkpoint()`` called on the worker's
+    event loop (use ``acheckpoint()``).
+    """
 
 
 class StreamNotFoundError(KclError):
-    """The stream to consume does not exist (or is not visible with these credentials)."""
+    """The stream to consume does not exist (or is not visible with these credentials): raised by
+    ``Worker.start()``/``run_forever()`` before any lease table is created (``kcl-worker`` exits 1)."""
 
 
 class ProcessorLoadError(KclError, ImportError):
-    """A ``module:Class`` processor reference cannot be imported or is not a record processor."""
+    """A ``module:Class`` processor reference cannot be imported or is not a record processor, or a
+    processor's methods do not take the arguments the worker passes: raised by ``kcl-worker`` at start,
+    by ``kcl.Worker(...)`` given such a class, and by the worker when a factory makes such a processor.
+    Also an ``ImportError``."""
 
 
 class LeaseTableError(KclError):
-    """The lease table is missing, cannot be created, or holds an item this worker cannot read."""
+    """The lease table is missing, cannot be created or read, or holds an item this worker cannot read:
+    raised by ``Worker.start()`` and ``kcl-worker status``."""
 
 
 class CheckpointError(KclError):
-    """A checkpoint could not be recorded."""
+    """A checkpoint could not be recorded; raised by ``checkpoint()``/``acheckpoint()`` as one of its
+    four subclasses, so ``except kcl.CheckpointError`` catches them all."""
 
 
 class LeaseLostError(CheckpointError):
@@ -52,7 +63,8 @@ class LeaseLostError(CheckpointError):
 
 
 class InvalidCheckpointError(CheckpointError, ValueError):
-    """The value is malformed, below the last checkpoint, or beyond the last record delivered."""
+    """``checkpoint()`` was given a value that is malformed, below the last checkpoint, or beyond the last
+    record delivered (also a MultiLang checkpoint message with such a value).  Also a ``ValueError``."""
 
 
 class CheckpointThrottledError(CheckpointError):

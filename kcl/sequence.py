@@ -11,6 +11,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Final
 
+from kpl.errors import ArgumentTypeError, InvalidArgumentError
+
 TRIM_HORIZON: Final = "TRIM_HORIZON"
 LATEST: Final = "LATEST"
 AT_TIMESTAMP: Final = "AT_TIMESTAMP"
@@ -31,20 +33,24 @@ def is_sequence_number(value: str) -> bool:
 
 @dataclass(frozen=True, slots=True)
 class ExtendedSequenceNumber:
-    """A position: ``sequence_number`` (digits or a sentinel) and ``sub_sequence_number`` (>= 0)."""
+    """A position: ``sequence_number`` (digits or a sentinel) and ``sub_sequence_number`` (>= 0).
+
+    Malformed values raise InvalidArgumentError (a ValueError), a sub-sequence number that is not an
+    ``int`` ArgumentTypeError (a TypeError).
+    """
 
     sequence_number: str
     sub_sequence_number: int = 0
 
     def __post_init__(self) -> None:
         if self.sequence_number not in SENTINELS and not is_sequence_number(self.sequence_number):
-            raise ValueError(
+            raise InvalidArgumentError(
                 f"sequence number must be decimal digits or one of {sorted(SENTINELS)}, got {self.sequence_number!r}"
             )
         if isinstance(self.sub_sequence_number, bool) or not isinstance(self.sub_sequence_number, int):
-            raise TypeError(f"sub-sequence number must be an int, got {self.sub_sequence_number!r}")
+            raise ArgumentTypeError(f"sub-sequence number must be an int, got {self.sub_sequence_number!r}")
         if self.sub_sequence_number < 0:
-            raise ValueError(f"sub-sequence number must be >= 0, got {self.sub_sequence_number}")
+            raise InvalidArgumentError(f"sub-sequence number must be >= 0, got {self.sub_sequence_number}")
 
     @property
     def is_sentinel(self) -> bool:

@@ -11,16 +11,20 @@ __version__ = "0.1.0"
 
 from kpl.config import ProducerConfig, ProducerSettings
 from kpl.errors import (
+    ArgumentTypeError,
     BackpressureTimeoutError,
     BufferFullError,
     ConfigurationError,
     FlushTimeoutError,
+    InvalidArgumentError,
     KinesisToolkitError,
     ProducerClosedError,
     ProducerError,
     ProducerNotStartedError,
     ProducerTimeoutError,
     RecordFailedError,
+    RecordTooLargeError,
+    UnknownSettingError,
 )
 from kpl.producer import AsyncProducer, Producer
 from kpl.records import Attempt, RecordError, RecordResult, UserRecord
@@ -29,12 +33,14 @@ from kpl.records import Attempt, RecordError, RecordResult, UserRecord
 _logging.getLogger(__name__).addHandler(_logging.NullHandler())
 
 __all__ = [
+    "ArgumentTypeError",
     "AsyncProducer",
     "Attempt",
     "BackpressureTimeoutError",
     "BufferFullError",
     "ConfigurationError",
     "FlushTimeoutError",
+    "InvalidArgumentError",
     "KinesisToolkitError",
     "Producer",
     "ProducerClosedError",
@@ -46,6 +52,8 @@ __all__ = [
     "RecordError",
     "RecordFailedError",
     "RecordResult",
+    "RecordTooLargeError",
+    "UnknownSettingError",
     "UserRecord",
     "__version__",
 ]

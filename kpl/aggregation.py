@@ -31,6 +31,8 @@ from collections.abc import Sequence
 from hashlib import md5
 from typing import Any, NamedTuple
 
+from kpl.errors import KinesisToolkitError
+
 MAGIC = b"\xf3\x89\x9a\xc2"
 DIGEST_SIZE = 16
 #: Magic + MD5 trailer: the bytes an aggregate carries beyond its protobuf body.
@@ -298,8 +300,12 @@ def aggregated_record_message() -> Any:
 
 
 
-class AggregationFormatError(ValueError):
-    """Data has the aggregation magic but is not a valid aggregate (bad digest, protobuf or index)."""
+class AggregationFormatError(KinesisToolkitError, ValueError):
+    """Data is not a valid aggregate: raised by ``parse`` and ``decode`` when it lacks the aggregation
+    magic, or has it with a bad MD5 trailer, a body that is not the protobuf, or an index past its table.
+
+    The KCL rule is to treat such a record as a plain one (kcl's deaggregation does).  Also a ``ValueError``.
+    """
 
 
 def is_aggregated(data: bytes) -> bool:

@@ -22,6 +22,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from kpl.aws import DEFAULT_CLIENT_CONFIG, ClientConfig, async_client
+from kpl.errors import ConfigurationError
 from kpl.logs import get_logger
 from kpl.retry import error_code
 
@@ -189,7 +190,7 @@ class CloudWatchPublisher:
         max_pending_keys: int = 10_000,
     ) -> None:
         if not namespace or namespace.startswith("AWS/"):
-            raise ValueError(f"invalid CloudWatch namespace {namespace!r}")
+            raise ConfigurationError(f"invalid CloudWatch namespace {namespace!r}")
         self.registry = registry
         self.namespace = namespace
         self.interval = interval

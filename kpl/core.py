@@ -23,7 +23,15 @@ from kpl.aws import async_client
 from kpl.backpressure import Budget
 from kpl.cloudwatch import CloudWatchPublisher
 from kpl.config import ProducerConfig
-from kpl.errors import BufferFullError, ConfigurationError, ProducerClosedError, ProducerNotStartedError
+from kpl.errors import (
+    ArgumentTypeError,
+    BufferFullError,
+    ConfigurationError,
+    InvalidArgumentError,
+    ProducerClosedError,
+    ProducerNotStartedError,
+    RecordTooLargeError,
+)
 from kpl.futures import resolve_all
 from kpl.intake import KNOWN_KEYS, Intake, pending_record, pending_records
 from kpl.logs import get_logger
@@ -68,11 +76,11 @@ def future_factory(loop: asyncio.AbstractEventLoop) -> Callable[[], asyncio.Futu
 
 
 def check_stream_name(stream_name: object) -> str:
-    """A stream name (or ARN) as given; TypeError when it is not a string, ValueError when blank."""
+    """A stream name (or ARN) as given; ArgumentTypeError when it is not a string, InvalidArgumentError when blank."""
     if not isinstance(stream_name, str):
-        raise TypeError(f"stream_name must be a str (a stream name or ARN), not {type(stream_name).__name__}")
+        raise ArgumentTypeError(f"stream_name must be a str (a stream name or ARN), not {type(stream_name).__name__}")
     if not stream_name.strip():
-        raise ValueError(f"stream_name must be a non-empty string, got {stream_name!r}")
+        raise InvalidArgumentError(f"stream_name must be a non-empty string, got {stream_name!r}")
     return stream_name
 
 
@@ -346,7 +354,7 @@ class ProducerCore:
         default = DEFAULT_MAX_RECORD_SIZE if cap is None else min(cap, DEFAULT_MAX_RECORD_SIZE)
         return default, cap is not None and cap <= DEFAULT_MAX_RECORD_SIZE
 
-    def too_large(self, stream_name: str, size: int) -> ValueError:
+    def too_large(self, stream_name: str, size: int) -> RecordTooLargeError:
         """The error for a record of ``size`` bytes over the limit that applies to it, named."""
         limit, final = self.size_limit(stream_name)
         pipeline = self._pipelines.get(stream_name)
@@ -359,7 +367,7 @@ class ProducerCore:
         else:
             which = (f"the {limit}-byte default maximum record size (stream {stream_name}'s own is not known "
                      "yet: put_record, unlike put_record_nowait, waits for it)")
-        return ValueError(f"record is {size} bytes (partition key + data), over {which}")
+        return RecordTooLargeError(f"record is {size} bytes (partition key + data), over {which}")
 
     async def check_size(self, stream_name: str, size: int) -> None:
         """Wait for the stream's limits when a record is over the default, then check against them."""

@@ -14,6 +14,8 @@ from functools import partial
 from hashlib import md5
 from typing import Any
 
+from kpl.errors import ArgumentTypeError, InvalidArgumentError
+
 MAX_HASH_KEY = (1 << 128) - 1
 MAX_PARTITION_KEY_LENGTH = 256
 
@@ -25,20 +27,21 @@ def partition_key_hash(partition_key: str | bytes) -> int:
 
 
 def parse_explicit_hash_key(value: str | int) -> int:
-    """An explicit hash key (decimal string or int) as an int in ``[0, 2**128)``; ValueError otherwise."""
+    """An explicit hash key (decimal string or int) as an int in ``[0, 2**128)``; InvalidArgumentError (a
+    ValueError) otherwise, ArgumentTypeError (a TypeError) for a type that is neither."""
     if isinstance(value, bool):
-        raise ValueError(f"explicit_hash_key must be a decimal integer string, not {value!r}")
+        raise InvalidArgumentError(f"explicit_hash_key must be a decimal integer string, not {value!r}")
     if isinstance(value, int):
         key = value
     elif isinstance(value, str):
         text = value.strip()
         if not text.isdigit() or not text.isascii():
-            raise ValueError(f"explicit_hash_key must be a decimal integer string, got {value!r}")
+            raise InvalidArgumentError(f"explicit_hash_key must be a decimal integer string, got {value!r}")
         key = int(text)
     else:
-        raise TypeError(f"explicit_hash_key must be str or int, not {type(value).__name__}")
+        raise ArgumentTypeError(f"explicit_hash_key must be str or int, not {type(value).__name__}")
     if not 0 <= key <= MAX_HASH_KEY:
-        raise ValueError(f"explicit_hash_key {value!r} is outside [0, 2**128 - 1]")
+        raise InvalidArgumentError(f"explicit_hash_key {value!r} is outside [0, 2**128 - 1]")
     return key
 
 

@@ -24,6 +24,8 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Literal
 
+from kpl.errors import ArgumentTypeError, InvalidArgumentError
+
 #: What a check returns: None when healthy, else a short reason.
 CheckResult = str | None
 Check = Callable[[], CheckResult] | Callable[[], Awaitable[CheckResult]]
@@ -74,7 +76,7 @@ class HealthChecks:
 
     def __init__(self, *, timeout: float = DEFAULT_CHECK_TIMEOUT) -> None:
         if timeout <= 0:
-            raise ValueError(f"timeout must be positive, got {timeout!r}")
+            raise InvalidArgumentError(f"timeout must be positive, got {timeout!r}")
         self.timeout = timeout
         self._checks: dict[Kind, dict[str, Check]] = {"liveness": {}, "readiness": {}}
 
@@ -94,11 +96,11 @@ class HealthChecks:
 
     def _add(self, kind: Kind, name: str, check: Check) -> None:
         if not name or "\n" in name:
-            raise ValueError(f"a check needs a one-line name, got {name!r}")
+            raise InvalidArgumentError(f"a check needs a one-line name, got {name!r}")
         if not callable(check):
-            raise TypeError(f"check {name!r} must be callable, got {type(check).__name__}")
+            raise ArgumentTypeError(f"check {name!r} must be callable, got {type(check).__name__}")
         if name in self._checks[kind]:
-            raise ValueError(f"a {kind} check named {name!r} is already registered")
+            raise InvalidArgumentError(f"a {kind} check named {name!r} is already registered")
         self._checks[kind][name] = check
 
     async def evaluate(self, kind: Kind) -> HealthReport:

@@ -1,8 +1,9 @@
 """The intake: a record's validation at the ``put_record`` call, and its way to the accumulator.
 
 Input is validated in the calling thread, at the call, so a bad record raises where it was made:
-``TypeError`` for data that is not bytes-like, ``ValueError`` naming the problem for a bad partition
-key or explicit hash key.  (Size limits, which depend on the stream, are the producer's to check.)
+``ArgumentTypeError`` (a ``TypeError``) for data that is not bytes-like, ``InvalidArgumentError`` (a
+``ValueError``) naming the problem for a bad partition key or explicit hash key.  (Size limits, which
+depend on the stream, are the producer's to check.)
 
 Applications reuse partition keys (a user id, a device id), and MD5 is the largest single cost of
 accepting a record, so the hash key and UTF-8 length of recently seen keys are cached.  A key is
@@ -26,6 +27,7 @@ from typing import Any
 
 from kpl.accumulator import ARRIVAL, HASH_KEY, NO_LOG, SIZE, Aggregator, PendingRecord, seal, split
 from kpl.discovery import StreamDiscovery
+from kpl.errors import ArgumentTypeError, InvalidArgumentError, KinesisToolkitError
 from kpl.hashing import MAX_PARTITION_KEY_LENGTH, parse_explicit_hash_key, partition_key_hash
 from kpl.limiter import Limiter
 from kpl.records import EXPIRED, RecordError
@@ -46,7 +48,8 @@ _hash_key = itemgetter(HASH_KEY)
 
 
 def pending_record(data: object, partition_key: object, explicit_hash_key: object, arrival: float) -> PendingRecord:
-    """The producer's record for one put, arriving at ``arrival``; raises TypeError/ValueError on bad input."""
+    """The producer's record for one put, arriving at ``arrival``; ArgumentTypeError/InvalidArgumentError
+    on bad input."""
     if type(data) is bytes and type(partition_key) is str and explicit_hash_key is None:
         key = KNOWN_KEYS.get(partition_key)
         if key is not None:
@@ -57,7 +60,8 @@ def pending_record(data: object, partition_key: object, explicit_hash_key: objec
 
 def pending_records(records: Iterable[object], arrival: float) -> list[PendingRecord]:
     """The producer's records for a batch of ``(data, partition_key)`` or ``(data, partition_key,
-    explicit_hash_key)``, all arriving at ``arrival``; raises TypeError/ValueError naming the first bad one."""
+    explicit_hash_key)``, all arriving at ``arrival``; ArgumentTypeError/InvalidArgumentError naming the
+    first bad one."""
     out: list[PendingRecord] = []
     append = out.append
     known = KNOWN_KEYS.get
@@ -75,10 +79,13 @@ def pending_records(records: Iterable[object], arrival: float) -> list[PendingRe
                 explicit_hash_key = item[2] if len(item) == 3 else None
                 append(pending_record(item[0], item[1], explicit_hash_key, arrival))
             else:
-                raise TypeError("each record must be (data, partition_key) or (data, partition_key, explicit_hash_key)"
-                                f", not {type(item).__name__}")
+                raise ArgumentTypeError("each record must be (data, partition_key) or (data, partition_key, "
+                                        f"explicit_hash_key), not {type(item).__name__}")
     except (TypeError, ValueError) as exc:
-        raise type(exc)(f"records[{len(out)}]: {exc}") from exc
+        # Python's own (records not iterable, an item whose len() fails) become ours, with the index too.
+        kind = type(exc) if isinstance(exc, KinesisToolkitError) else (
+            ArgumentTypeError if isinstance(exc, TypeError) else InvalidArgumentError)
+        raise kind(f"records[{len(out)}]: {exc}") from exc
     return out
 
 
@@ -93,7 +100,8 @@ def validate_record(
     """
     if type(data) is not bytes:
         if not isinstance(data, (bytes, bytearray, memoryview)):
-            raise TypeError(f"data must be bytes-like (bytes, bytearray or memoryview), not {type(data).__name__}")
+            raise ArgumentTypeError(
+                f"data must be bytes-like (bytes, bytearray or memoryview), not {type(data).__name__}")
         data = bytes(data)  # a private copy: the caller may reuse its buffer
     if partition_key is None:
         random_key = f"{_getrandbits(128):032x}"  # used once: not worth a place in the cache
@@ -102,7 +110,7 @@ def validate_record(
         partition_key = random_key
     elif type(partition_key) is not str:
         if not isinstance(partition_key, str):
-            raise TypeError(f"partition_key must be str, not {type(partition_key).__name__}")
+            raise ArgumentTypeError(f"partition_key must be str, not {type(partition_key).__name__}")
         partition_key = str(partition_key)
     if explicit_hash_key is None:
         hash_key, key_length = KNOWN_KEYS.get(partition_key) or _learn_key(partition_key)
@@ -125,11 +133,11 @@ def _learn_key(partition_key: str) -> tuple[int, int]:
 def _encode_partition_key(partition_key: str) -> bytes:
     length = len(partition_key)
     if length == 0 or length > MAX_PARTITION_KEY_LENGTH:
-        raise ValueError(f"partition_key must have 1 to {MAX_PARTITION_KEY_LENGTH} characters, got {length}")
+        raise InvalidArgumentError(f"partition_key must have 1 to {MAX_PARTITION_KEY_LENGTH} characters, got {length}")
     try:
         return partition_key.encode()
     except UnicodeEncodeError as exc:
-        raise ValueError(f"partition_key is not encodable as UTF-8: {exc}") from exc
+        raise InvalidArgumentError(f"partition_key is not encodable as UTF-8: {exc}") from exc
 
 
 class Intake:

@@ -28,6 +28,8 @@ from typing import Any, TextIO
 
 import structlog
 
+from kpl.errors import ConfigurationError
+
 #: The ``LogRecord`` attribute that carries a toolkit event's dict (event name and its fields).
 EVENT_ATTRIBUTE = "kinesis_toolkit_event"
 
@@ -113,7 +115,7 @@ def _level_number(level: str | int) -> int:
         return level
     number = logging.getLevelNamesMapping().get(level.upper())
     if number is None:
-        raise ValueError(f"unknown log level {level!r}: use debug, info, warning or error")
+        raise ConfigurationError(f"unknown log level {level!r}: use debug, info, warning or error")
     return number
 
 
@@ -128,7 +130,8 @@ def configure_logging(
     points only: a library never calls it.
 
     ``json=None`` chooses by the destination: console rendering on a TTY, JSON lines otherwise (a file
-    gets JSON lines).  Raises ValueError for an unknown level and OSError when ``file`` cannot be opened.
+    gets JSON lines).  Raises ConfigurationError (a ValueError) for an unknown level and OSError when ``file``
+    cannot be opened.
     """
     threshold = _level_number(level)
     handler: logging.StreamHandler[Any]

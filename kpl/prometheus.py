@@ -42,6 +42,8 @@ from typing import Any, Literal, Protocol
 from prometheus_client.core import CounterMetricFamily, Metric, SummaryMetricFamily
 from prometheus_client.registry import Collector
 
+from kpl.errors import InvalidArgumentError
+
 _Statistic = Literal["sum", "count-minus-sum"]
 
 
@@ -118,12 +120,13 @@ class ProducerCollector(Collector):
     def __init__(self, producer: MetricsSource, *, namespace: str = "kpl",
                  labels: Mapping[str, str] | None = None) -> None:
         if not re.fullmatch(r"[a-zA-Z_][a-zA-Z0-9_]*", namespace):
-            raise ValueError(f"namespace must be a Prometheus name ([a-zA-Z_][a-zA-Z0-9_]*), got {namespace!r}")
+            raise InvalidArgumentError(
+                f"namespace must be a Prometheus name ([a-zA-Z_][a-zA-Z0-9_]*), got {namespace!r}")
         extra = dict(labels or {})
         for name in extra:
             if not re.fullmatch(r"[a-zA-Z_][a-zA-Z0-9_]*", name) or name.startswith("__") or name in (
                     *_LABELS.values(), "quantile"):
-                raise ValueError(f"label {name!r} is not a label name the collector can add")
+                raise InvalidArgumentError(f"label {name!r} is not a label name the collector can add")
         self.producer = producer
         self.namespace = namespace
         self.labels = extra

@@ -35,7 +35,7 @@ from kcl.multilang import messages
 from kcl.multilang.child import ChildFailed, ChildProcess, kill_group
 from kcl.multilang.command import resolve_command
 from kcl.processor import PendingCheckpoint, Record, RecordProcessor
-from kpl.errors import ConfigurationError
+from kpl.errors import ConfigurationError, InvalidArgumentError
 from kpl.logs import get_logger
 from kpl.retry import Backoff
 
@@ -59,7 +59,7 @@ class MultiLangProcessorFactory:
     def __init__(self, command: Sequence[str], *, timeout: float | None = None, env: dict[str, str] | None = None,
                  restart_backoff: tuple[float, float] = (0.5, 30.0)) -> None:
         if not command:
-            raise ValueError("command must not be empty")
+            raise InvalidArgumentError("command must not be empty")
         self.command = list(command)
         self.timeout = timeout
         self.env = env
