@@ -39,7 +39,7 @@ from kcl.retrieval import BatchQueue, FanOutFetcher, PollingFetcher, StartingPos
 from kcl.shard_consumer import ShardConsumer
 from kcl.stream import is_stream_arn, kinesis_client_config, parse_stream_arn, stream_api_args
 from kpl.aws import ClientConfig, async_client
-from kpl.cloudwatch import CloudWatchPublisher, MetricsRegistry
+from kpl.cloudwatch import CloudWatchPublisher, MetricsRegistry, check_namespace
 from kpl.health import HealthChecks
 from kpl.logs import get_logger
 from kpl.observability import DEFAULT_ADDRESS, EndpointSettings, ObservabilityServer, check_address, daemon_registry
@@ -74,6 +74,8 @@ class Worker:
         self.application_name = application_name
         self.processor_factory = processor_factory
         self.config = config or WorkerConfig()
+        if self.config.metrics_level is not MetricsLevel.NONE:
+            check_namespace(application_name)  # before start() creates a lease table named after it
         self.registry = MetricsRegistry()
         self.metrics = KclMetrics(self.registry, self.config.worker_id, self.config.metrics_level)
         self._consumers: dict[str, tuple[ShardConsumer, asyncio.Task[None]]] = {}

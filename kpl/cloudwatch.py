@@ -172,6 +172,12 @@ def _chunks(items: list[dict[str, Any]], size: int) -> Iterable[list[dict[str, A
         yield items[start:start + size]
 
 
+def check_namespace(namespace: str) -> None:
+    """A namespace this toolkit may upload to: not empty, and not one of AWS's own (``AWS/...``)."""
+    if not namespace or namespace.startswith("AWS/"):
+        raise ConfigurationError(f"invalid CloudWatch namespace {namespace!r}")
+
+
 class CloudWatchPublisher:
     """Uploads a registry's pending window to CloudWatch every ``interval`` seconds.
 
@@ -189,8 +195,7 @@ class CloudWatchPublisher:
         client_config: ClientConfig = DEFAULT_CLIENT_CONFIG,
         max_pending_keys: int = 10_000,
     ) -> None:
-        if not namespace or namespace.startswith("AWS/"):
-            raise ConfigurationError(f"invalid CloudWatch namespace {namespace!r}")
+        check_namespace(namespace)
         self.registry = registry
         self.namespace = namespace
         self.interval = interval

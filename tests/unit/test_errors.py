@@ -98,6 +98,17 @@ def _aggregate_with_bad_digest() -> bytes:
     return MAGIC + b"\x0a\x01k" + hashlib.md5(b"something else").digest()
 
 
+class _NoProcessor(kcl.RecordProcessor):
+    def process_records(self, records: Any, checkpointer: Any, millis_behind_latest: int | None) -> None:
+        pass
+
+
+def test_a_worker_named_aws_without_metrics_is_fine() -> None:
+    """``AWS/`` is refused only as a CloudWatch namespace: with metrics off, the name is free."""
+    worker = kcl.Worker("s", "AWS/app", _NoProcessor, WorkerConfig(metrics_level=kcl.MetricsLevel.NONE))
+    assert worker.application_name == "AWS/app"
+
+
 class _Snapshot:
     def metrics(self) -> dict[str, list[dict[str, Any]]]:
         return {}
@@ -145,6 +156,8 @@ SITES = {
                                       ConfigurationError, ValueError, "invalid CloudWatch namespace"),
     "CloudWatch namespace empty": Site(lambda: CloudWatchPublisher(MetricsRegistry(), ""),
                                        ConfigurationError, ValueError, "invalid CloudWatch namespace"),
+    "Worker named AWS/...": Site(lambda: kcl.Worker("s", "AWS/app", _NoProcessor), ConfigurationError, ValueError,
+                                 "invalid CloudWatch namespace"),
     "Prometheus namespace": Site(lambda: ProducerCollector(_Snapshot(), namespace="my-app"),
                                  InvalidArgumentError, ValueError, "must be a Prometheus name"),
     "Prometheus label": Site(lambda: ProducerCollector(_Snapshot(), labels={"shard": "x"}),
