@@ -204,3 +204,13 @@ def test_last_wins_keeps_the_last_entry_and_warns_once_per_duplicate(caplog: pyt
         assert list(last_wins(entries, "f.properties")) == ["b", "A", "a"]  # by default keys are case-sensitive
     assert [getattr(record, EVENT_ATTRIBUTE)["lines"] for record in caplog.records] == [[1, 4]]
 
+
+def test_there_is_one_properties_reader() -> None:
+    """The producer's and the worker's loaders read files through kpl.properties; no second parser grows back."""
+    root = Path(__file__).resolve().parents[2]
+    readers = {str(path.relative_to(root)) for package in ("kpl", "kcl", "agent")
+               for path in (root / package).rglob("*.py") if re.search(r"""in ["']#!["']""", path.read_text())}
+    assert readers == {"kpl/properties.py"}, f"read .properties files with kpl.properties.read_properties: {readers}"
+    users = {str(path.relative_to(root)) for package in ("kpl", "kcl", "agent")
+             for path in (root / package).rglob("*.py") if "read_properties(" in path.read_text()}
+    assert users == {"kpl/properties.py", "kpl/config.py", "kcl/properties.py"}
