@@ -116,6 +116,11 @@ def _fail(message: str, code: int) -> int:
 
 
 def _run(args: argparse.Namespace) -> int:
+    # Logging first: reading the properties file may warn (a key set twice).
+    try:
+        configure_logging(args.log_level, file=args.log_file)
+    except OSError as exc:
+        return _fail(f"cannot open the log file: {exc}", EXIT_CONFIG)
     try:
         loaded = load_properties(args.config) if args.config else LoadedProperties(settings={})
         stream = args.stream or loaded.stream
@@ -138,10 +143,6 @@ def _run(args: argparse.Namespace) -> int:
         check_setup(_clients(config, stream))
     except (ConfigurationError, ProcessorLoadError) as exc:
         return _fail(str(exc), EXIT_CONFIG)
-    try:
-        configure_logging(args.log_level, file=args.log_file)
-    except OSError as exc:
-        return _fail(f"cannot open the log file: {exc}", EXIT_CONFIG)
     log = get_logger("kcl.cli")
     for key in loaded.keys_without_effect(native=not multilang):
         log.warning("properties key has no meaning for this worker and is ignored", key=key)

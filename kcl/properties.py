@@ -14,13 +14,15 @@ A key is one of:
 
 The MultiLangDaemon's key list is ``MultiLangDaemonConfiguration`` and its delegated config beans
 (KCL 3.5), plus ``executableName``, ``processingLanguage`` and ``maxActiveThreads``.
+
+The file format is Java's, read by :mod:`kpl.properties`.  A setting given twice, under one name or
+under a name and its alias (``workerId`` and ``workerIdentifier``), takes the last value, with a warning.
 """
 
 from __future__ import annotations
 
 import difflib
 import enum
-import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, fields
 from datetime import UTC, datetime
@@ -30,6 +32,7 @@ from typing import Any
 from kcl.config import InitialPosition, MetricsLevel, RetrievalMode, WorkerConfig, property_key
 from kcl.stream import parse_stream_arn
 from kpl.errors import ConfigurationError
+from kpl.properties import last_wins, read_properties
 
 #: KCL 3.x MultiLangDaemon keys that have no meaning for this worker.  Accepted so that an existing
 #: properties file works unchanged, and reported so that the caller can say so.
@@ -217,32 +220,6 @@ class LoadedProperties:
         return WorkerConfig(**{**self.settings, **overrides})
 
 
-def parse_properties_text(text: str) -> list[tuple[int, str, str]]:
-    """(line number, key, value) for each entry of a Java ``.properties`` text.
-
-    Supports ``#``/``!`` comments, ``=``/``:``/whitespace separators and backslash line continuation,
-    which is what KCL properties files use.
-    """
-    entries: list[tuple[int, str, str]] = []
-    lines = text.splitlines()
-    index = 0
-    while index < len(lines):
-        number = index + 1
-        line = lines[index].strip()
-        index += 1
-        if not line or line[0] in "#!":
-            continue
-        while line.endswith("\\") and not line.endswith("\\\\"):
-            line = line[:-1] + (lines[index].strip() if index < len(lines) else "")
-            index += 1
-        match = re.match(r"([^=:\s]+)\s*[=:\s]\s*(.*)$", line)
-        if match is None:
-            entries.append((number, line, ""))
-            continue
-        entries.append((number, match.group(1), match.group(2).strip()))
-    return entries
-
-
 def _canonical(key: str) -> str:
     for name in _CREDENTIALS_KEYS:
         if key.lower() == name.lower():
@@ -253,23 +230,19 @@ def _canonical(key: str) -> str:
 def load_properties(path: str | Path) -> LoadedProperties:
     """Read a KCL/MultiLangDaemon-style properties file; unknown keys and bad values raise."""
     source = Path(path)
-    try:
-        text = source.read_text(encoding="utf-8")
-    except OSError as exc:
-        raise ConfigurationError(f"cannot read properties file {source}: {exc.strerror or exc}") from None
     settable = _settable_fields()
     settings: dict[str, Any] = {}
     targets: dict[str, str] = {}
     ignored: list[str] = []
-    seen: dict[str, str] = {}
-    for number, raw_key, value in parse_properties_text(text):
+
+    def setting_of(raw_key: str) -> str:
+        key = _canonical(raw_key)
+        return settable[key][0] if key in settable else key
+
+    # Java's rule: the last value wins, also between two names of one setting (workerId, workerIdentifier).
+    for number, raw_key, value in last_wins(read_properties(source), str(source), setting_of).values():
         where = f"{source}:{number}"
         key = _canonical(raw_key)
-        field_name = settable[key][0] if key in settable else key
-        if field_name in seen:
-            raise ConfigurationError(f"{where}: {raw_key} is set twice (also as {seen[field_name]})"
-                                     if seen[field_name] != raw_key else f"{where}: {raw_key} is set twice")
-        seen[field_name] = raw_key
         if key in _TARGET_KEYS:
             targets[key] = _parse_str(f"{where}: {key}", value)
         elif key in _CREDENTIALS_KEYS:

@@ -20,6 +20,7 @@ from typing import Any, TypedDict
 
 from kpl.aws import ClientConfig
 from kpl.errors import ConfigurationError
+from kpl.properties import last_wins, read_properties
 
 MAX_LONG = 2**63 - 1
 MIB = 1024 * 1024
@@ -152,14 +153,9 @@ class ProducerConfig:
     def from_properties(cls, path: str | Path, **overrides: Any) -> ProducerConfig:
         """Load a Java KPL ``.properties`` file; ``overrides`` (Python names) win over the file."""
         source = Path(path)
-        try:
-            # utf-8-sig: a file saved by an editor that writes a byte-order mark loads the same.
-            text = source.read_text(encoding="utf-8-sig")
-        except OSError as exc:
-            raise ConfigurationError(f"cannot read KPL properties file {source}: {exc}") from exc
-        settings: dict[str, tuple[str, str]] = {}
-        for line_number, key, value in _parse_properties(text):
-            settings[key] = (value, f"{source}:{line_number}")
+        entries = last_wins(read_properties(source, what="KPL properties file"), str(source),
+                            lambda key: _LEGACY_KEYS.get(key, key))
+        settings = {entry.key: (entry.value, f"{source}:{entry.line}") for entry in entries.values()}
         return cls._from_kpl(settings, overrides)
 
     @classmethod
@@ -346,6 +342,10 @@ def _convert(setting: _Setting, raw: object, name: str) -> object:
     if not isinstance(raw, str):
         return raw
     text = raw.strip()
+    if setting.kind in (bool, int) and text.endswith(";"):
+        # KPL leniency, not the properties format: the KPL's own sample file writes
+        # ``MaxUserRecordSize = 1048576;``, and that file must load unchanged.
+        text = text[:-1].rstrip()
     if setting.kind is bool:
         lowered = text.lower()
         if lowered not in ("true", "false"):
@@ -356,33 +356,3 @@ def _convert(setting: _Setting, raw: object, name: str) -> object:
             raise ConfigurationError(f"{name}: expected an integer, got {raw!r}")
         return int(text)
     return text
-
-
-def _parse_properties(text: str) -> list[tuple[int, str, str]]:
-    """``key = value`` lines (``=`` or ``:``), ``#``/``!`` comments, backslash continuations.
-
-    A trailing ``;`` is dropped: the KPL's own sample file writes ``MaxUserRecordSize = 1048576;``.
-    """
-    entries: list[tuple[int, str, str]] = []
-    pending = ""
-    pending_line = 0
-    for number, raw_line in enumerate(text.splitlines(), start=1):
-        line = raw_line.strip()
-        if not pending and (not line or line[0] in "#!"):
-            continue
-        if not pending:
-            pending_line = number
-        if line.endswith("\\") and not line.endswith("\\\\"):
-            pending += line[:-1]
-            continue
-        logical, pending = pending + line, ""
-        match = re.match(r"^([^=:\s]+)\s*[=:\s]\s*(.*)$", logical)
-        if match is None:
-            key, value = logical, ""
-        else:
-            key, value = match.group(1), match.group(2)
-        value = value.strip()
-        if value.endswith(";"):
-            value = value[:-1].rstrip()
-        entries.append((pending_line, key, value))
-    return entries

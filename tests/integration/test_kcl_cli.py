@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import contextlib
+import logging
 import os
 import subprocess
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -71,7 +72,18 @@ def arguments(case: str, stream: str, application: str) -> list[str]:
     return base + extra
 
 
+@pytest.fixture
+def root_logging() -> Iterator[None]:
+    """kcl-worker's main() configures logging (root handlers and level): undone after an in-process run."""
+    root = logging.getLogger()
+    handlers, level = root.handlers[:], root.level
+    yield
+    root.handlers[:] = handlers
+    root.setLevel(level)
+
+
 @pytest.mark.parametrize("case", list(CASES))
+@pytest.mark.usefixtures("root_logging")
 def test_bad_arguments_fail_clearly_without_side_effects(
     case: str, stream: str, aws_clients: Callable[[str], Any], capsys: pytest.CaptureFixture[str],
 ) -> None:
@@ -141,9 +153,11 @@ def test_bad_properties_file_names_the_key(tmp_path: Path, stream: str, aws_clie
     result = run("--stream", stream, "--application", application, "--processor", PROCESSOR, "--config", str(config))
     assert result.returncode == 78
     assert "app.properties:2: unknown setting 'maxRecord' (did you mean 'maxRecords'?)" in result.stderr
-    config.write_text("failoverTimeMillis = soon\n")
+    config.write_text("failoverTimeMillis = 10000\nfailoverTimeMillis = soon\n")
     result = run("--stream", stream, "--application", application, "--processor", PROCESSOR, "--config", str(config))
     assert result.returncode == 78 and "failoverTimeMillis must be an integer, got 'soon'" in result.stderr
+    # the last value wins, as in Java, and the operator is told (logging is set up before the file is read)
+    assert "properties key set twice; the last value wins" in result.stderr
     assert application not in table_names(aws_clients)
 
 

@@ -8,8 +8,10 @@ from pathlib import Path
 import pytest
 
 from kcl.config import InitialPosition, MetricsLevel, RetrievalMode, WorkerConfig, property_key
-from kcl.properties import IGNORED_KCL_KEYS, load_properties, parse_properties_text
+from kcl.properties import IGNORED_KCL_KEYS, load_properties
 from kpl.errors import ConfigurationError
+from kpl.logs import EVENT_ATTRIBUTE
+from kpl.properties import parse_properties
 
 
 def test_defaults_follow_the_kcl() -> None:
@@ -73,7 +75,7 @@ def test_naive_timestamps_are_rejected() -> None:
 
 def test_java_properties_syntax() -> None:
     text = "# comment\n! also a comment\n\na = 1\nb: two\nc three\nlong = x\\\n   y\n  spaced   =   v  \n"
-    assert [(key, value) for _, key, value in parse_properties_text(text)] == [
+    assert [(key, value) for _, key, value in parse_properties(text)] == [
         ("a", "1"), ("b", "two"), ("c", "three"), ("long", "xy"), ("spaced", "v"),
     ]
 
@@ -199,20 +201,20 @@ def test_every_kcl_3_multilang_key_is_accepted(tmp_path: Path) -> None:
 def test_multilang_settings_are_checked(tmp_path: Path) -> None:
     with pytest.raises(ConfigurationError, match=r"timeoutInSeconds.* must be a positive integer, got 0"):
         load_properties(write(tmp_path, "timeoutInSeconds = 0\n"))
-    with pytest.raises(ConfigurationError, match=r"shutdownGraceMillis is set twice .also as "
-                                                 "gracefulShutdownTimeoutMillis"):
-        load_properties(write(tmp_path, "gracefulShutdownTimeoutMillis = 1000\nshutdownGraceMillis = 2000\n"))
     with pytest.raises(ConfigurationError, match=r"executableName.* must not be empty"):
         load_properties(write(tmp_path, "executableName =\n"))
 
 
-def test_aliases_and_default_retrieval_mode(tmp_path: Path) -> None:
+def test_aliases_and_default_retrieval_mode(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
     config = load_properties(write(tmp_path, "workerIdentifier = w7\nfanoutConfig.consumerArn = arn:x\n"
                                              "retrievalMode = DEFAULT\n")).worker_config()
     assert config.worker_id == "w7" and config.consumer_arn == "arn:x"
     assert config.retrieval_mode is RetrievalMode.POLLING
-    with pytest.raises(ConfigurationError, match="workerIdentifier is set twice"):
-        load_properties(write(tmp_path, "workerId = a\nworkerIdentifier = b\n"))
+    with caplog.at_level("WARNING", logger="kpl.properties"):
+        config = load_properties(write(tmp_path, "workerId = a\nworkerIdentifier = b\n")).worker_config()
+    assert config.worker_id == "b", "a key and its alias are one setting: the last wins"
+    [warning] = set_twice_warnings(caplog)
+    assert (warning["key"], warning["earlier_key"], warning["lines"]) == ("workerIdentifier", "workerId", [1, 2])
 
 
 def test_an_assume_role_credentials_provider_names_the_kinesis_role(tmp_path: Path) -> None:
@@ -248,6 +250,7 @@ def test_unknown_key_is_an_error_naming_it_with_a_suggestion(tmp_path: Path) -> 
 
 @pytest.mark.parametrize(("line", "message"), [
     ("maxRecords = many", "maxRecords must be an integer"),
+    ("maxRecords = 500;", "maxRecords must be an integer, got '500;'"),  # no KPL-style leniency for ;
     ("maxRecords = 20000", "maxRecords"),
     ("cleanupLeasesUponShardCompletion = yes", "cleanupLeasesUponShardCompletion must be true or false"),
     ("initialPositionInStream = EARLIEST", "initialPositionInStream must be one of LATEST, TRIM_HORIZON"),
@@ -260,9 +263,57 @@ def test_invalid_values_are_errors_naming_the_key(tmp_path: Path, line: str, mes
         load_properties(write(tmp_path, line + "\n"))
 
 
-def test_duplicate_keys_are_an_error(tmp_path: Path) -> None:
-    with pytest.raises(ConfigurationError, match="maxRecords is set twice"):
-        load_properties(write(tmp_path, "maxRecords = 1\nmaxRecords = 2\n"))
+def set_twice_warnings(caplog: pytest.LogCaptureFixture) -> list[dict[str, object]]:
+    return [getattr(record, EVENT_ATTRIBUTE) for record in caplog.records
+            if record.getMessage().startswith("properties key set twice; the last value wins")]
+
+
+@pytest.mark.parametrize(("text", "expected"), [
+    # (field, its value, the earlier key, the later key, their lines)
+    ("maxRecords = 1\nmaxRecords = 2\n", ("max_records", 2, "maxRecords", "maxRecords", [1, 2])),
+    # an alias and its key are one setting: the last of them wins, as Java's Properties would have it
+    ("workerIdentifier = b\n\nworkerId = a\n", ("worker_id", "a", "workerIdentifier", "workerId", [1, 3])),
+    ("gracefulShutdownTimeoutMillis = 1000\nshutdownGraceMillis = 2000\n",
+     ("graceful_shutdown_timeout_millis", 2000, "gracefulShutdownTimeoutMillis", "shutdownGraceMillis", [1, 2])),
+    # the value of the entry that lost is not even read (as in Java): no error for it
+    ("maxRecords = many\nmaxRecords = 7\n", ("max_records", 7, "maxRecords", "maxRecords", [1, 2])),
+])
+def test_duplicate_keys_take_the_last_value_with_one_warning(
+        tmp_path: Path, caplog: pytest.LogCaptureFixture, text: str, expected: tuple[object, ...]) -> None:
+    field, value, earlier_key, key, lines = expected
+    path = write(tmp_path, text)
+    with caplog.at_level("WARNING", logger="kpl.properties"):
+        loaded = load_properties(path)
+    assert loaded.settings[str(field)] == value
+    [warning] = set_twice_warnings(caplog)
+    assert (warning["earlier_key"], warning["key"], warning["lines"], warning["file"]) == (
+        earlier_key, key, lines, str(path))
+
+
+def test_a_target_and_a_credentials_provider_given_twice_take_the_last_value(
+        tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    role = "arn:aws:iam::111122223333:role/reader"
+    with caplog.at_level("WARNING", logger="kpl.properties"):
+        loaded = load_properties(write(tmp_path, f"streamName = a\nstreamName = b\n"
+                                                 f"AwsCredentialsProvider = StsAssumeRoleCredentialsProvider|{role}\n"
+                                                 "AWSCredentialsProvider = DefaultCredentialsProvider\n"))
+    assert loaded.stream_name == "b"
+    assert "kinesis_role_arn" not in loaded.settings, "the later default chain replaces the role"
+    assert loaded.ignored_keys == ("AwsCredentialsProvider",)
+    assert [warning["lines"] for warning in set_twice_warnings(caplog)] == [[1, 2], [3, 4]]
+
+
+def test_a_bom_windows_line_ends_and_escapes_load(tmp_path: Path) -> None:
+    path = tmp_path / "app.properties"
+    path.write_bytes(b"\xef\xbb\xbfapplicationName = caf\\u00e9\r\nstreamName = clicks;\r\nworkerId = w\\:1\r\n")
+    loaded = load_properties(path)
+    assert (loaded.application_name, loaded.stream_name) == ("caf\u00e9", "clicks;")
+    assert loaded.settings["worker_id"] == "w:1"
+
+
+def test_a_malformed_unicode_escape_names_the_file_and_line(tmp_path: Path) -> None:
+    with pytest.raises(ConfigurationError, match=r"app.properties:2: malformed \\uXXXX escape"):
+        load_properties(write(tmp_path, "maxRecords = 1\nworkerId = \\u12g4\n"))
 
 
 def test_missing_file_is_a_clear_error(tmp_path: Path) -> None:

@@ -144,3 +144,46 @@ def test_the_kpl_sample_file_loads_with_a_byte_order_mark_and_windows_line_ends(
     assert ProducerConfig.from_properties(path) == ProducerConfig.from_properties(write(tmp_path, KPL_SAMPLE))
     path.write_bytes(b"\xef\xbb\xbfRecordTtl = 60000\n")
     assert ProducerConfig.from_properties(path).record_ttl_ms == 60000, "a key on the first line, after the BOM"
+
+
+def test_one_trailing_semicolon_is_dropped_from_numbers_and_booleans_only(tmp_path: Path) -> None:
+    # The KPL sample's ``MaxUserRecordSize = 1048576;``: a KPL leniency, so only where ``;`` cannot be meant.
+    config = ProducerConfig.from_properties(write(tmp_path, "RecordTtl = 60000 ;\nAggregationEnabled = false;\n"))
+    assert (config.record_ttl_ms, config.aggregation_enabled) == (60000, False)
+    config = ProducerConfig.from_properties(write(tmp_path, "MetricsNamespace = Clicks;\n"))
+    assert config.metrics_namespace == "Clicks;", "a string value keeps its semicolon"
+    path = write(tmp_path, "\nRecordTtl = 60000;;\n")
+    with pytest.raises(ConfigurationError, match=rf"RecordTtl \({path}:2\): expected an integer, got '60000;;'"):
+        ProducerConfig.from_properties(path)
+
+
+@pytest.mark.parametrize(("text", "expected"), [
+    # (field, its value, the earlier key, the later key, their lines)
+    ("RecordTtl = 1000\n# again\nRecordTtl = 2000\n", ("record_ttl_ms", 2000, "RecordTtl", "RecordTtl", [1, 3])),
+    # a key of earlier releases and its current name are one setting
+    ("KinesisEndpoint = a.example\nCustomEndpoint = b.example\n",
+     ("kinesis_endpoint", "b.example", "KinesisEndpoint", "CustomEndpoint", [1, 2])),
+    # the overridden value is never read (as in Java): no error for it
+    ("RateLimit = fast\nRateLimit = 80\n", ("rate_limit", 80, "RateLimit", "RateLimit", [1, 2])),
+])
+def test_a_key_set_twice_takes_the_last_value_with_one_warning(
+        tmp_path: Path, caplog: pytest.LogCaptureFixture, text: str, expected: tuple[object, ...]) -> None:
+    from kpl.logs import EVENT_ATTRIBUTE
+
+    field, value, earlier_key, key, lines = expected
+    path = write(tmp_path, text)
+    with caplog.at_level("WARNING", logger="kpl.properties"):
+        config = ProducerConfig.from_properties(path)
+    assert getattr(config, str(field)) == value
+    [warning] = [getattr(record, EVENT_ATTRIBUTE) for record in caplog.records]
+    assert warning["event"] == "properties key set twice; the last value wins"
+    assert (warning["earlier_key"], warning["key"], warning["lines"], warning["file"]) == (
+        earlier_key, key, lines, str(path))
+
+
+def test_a_file_that_is_not_utf8_names_the_line(tmp_path: Path) -> None:
+    path = tmp_path / "producer.properties"
+    # ISO-8859-1, which Java's load(InputStream) reads; this reader says so instead of reading mojibake
+    path.write_bytes(b"RecordTtl = 60000\nMetricsNamespace = caf\xe9\n")
+    with pytest.raises(ConfigurationError, match=rf"{path}:2: KPL properties file is not UTF-8 text \(byte 0xe9\)"):
+        ProducerConfig.from_properties(path)
