@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Any, TypedDict
 
 from kpl.aws import ClientConfig
-from kpl.errors import ConfigurationError
+from kpl.errors import ArgumentTypeError, ConfigurationError, UnknownSettingError
 from kpl.properties import last_wins, read_properties
 
 MAX_LONG = 2**63 - 1
@@ -190,7 +190,7 @@ class ProducerConfig:
         return cls(**values)
 
     def with_(self, **changes: Any) -> ProducerConfig:
-        """A copy with ``changes`` (Python names); an unknown name is a TypeError naming it."""
+        """A copy with ``changes`` (Python names); an unknown name is an UnknownSettingError (a TypeError) naming it."""
         check_setting_names(changes, "ProducerConfig.with_()")
         return replace(self, **changes)
 
@@ -280,7 +280,7 @@ class ProducerSettings(TypedDict, total=False):
 
 
 def check_setting_names(names: Iterable[str], where: str) -> None:
-    """Raise TypeError for a name that is not a producer setting, with the closest ones as suggestions.
+    """Raise UnknownSettingError (a TypeError) for a name that is not a producer setting, suggesting the closest.
 
     A KPL key (``RecordTtl``) is pointed to its Python name (``record_ttl_ms``).
     """
@@ -295,13 +295,14 @@ def check_setting_names(names: Iterable[str], where: str) -> None:
             close = difflib.get_close_matches(name, known, n=3, cutoff=0.6) or difflib.get_close_matches(
                 name.lower(), known, n=3, cutoff=0.5)
             hint = f"did you mean {' or '.join(map(repr, close))}?" if close else "see kpl.ProducerSettings"
-        raise TypeError(f"{where} got an unknown setting {name!r}: {hint}")
+        raise UnknownSettingError(f"{where} got an unknown setting {name!r}: {hint}")
 
 
 def settings_config(config: ProducerConfig | None, settings: Mapping[str, Any], where: str) -> ProducerConfig:
     """The configuration of a producer made with ``config`` and keyword ``settings``."""
     if config is not None and not isinstance(config, ProducerConfig):
-        raise TypeError(f"{where} takes a kpl.ProducerConfig (or keyword settings), not {type(config).__name__}")
+        raise ArgumentTypeError(
+            f"{where} takes a kpl.ProducerConfig (or keyword settings), not {type(config).__name__}")
     check_setting_names(settings, where)
     base = config if config is not None else ProducerConfig()
     return replace(base, **settings) if settings else base

@@ -182,21 +182,19 @@ def test_a_public_raise_site_raises_a_toolkit_error_that_is_still_the_builtin(si
     assert isinstance(caught.value, site.builtin), type(caught.value)
 
 
-_SWITCHED_AT_MERGE = pytest.mark.xfail(
-    strict=True, raises=AssertionError,
-    reason="kpl/config.py raises UnknownSettingError once it switches to it (issue 12, step 2): then drop this mark")
-
-
 @pytest.mark.parametrize("call", [
-    pytest.param(lambda: kpl.AsyncProducer(record_ttl=1),  # type: ignore[call-arg]
-                 id="unknown keyword", marks=_SWITCHED_AT_MERGE),
-    pytest.param(lambda: ProducerConfig().with_(record_ttl=1), id="with_", marks=_SWITCHED_AT_MERGE),
-    pytest.param(lambda: kpl.AsyncProducer(5), id="not a config", marks=_SWITCHED_AT_MERGE),  # type: ignore[arg-type]
+    pytest.param(lambda: kpl.AsyncProducer(record_ttl=1), id="unknown keyword"),  # type: ignore[call-arg]
+    pytest.param(lambda: ProducerConfig().with_(record_ttl=1), id="with_"),
 ])
 def test_an_unknown_producer_setting_is_an_unknown_setting_error_and_a_type_error(call: Callable[[], object]) -> None:
-    with pytest.raises(TypeError) as caught:
+    with pytest.raises(TypeError, match="unknown setting 'record_ttl'") as caught:
         call()
     assert isinstance(caught.value, UnknownSettingError)
+
+
+def test_a_producer_given_something_else_than_a_config_says_so() -> None:
+    with pytest.raises(ArgumentTypeError, match=r"takes a kpl\.ProducerConfig"):
+        kpl.AsyncProducer(5)  # type: ignore[arg-type]
 
 
 @pytest.mark.parametrize("changes", [{"table_name": 5}, {"table_name": b"leases"}, {"kinesis_role_arn": 5}])
