@@ -49,8 +49,8 @@ from bench.harness import (
     run_variants,
 )
 from bench.peers import _aggregated_get_records_output, consumer_peer_variants, prefilled_streams
-from bench.sink_process import SinkProcess
 from bench.workload import Workload
+from tests.support.sink import SinkProcess
 
 RECORDS = 1_000_000
 SHARDS = 4

@@ -28,9 +28,10 @@ from functools import partial
 from typing import Any
 
 from bench.harness import Measurement, Result, Stopwatch, Variant, machine_summary, parse_options, run_once
+from bench.minisink_process import MiniSinkProcess
 from bench.peers import UNBOUNDED_RATE
-from bench.sink_process import MiniSinkProcess, SinkBase, SinkProcess
 from bench.workload import Workload
+from tests.support.sink import SinkBase, SinkProcess
 
 SHARDS = 16
 RATE = 5000
