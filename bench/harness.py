@@ -43,12 +43,13 @@ from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from types import TracebackType
-from typing import Any
+from typing import Any, TypeVar
 
 # The sinks as processes (the project's sink lives with the tests, which use it too).
 from tests.support.sink.process import SinkBase, child_python_env
 
 ROOT = Path(__file__).resolve().parent.parent
+T = TypeVar("T")
 
 RESULTS_DIR = ROOT / "bench" / "results"
 #: A sink using more than this share of one core during a run may have slowed the client down.
@@ -489,3 +490,22 @@ def write_json(results: Sequence[Result], path: Path) -> None:
                        cpu_us_per_record=result.cpu_us_per_record)
         rows.append(row)
     path.write_text(json.dumps({"machine": machine_summary(), "time": time.time(), "results": rows}, indent=2))
+
+
+def wait_until(condition: Callable[[], T | None], timeout: float, what: str, *, interval: float = 0.05,
+               explain: Callable[[], str] | None = None) -> T:
+    """Poll ``condition`` until it returns something truthy; after ``timeout`` seconds, RuntimeError.
+
+    tests.support.waiting.wait_for for scripts: a RuntimeError (which a script reports as a failed run,
+    not a failed assertion), naming ``what`` was awaited and, from ``explain()``, the state at the
+    deadline.  ``condition`` may raise to give up early (a process it waits on has died).
+    """
+    deadline = time.monotonic() + timeout
+    while True:
+        value = condition()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            detail = f"; {explain()}" if explain is not None else ""
+            raise RuntimeError(f"{what} not reached within {timeout:.0f}s{detail}")
+        time.sleep(interval)

@@ -172,3 +172,12 @@ def test_a_child_reports_what_its_variant_returned() -> None:
     assert counted["ok"] and counted["records"] == 1500 and counted["peak_rss_mib"] > 0
     wrong = run_child({"target": "base64:b64decode", "kwargs": {"s": base64.b64encode(b"x").decode()}})
     assert not wrong["ok"] and "returned bytes" in wrong["error"]
+
+
+def test_wait_until_returns_the_first_truthy_value_or_says_what_was_awaited_and_why() -> None:
+    from bench.harness import wait_until
+
+    answers = iter([None, [], [1.5]])
+    assert wait_until(lambda: next(answers), 10, "answers", interval=0.001) == [1.5]
+    with pytest.raises(RuntimeError, match=r"balanced not reached within 0s; leases by owner \{'A': 3\}"):
+        wait_until(lambda: False, 0.01, "balanced", interval=0.001, explain=lambda: "leases by owner {'A': 3}")
