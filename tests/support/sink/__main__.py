@@ -34,7 +34,6 @@ def build_sink(args: argparse.Namespace) -> Sink:
     return sink
 
 
-
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(prog="python -m tests.support.sink", description=DESCRIPTION)
     parser.add_argument("--port", type=int, default=0, help="port on 127.0.0.1 (0: a free one)")

@@ -31,7 +31,7 @@ ROOT = Path(__file__).resolve().parents[3]
 class SinkBase:
     """A sink module run as ``python -m <module> <args>`` on a free 127.0.0.1 port, for a ``with`` block.
 
-    The module prints ``READY <url>`` once it listens; the harness then polls ``stats_path`` until
+    The module prints ``READY <url>`` once it listens; ``__enter__`` then polls ``stats_path`` until
     it answers.
     """
 
