@@ -63,7 +63,7 @@ $(BENCH_STAMP): $(STAMP)
 	@touch $(BENCH_STAMP)
 
 bench: $(BENCH_STAMP)
-	@$(PY) -m bench.sink --selftest --quick
+	@$(PY) -m bench.sink_selftest --quick
 	@failed=""; for script in bench/*_bench.py; do \
 		module=bench.$$(basename $$script .py); \
 		echo; echo "[bench] python -m $$module $(BENCH_ARGS)"; \

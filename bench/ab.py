@@ -30,9 +30,10 @@ from pathlib import Path
 from typing import Any
 
 from bench.harness import ROOT, Variant, run_once
+from bench.minisink_process import MiniSinkProcess
 from bench.producer_bench import RECORDS, SHARDS
-from bench.sink_process import MiniSinkProcess, SinkBase, SinkProcess
 from bench.workload import Workload
+from tests.support.sink import SinkBase, SinkProcess
 
 
 def export_kpl(revision: str, into: Path) -> Path:

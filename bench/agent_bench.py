@@ -4,7 +4,7 @@
 
 Each variant runs the whole agent (agent.daemon.Agent with its checkpoint database, the same code the
 ``kinesis-agent`` command runs) in a fresh process on a file of 100-byte lines written beforehand, into
-the sink of ``bench/sink.py`` in a second process.  The measured window starts once the agent is up and
+the sink of ``tests/support/sink/`` in a second process.  The measured window starts once the agent is up and
 ends when every flow's checkpoint has reached the end of the file, so it covers reading, cutting,
 batching, the producer (or the Firehose sender), the sink's answers and the acknowledgements; start-up
 and shutdown are outside it.  ``CPU %`` above 100 would mean more than one core: the agent is one event
@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import Any
 
 from bench.harness import Measurement, Result, Stopwatch, Variant, format_table, parse_options, run_variants
-from bench.sink_process import SinkProcess
+from tests.support.sink import SinkProcess
 
 LINES = 1_000_000
 LINE_BYTES = 100

@@ -47,13 +47,16 @@ from bench.harness import (
     format_table,
     parse_options,
     run_variants,
+    wait_until,
 )
 from bench.peers import _aggregated_get_records_output, consumer_peer_variants, prefilled_streams
-from bench.sink_process import SinkProcess
 from bench.workload import Workload
+from tests.support.sink import SinkProcess
 
 RECORDS = 1_000_000
 SHARDS = 4
+#: how often the coordination measurements read the lease table (a consistent Scan each time)
+POLL_S = 0.1
 #: GetRecords returns at most 10 MiB: about 200 aggregates of 50 KB.
 AGGREGATES_PER_BATCH = 200
 
@@ -282,12 +285,8 @@ class Coordination:
     def stream(self, shards: int) -> str:
         name = f"bench-kcl-{uuid.uuid4().hex[:8]}"
         self.kinesis.create_stream(StreamName=name, ShardCount=shards)
-        deadline = time.monotonic() + 120
-        while self.kinesis.describe_stream_summary(StreamName=name)["StreamDescriptionSummary"]["StreamStatus"] \
-                != "ACTIVE":
-            if time.monotonic() > deadline:
-                raise RuntimeError(f"stream {name} not ACTIVE")
-            time.sleep(0.2)
+        wait_until(lambda: self.kinesis.describe_stream_summary(StreamName=name)["StreamDescriptionSummary"][
+            "StreamStatus"] == "ACTIVE", 120, f"stream {name} ACTIVE", interval=0.2)
         return name
 
     def start(self, name: str, stream: str) -> None:
@@ -310,16 +309,6 @@ class Coordination:
             return {}
         return {item["leaseKey"]["S"]: (item["leaseOwner"]["S"] if "leaseOwner" in item
                                         and "checkpointOwner" not in item else None) for item in items}
-
-    def wait(self, condition: Any, timeout: float, what: str) -> Any:
-        deadline = time.monotonic() + timeout
-        while True:
-            value = condition()
-            if value:
-                return value
-            if time.monotonic() > deadline:
-                raise RuntimeError(f"{what} not reached within {timeout:.0f}s")
-            time.sleep(0.1)
 
     def inits(self, stream: str) -> list[dict[str, Any]]:
         path = self.scratch / f"{stream}.events"
@@ -355,19 +344,18 @@ class Coordination:
         try:
             self.start("A", stream)
             self.start("B", stream)
-            self.wait(lambda: Counter(self.owners(stream).values()) == Counter({"A": 2, "B": 2}),
-                      6 * self.cycle + 60, "2 + 2 leases")
+            wait_until(lambda: Counter(self.owners(stream).values()) == Counter({"A": 2, "B": 2}),
+                       6 * self.cycle + 60, "2 + 2 leases", interval=POLL_S)
             victims = [shard for shard, owner in self.owners(stream).items() if owner == "A"]
             killed = time.monotonic()
             self.processes.pop("A").kill()
 
-            def taken() -> list[float] | None:
+            def taken() -> list[float]:
                 times = {e["s"]: e["m"] - killed for e in self.inits(stream)
                          if e["w"] == "B" and e["s"] in victims and e["m"] > killed}
-                return sorted(times.values()) if len(times) == len(victims) else None
+                return sorted(times.values()) if len(times) == len(victims) else []
 
-            result: list[float] = self.wait(taken, 3 * self.failover_ms / 1000 + 60, "takeover")
-            return result
+            return wait_until(taken, 3 * self.failover_ms / 1000 + 60, "takeover", interval=POLL_S)
         finally:
             self.stop_all()
             self.cleanup(stream)
@@ -376,7 +364,8 @@ class Coordination:
         stream = self.stream(32)
         try:
             self.start("W1", stream)
-            self.wait(lambda: list(self.owners(stream).values()).count("W1") == 32, 120, "one worker with 32 leases")
+            wait_until(lambda: list(self.owners(stream).values()).count("W1") == 32, 120, "one worker with 32 leases",
+                       interval=POLL_S)
             started = time.monotonic()
             for name in ("W2", "W3", "W4"):
                 self.start(name, stream)
@@ -387,7 +376,7 @@ class Coordination:
                 unowned = len(owners) - sum(counts.values())
                 return dict(counts) if sorted(counts.values()) == [8, 8, 8, 8] and not unowned else None
 
-            final = self.wait(balanced, 10 * self.cycle + 60, "8/8/8/8")
+            final = wait_until(balanced, 10 * self.cycle + 60, "8/8/8/8", interval=POLL_S)
             took = time.monotonic() - started
             steady_from = time.monotonic()
             time.sleep(60)  # the measured window for DynamoDB requests: nothing to wait for, only time

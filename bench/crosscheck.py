@@ -4,7 +4,7 @@
     .venv/bin/python -m bench.crosscheck --suspects [--repeat 3]
 
 A benchmark number should describe the client, not the sink.  This script runs the kpl rows and the
-fast peer rows of ``bench.producer_bench`` against ``bench.sink`` (the project's sink, as the producer
+fast peer rows of ``bench.producer_bench`` against ``tests.support.sink`` (the project's sink, as the producer
 benchmark starts it) and against ``bench.minisink`` (a minimal Kinesis sink that shares no code with
 it), alternating the two run by run so that a change in the machine's load hits both columns alike,
 and prints both columns side by side with their difference: the median over the pairs of runs made
@@ -14,9 +14,9 @@ disagree in sign (no systematic difference: the machine's load moved more than t
 ``NO`` when every pair leans the same way.
 
 ``--suspects`` measures, one at a time, the things that could make a sink distort a client's numbers
-(docs/bench.md, "Why the peers ran slower against bench.sink"): against the minisink, each way of
+(docs/bench.md, "Why the peers ran slower against the sink"): against the minisink, each way of
 answering (keep-alive, ``Connection: close``, HTTP/1.0, chunked responses, Nagle with split writes,
-1 ms of latency), and against bench.sink, each verification mode; with what the runner measures
+1 ms of latency), and against the project's sink, each verification mode; with what the runner measures
 beside it (process vs thread CPU, GC time, the client's set-up).
 """
 
@@ -29,9 +29,10 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 from bench.harness import Options, Result, Variant, machine_summary, median_run, run_once
+from bench.minisink_process import MiniSinkProcess
 from bench.producer_bench import kpl_variants, start_sink
-from bench.sink_process import MiniSinkProcess, SinkBase, SinkProcess
 from bench.workload import Workload
+from tests.support.sink import SinkBase, SinkProcess
 
 SHARDS = 16
 
@@ -176,10 +177,10 @@ SUSPECT_SINKS: list[tuple[str, Callable[[], SinkBase]]] = [
     ("minisink, chunked responses", lambda: MiniSinkProcess(streams={"bench": SHARDS}, behaviour="chunked")),
     ("minisink, split writes + Nagle", lambda: MiniSinkProcess(streams={"bench": SHARDS}, behaviour="split-nagle")),
     ("minisink, 1 ms latency", lambda: MiniSinkProcess(streams={"bench": SHARDS}, latency_ms=1.0)),
-    ("bench.sink, verify=none", lambda: SinkProcess(streams={"bench": SHARDS}, verify="none")),
-    ("bench.sink, verify=count", lambda: SinkProcess(streams={"bench": SHARDS}, verify="count")),
-    ("bench.sink, verify=route", lambda: SinkProcess(streams={"bench": SHARDS}, verify="route")),
-    ("bench.sink, verify=route before answering (old)",
+    ("sink, verify=none", lambda: SinkProcess(streams={"bench": SHARDS}, verify="none")),
+    ("sink, verify=count", lambda: SinkProcess(streams={"bench": SHARDS}, verify="count")),
+    ("sink, verify=route", lambda: SinkProcess(streams={"bench": SHARDS}, verify="route")),
+    ("sink, verify=route before answering (old)",
      lambda: SinkProcess(streams={"bench": SHARDS}, verify="route", verify_inline=True)),
 ]
 
@@ -270,7 +271,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             pairs = run_pairs(variants, ours, mini, args.repeat, args.verbose)
         title = (f"cross-check, {size}-byte records, {SHARDS}-shard stream, medians of {args.repeat}, "
                  "Δ = median of paired runs' ratios "
-                 "(bench.sink as bench.producer_bench starts it)")
+                 "(the sink as bench.producer_bench starts it)")
         print(format_pairs(pairs, ours.label, mini.label, args.tolerance, title))
         print(flush=True)
         verdicts = [p.verdict(metric, args.tolerance) for p in pairs for metric in (_records_per_s, _cpu_per_record)]

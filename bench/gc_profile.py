@@ -4,7 +4,7 @@ each record leaves in the old generation.
     .venv/bin/python -m bench.gc_profile [--size 100] [--runner kpl|kpl-json|agg] [--promotions]
 
 One run in this process (not a fresh child per run as in the benchmark; the numbers are for
-explaining the benchmark's ``gc`` share, not for comparing rows), against ``bench.sink`` with the
+explaining the benchmark's ``gc`` share, not for comparing rows), against ``tests.support.sink`` with the
 benchmark's workload.  With ``--promotions`` every young-generation collection also records which
 objects it moves to the oldest generation (slow: the run itself is then not timed meaningfully).
 Finally it times a full collection of the heap as it is after the run (the AWS clients' loaded
@@ -25,8 +25,8 @@ from typing import Any
 
 from bench.harness import Measurement
 from bench.producer_bench import RECORDS, SHARDS
-from bench.sink_process import SinkProcess
 from bench.workload import Workload
+from tests.support.sink import SinkProcess
 
 
 def _run(runner: str, workload: dict[str, Any]) -> Measurement:

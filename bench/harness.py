@@ -11,7 +11,7 @@ Coroutine functions are run with ``asyncio.run``.
 A benchmark script is then short::
 
     options = parse_options("producer benchmark")
-    with SinkProcess(streams={"bench": 16}) as sink:          # bench.sink_process
+    with SinkProcess(streams={"bench": 16}) as sink:          # tests.support.sink
         results = run_variants(variants, sink=sink, options=options)
     print(format_table(results, title="producer, 100-byte records"))
 
@@ -43,12 +43,13 @@ from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from types import TracebackType
-from typing import Any
+from typing import Any, TypeVar
 
-# The sinks as processes: bench.sink_process.
-from bench.sink_process import SinkBase, _child_python_env
+# The sinks as processes (the project's sink lives with the tests, which use it too).
+from tests.support.sink.process import SinkBase, child_python_env
 
 ROOT = Path(__file__).resolve().parent.parent
+T = TypeVar("T")
 
 RESULTS_DIR = ROOT / "bench" / "results"
 #: A sink using more than this share of one core during a run may have slowed the client down.
@@ -243,7 +244,7 @@ class Options:
     only: tuple[str, ...] = ()
     json_path: Path | None = None
     verbose: bool = False
-    #: which sink a script that offers the choice runs against: "bench" (bench.sink) or "mini"
+    #: which sink a script that offers the choice runs against: "bench" (tests.support.sink) or "mini"
     sink: str = "bench"
     #: the arguments the script was given, to print the command that repeats the run
     argv: tuple[str, ...] = ()
@@ -265,7 +266,7 @@ def parse_options(description: str, argv: Sequence[str] | None = None, *, sink_c
     common = {action.dest for action in parser._actions}
     if sink_choice:
         parser.add_argument("--sink", choices=("bench", "mini"), default="bench",
-                            help="bench: bench.sink, which verifies every aggregate (default); "
+                            help="bench: tests.support.sink, which verifies every aggregate (default); "
                                  "mini: bench.minisink, the independent minimal sink (no verification)")
     parser.add_argument("--quick", action="store_true", help="a smoke run: a tenth of the records")
     parser.add_argument("--repeat", type=int, default=1, help="runs per variant; the median run is reported")
@@ -303,7 +304,7 @@ def quick_kwargs(kwargs: dict[str, Any], factor: float) -> dict[str, Any]:
 
 def run_once(variant: Variant, sink: SinkBase | None = None) -> Result:
     """One run of ``variant`` in a fresh interpreter."""
-    env = _child_python_env({**(sink.aws_env() if sink else {}), **variant.env})
+    env = child_python_env({**(sink.aws_env() if sink else {}), **variant.env})
     if sink is not None:
         sink.reset()
     sink_before = sink.stats() if sink is not None else {}
@@ -489,3 +490,22 @@ def write_json(results: Sequence[Result], path: Path) -> None:
                        cpu_us_per_record=result.cpu_us_per_record)
         rows.append(row)
     path.write_text(json.dumps({"machine": machine_summary(), "time": time.time(), "results": rows}, indent=2))
+
+
+def wait_until(condition: Callable[[], T | None], timeout: float, what: str, *, interval: float = 0.05,
+               explain: Callable[[], str] | None = None) -> T:
+    """Poll ``condition`` until it returns something truthy; after ``timeout`` seconds, RuntimeError.
+
+    tests.support.waiting.wait_for for scripts: a RuntimeError (which a script reports as a failed run,
+    not a failed assertion), naming ``what`` was awaited and, from ``explain()``, the state at the
+    deadline.  ``condition`` may raise to give up early (a process it waits on has died).
+    """
+    deadline = time.monotonic() + timeout
+    while True:
+        value = condition()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            detail = f"; {explain()}" if explain is not None else ""
+            raise RuntimeError(f"{what} not reached within {timeout:.0f}s{detail}")
+        time.sleep(interval)

@@ -23,14 +23,15 @@ import statistics
 import sys
 import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from functools import partial
 from typing import Any
 
 from bench.harness import Measurement, Result, Stopwatch, Variant, machine_summary, parse_options, run_once
+from bench.minisink_process import MiniSinkProcess
 from bench.peers import UNBOUNDED_RATE
-from bench.sink_process import MiniSinkProcess, SinkBase, SinkProcess
 from bench.workload import Workload
+from tests.support.sink import SinkBase, SinkProcess
 
 SHARDS = 16
 RATE = 5000
@@ -64,6 +65,53 @@ def latency_summary(put_at: Sequence[float], done_at: Sequence[float], start: fl
             "arrivals_per_s": round(len(put_at) / (put_at[-1] - put_at[0]) if len(put_at) > 1 else 0.0)}
 
 
+class Arrivals:
+    """``records`` records paced at ``rate`` per second, and when each was put and its result seen.
+
+    Both runners drive it the same way: put every record :meth:`due` yields, sleep :meth:`pause`, until
+    :attr:`finished`; a record's future gets ``partial(arrivals.resolved, index)`` as done-callback.
+    """
+
+    def __init__(self, records: int, rate: float) -> None:
+        self.records = records
+        self.rate = rate
+        self.items = Workload(records=records, record_size=100).items()
+        self.put_at = [0.0] * records
+        self.done_at = [0.0] * records
+        self.failed = 0
+        self.index = 0
+        self._lock = threading.Lock()  # the sync face resolves futures on its loop's thread
+        self.start = time.perf_counter()
+
+    @property
+    def finished(self) -> bool:
+        return self.index >= self.records
+
+    def due(self) -> Iterator[tuple[int, str, bytes]]:
+        """(index, key, data) of every record due by now, its put time taken just before it is yielded."""
+        perf = time.perf_counter
+        due = min(self.records, int((perf() - self.start) * self.rate) + 1)
+        while self.index < due:
+            key, data = next(self.items)
+            index = self.index
+            self.put_at[index] = perf()
+            yield index, key, data
+            self.index = index + 1
+
+    def pause(self) -> float:
+        """Seconds until the next record is due."""
+        return max(0.0, self.start + self.index / self.rate - time.perf_counter())
+
+    def resolved(self, index: int, future: Any) -> None:
+        self.done_at[index] = time.perf_counter()
+        if not future.result().success:
+            with self._lock:
+                self.failed += 1
+
+    def summary(self) -> dict[str, Any]:
+        return latency_summary(self.put_at, self.done_at, self.start)
+
+
 async def kpl_async_latency(records: int, rate: float = RATE, record_max_buffered_time_ms: int = 100,
                             stream: str = "bench") -> Measurement:
     """kpl.AsyncProducer, ``await put_record`` per record at ``rate`` records/s."""
@@ -71,34 +119,18 @@ async def kpl_async_latency(records: int, rate: float = RATE, record_max_buffere
     from kpl.logs import configure_logging
 
     configure_logging("warning")
-    items = Workload(records=records, record_size=100).items()
-    perf = time.perf_counter
-    put_at = [0.0] * records
-    done_at = [0.0] * records
-    failed = 0
-
-    def resolved(index: int, future: asyncio.Future[kpl.RecordResult]) -> None:
-        nonlocal failed
-        done_at[index] = perf()
-        failed += not future.result().success
-
     with Stopwatch() as watch:
         async with kpl.AsyncProducer(_config(record_max_buffered_time_ms)) as producer:
             watch.phase("setup")
-            start = perf()
-            index = 0
-            while index < records:
-                due = min(records, int((perf() - start) * rate) + 1)
-                while index < due:
-                    key, data = next(items)
-                    put_at[index] = perf()
+            arrivals = Arrivals(records, rate)
+            while not arrivals.finished:
+                for index, key, data in arrivals.due():
                     future = await producer.put_record(stream, data, key)
-                    future.add_done_callback(partial(resolved, index))
-                    index += 1
-                await asyncio.sleep(max(0.0, start + index / rate - perf()))
+                    future.add_done_callback(partial(arrivals.resolved, index))
+                await asyncio.sleep(arrivals.pause())
             await producer.flush_all()
             await asyncio.sleep(0)  # the last done-callbacks
-    return watch.result(records, failed=failed, **latency_summary(put_at, done_at, start))
+    return watch.result(records, failed=arrivals.failed, **arrivals.summary())
 
 
 def kpl_sync_latency(records: int, rate: float = RATE, record_max_buffered_time_ms: int = 100,
@@ -108,33 +140,15 @@ def kpl_sync_latency(records: int, rate: float = RATE, record_max_buffered_time_
     from kpl.logs import configure_logging
 
     configure_logging("warning")
-    items = Workload(records=records, record_size=100).items()
-    perf = time.perf_counter
-    put_at = [0.0] * records
-    done_at = [0.0] * records
-    failures = [0]
-    lock = threading.Lock()
-
-    def resolved(index: int, future: Any) -> None:
-        done_at[index] = perf()
-        if not future.result().success:
-            with lock:
-                failures[0] += 1
-
     with Stopwatch() as watch, kpl.Producer(_config(record_max_buffered_time_ms)) as producer:
         watch.phase("setup")
-        start = perf()
-        index = 0
-        while index < records:
-            due = min(records, int((perf() - start) * rate) + 1)
-            while index < due:
-                key, data = next(items)
-                put_at[index] = perf()
-                producer.put_record(stream, data, key).add_done_callback(partial(resolved, index))
-                index += 1
-            time.sleep(max(0.0, start + index / rate - perf()))
+        arrivals = Arrivals(records, rate)
+        while not arrivals.finished:
+            for index, key, data in arrivals.due():
+                producer.put_record(stream, data, key).add_done_callback(partial(arrivals.resolved, index))
+            time.sleep(arrivals.pause())
         producer.flush_all()
-    return watch.result(records, failed=failures[0], **latency_summary(put_at, done_at, start))
+    return watch.result(records, failed=arrivals.failed, **arrivals.summary())
 
 
 def latency_variants(rate: float, seconds: float) -> list[Variant]:

@@ -48,9 +48,12 @@ import threading
 import time
 import uuid
 from collections import Counter
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+
+from bench.harness import T, wait_until
 
 ROOT = Path(__file__).resolve().parents[1]
 EPSILON = 0.025
@@ -257,21 +260,21 @@ class Run:
                 owner[event["s"]] = None
         return owner
 
-    def wait(self, condition: Any, timeout: float, what: str) -> Any:
-        deadline = time.monotonic() + timeout
-        while True:
+    def wait(self, condition: Callable[[], T | None], timeout: float, what: str) -> T:
+        """Until ``condition`` holds; a worker host that exits (other than the victim's kill -9) ends the wait."""
+
+        def met_while_hosts_run() -> T | None:
             value = condition()
-            if value:
-                return value
-            for host in self.hosts:
+            for host in self.hosts if not value else ():
                 if host.process.poll() not in (None, -signal.SIGKILL):
                     raise RuntimeError(f"worker host {host.workers[0]}... exited with {host.process.returncode}; "
                                        f"see {self.scratch}")
-            if time.monotonic() > deadline:
-                counts = Counter(owner for owner in self.owners().values())
-                raise RuntimeError(f"{what} not reached within {timeout:.0f}s; leases by owner {dict(counts)}; "
-                                   f"host logs in {self.scratch}")
-            time.sleep(0.05)
+            return value
+
+        def leases_by_owner() -> str:
+            return f"leases by owner {dict(Counter(self.owners().values()))}; host logs in {self.scratch}"
+
+        return wait_until(met_while_hosts_run, timeout, what, explain=leases_by_owner)
 
     def balanced(self, workers: list[str]) -> bool:
         counts = Counter(owner for owner in self.owners().values() if owner is not None)

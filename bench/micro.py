@@ -146,7 +146,7 @@ async def _request(rounds: int) -> None:
 def request(rounds: int) -> None:
     import os
 
-    from bench.sink_process import MiniSinkProcess
+    from bench.minisink_process import MiniSinkProcess
 
     with MiniSinkProcess(streams={"bench": 16}) as sink:
         os.environ.update(sink.aws_env())

@@ -1,9 +1,9 @@
-"""A second, minimal Kinesis sink, independent of bench/sink*.py and of kpl: the benchmark's cross-check.
+"""A second, minimal Kinesis sink, independent of tests/support/sink/ and of kpl: the benchmark's cross-check.
 
     python -m bench.minisink --port 0 --stream bench:16 [--latency-ms M] [--behaviour connection-close]
 
 Written from the Kinesis API reference alone, with the standard library only (no aiohttp, no kpl, no
-code shared with ``bench/sink.py``; CBOR bodies are read and written with the ``cbor2`` package), so
+code shared with ``tests/support/sink/``; CBOR bodies are read and written with the ``cbor2`` package), so
 that a benchmark number that depends on how *our* sink answers shows up as a disagreement between the
 two (``python -m bench.crosscheck``).
 

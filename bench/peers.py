@@ -35,7 +35,7 @@ from bench.harness import Measurement, PeerUnavailable, Stopwatch, Variant
 from bench.workload import Workload
 
 if TYPE_CHECKING:
-    from bench.sink_model import PrefillSpec
+    from tests.support.sink import PrefillSpec
 
 # Heavy modules (boto3, aiobotocore, protobuf) are imported by the runners that use them, so that each
 # variant's process pays only for its own imports.
@@ -415,7 +415,7 @@ def consumer_peer_variants(workload: Workload, plain_stream: PrefillSpec, aggreg
 
 def prefilled_streams(workload: Workload, shards: int = 4) -> tuple[PrefillSpec, PrefillSpec]:
     """Plain and aggregated streams holding ``workload.records`` records of its size, for the read side."""
-    from bench.sink_model import PrefillSpec
+    from tests.support.sink import PrefillSpec
 
     per_shard = max(1, workload.records // shards)
     plain = PrefillSpec(stream=f"read-plain-{workload.record_size}", shards=shards, records_per_shard=per_shard,

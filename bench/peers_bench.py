@@ -12,8 +12,8 @@ import sys
 
 from bench.harness import Variant, format_table, parse_options, run_variants
 from bench.peers import consumer_peer_variants, prefilled_streams, producer_peer_variants
-from bench.sink_process import SinkProcess
 from bench.workload import Workload
+from tests.support.sink import SinkProcess
 
 SHARDS = 16
 RECORDS = {100: 200_000, 1024: 100_000}

@@ -3,7 +3,7 @@
     .venv/bin/python -m bench.producer_bench [--quick] [--repeat 3] [--only kpl] [--sink mini]
                                              [--json bench/results/producer.json]
 
-Every run is a fresh process against the same fast local sink in a second process: ``bench.sink``
+Every run is a fresh process against the same fast local sink in a second process: ``tests.support.sink``
 with ``verify=route`` (every aggregate is decoded after the run and each sub-record's shard checked,
 so the table shows a producer that lost or misrouted records), or with ``--sink mini`` the
 independent ``bench.minisink`` (no verification).  ``python -m bench.crosscheck`` shows that the two
@@ -41,9 +41,10 @@ from bench.harness import (
     parse_options,
     run_variants,
 )
+from bench.minisink_process import MiniSinkProcess
 from bench.peers import UNBOUNDED_RATE, producer_peer_variants
-from bench.sink_process import MiniSinkProcess, SinkBase, SinkProcess
 from bench.workload import Workload
+from tests.support.sink import SinkBase, SinkProcess
 
 SHARDS = 16
 RECORDS = {100: 200_000, 1024: 100_000}

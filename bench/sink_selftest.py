@@ -1,6 +1,8 @@
-"""``python -m bench.sink --selftest``: how much the sink itself can absorb, so it is never the bottleneck.
+"""How much the sink (``tests.support.sink``) itself can absorb, so it is never the bottleneck.
 
-The sink runs as in a benchmark (its own process, via :class:`bench.sink_process.SinkProcess`) and is
+    .venv/bin/python -m bench.sink_selftest [--quick]
+
+The sink runs as in a benchmark (its own process, via :class:`tests.support.sink.SinkProcess`) and is
 driven by a deliberately cheap client: pre-built HTTP requests written over a few keep-alive
 connections, with responses read but not parsed.  For each scenario the table shows what was
 achieved and the *ceiling*: records per second the sink would absorb with one whole core, from its
@@ -10,9 +12,11 @@ own CPU time per request.  A client benchmark is trustworthy while it stays well
 
 from __future__ import annotations
 
+import argparse
 import asyncio
 import base64
 import json
+import sys
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -20,11 +24,11 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from bench.harness import machine_summary
-from bench.sink_kinesis import MAX_GET_RECORDS_LIMIT
-from bench.sink_model import PrefillSpec, encode_iterator
-from bench.sink_process import SinkProcess
 from bench.workload import Workload
 from kpl.aggregation import AggregateBuilder
+from tests.support.sink import PrefillSpec, SinkProcess
+from tests.support.sink.kinesis import MAX_GET_RECORDS_LIMIT
+from tests.support.sink.model import encode_iterator
 
 CONNECTIONS = 2
 PREFILL_SHARDS = 2
@@ -191,3 +195,13 @@ def run_selftest(quick: bool = False, report: Callable[[str], None] = print) -> 
     report("ceiling = records per second of sink CPU, i.e. what the sink absorbs with one whole core")
     report(f"({machine_summary()})")
     return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m bench.sink_selftest", description=__doc__.split("\n\n")[0])
+    parser.add_argument("--quick", action="store_true", help="a short run (1 s per scenario instead of 3)")
+    return run_selftest(quick=parser.parse_args(argv).quick)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

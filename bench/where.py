@@ -26,8 +26,8 @@ from collections import Counter
 from pathlib import Path
 
 from bench.harness import ROOT, machine_summary
+from bench.minisink_process import MiniSinkProcess
 from bench.producer_bench import RECORDS, SHARDS
-from bench.sink_process import MiniSinkProcess
 from bench.workload import Workload
 
 #: Stages, each with the frame names (substrings) that mark it; the deepest match wins.

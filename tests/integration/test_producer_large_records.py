@@ -1,7 +1,7 @@
 """Streams with a raised maximum record size (MaxRecordSizeInKiB, up to 10 MiB).
 
-kinesis-mock does not implement MaxRecordSizeInKiB, so this runs against the benchmark sink
-(``bench/sink.py``), which takes it in CreateStream and reports it in DescribeStreamSummary as the
+kinesis-mock does not implement MaxRecordSizeInKiB, so this runs against the local sink
+(``tests/support/sink/``), which takes it in CreateStream and reports it in DescribeStreamSummary as the
 service does.
 """
 
@@ -12,8 +12,8 @@ from collections.abc import Iterator
 import pytest
 
 import kpl
-from bench.sink_process import SinkProcess
 from kpl.aws import ClientConfig, sync_client
+from tests.support.sink import SinkProcess
 
 MIB = 1024 * 1024
 

@@ -1,7 +1,7 @@
 """Partial PutRecords failures: single entries throttled inside a successful response.
 
 LocalStack's fault injection fails whole requests; the service more often fails single entries of a
-request that otherwise succeeds.  The benchmark sink (``bench/sink.py``, a real HTTP server in a
+request that otherwise succeeds.  The local sink (``tests/support/sink/``, a real HTTP server in a
 second process that routes entries to shards like the service) fails a share of the *entries* of
 every request, and keeps what it accepted, so these tests read the stream back from it.
 """
@@ -15,9 +15,9 @@ from typing import Any
 import pytest
 
 import kpl
-from bench.sink_process import SinkProcess
 from kpl.aws import ClientConfig, sync_client
 from tests.integration.test_producer_helpers import read_back
+from tests.support.sink import SinkProcess
 
 STREAM = "partial"
 

@@ -3,7 +3,9 @@ change breaking one fails here rather than in review:
 
 * no module in kpl/, kcl/ or agent/ over 600 lines (split before crossing it);
 * kpl/ imports neither kcl/ nor agent/; kcl/ and agent/ do not import each other (both may import kpl/);
-* one ListShards pagination (kpl.aws): ``list_shards(`` is sent to a client in one module only.
+* one ListShards pagination (kpl.aws): ``list_shards(`` is sent to a client in one module only;
+* nothing under tests/ imports bench/ (tests.support included): what tests and benchmarks share, such as
+  the local sink, lives in tests.support, which bench/ imports; bench's own tests live in bench/tests/.
 """
 
 from __future__ import annotations
@@ -58,3 +60,8 @@ def test_one_list_shards_pagination() -> None:
                     if not (isinstance(owner, ast.Name) and owner.id == "self"):  # a method named so, not a client
                         senders.add(str(path.relative_to(ROOT)))
     assert senders == {"kpl/aws.py"}, f"page ListShards through kpl.aws.list_shards, not here: {senders}"
+
+
+def test_tests_never_import_bench() -> None:
+    importers = [str(path.relative_to(ROOT)) for path in modules("tests") if "bench" in imported_packages(path)]
+    assert not importers, f"move what these use into tests/support/ (bench imports it from there): {importers}"

@@ -1,22 +1,18 @@
-"""The benchmark sink over HTTP as real clients see it (boto3, aiobotocore), and the harness around it.
+"""The sink over HTTP as real clients see it (boto3, aiobotocore).
 
-The sink runs as its own process on 127.0.0.1, as in a benchmark; these tests take a few seconds.
+The sink runs as its own process on 127.0.0.1, as tests and benchmarks run it; these tests take a few seconds.
 """
 
 from __future__ import annotations
 
-import base64
 from collections.abc import Iterator
 from typing import Any
 
 import pytest
 
-from bench.harness import Options, Variant, format_table, run_child, run_variants
-from bench.sink_model import PrefillSpec
-from bench.sink_process import SinkProcess
-from bench.workload import Workload
 from kpl import aggregation
 from kpl.aws import ClientConfig, async_client, sync_client
+from tests.support.sink import PrefillSpec, SinkProcess
 
 AGGREGATED = PrefillSpec(stream="reads", shards=2, records_per_shard=700, aggregate=True, aggregation_max_size=4096)
 
@@ -91,29 +87,3 @@ async def test_aiobotocore_clients_work_too(sink: SinkProcess) -> None:
         summary = await kinesis.describe_stream_summary(StreamName="s")
     assert response["Records"][0]["ShardId"].startswith("shardId-")
     assert summary["StreamDescriptionSummary"]["OpenShardCount"] == 4
-
-
-def test_harness_runs_variants_in_child_processes_and_reports_every_row(sink: SinkProcess) -> None:
-    workload = Workload(records=2000, record_size=50).to_dict()
-    sink.configure(verify="route", retain=False)
-    try:
-        results = run_variants([
-            Variant("agg", "bench.peers:agg_boto3_producer", {"workload": workload, "stream": "s"}),
-            Variant("broken", "bench.no_such_module:run", {}),
-        ], sink=sink, options=Options())
-    finally:
-        sink.configure(verify="none", retain=True)
-    agg, broken = results
-    assert agg.ok and agg.measurement is not None and agg.measurement.records == 2000
-    assert agg.measurement.peak_rss_mib > 0 and agg.cpu_us_per_record > 0
-    assert agg.sink["user_records"] == 2000 and agg.sink["misrouted_user_records"] == 0
-    assert not broken.ok and "ModuleNotFoundError" in broken.error
-    table = format_table(results, title="t")
-    assert "records/s" in table and "ModuleNotFoundError" in table
-
-
-def test_a_child_reports_what_its_variant_returned() -> None:
-    counted = run_child({"target": "bench.peers:baseline_workload", "kwargs": {"workload": {"records": 1500}}})
-    assert counted["ok"] and counted["records"] == 1500 and counted["peak_rss_mib"] > 0
-    wrong = run_child({"target": "base64:b64decode", "kwargs": {"s": base64.b64encode(b"x").decode()}})
-    assert not wrong["ok"] and "returned bytes" in wrong["error"]

@@ -1,13 +1,18 @@
-"""The benchmark harness's pure parts: quick scaling and the table (child processes: test_bench_sink_protocol)."""
+"""The benchmark harness: quick scaling, the table, the options, and variants run in child processes.
+
+The child-process tests run a variant against the sink in its own process; they take a few seconds.
+"""
 
 from __future__ import annotations
 
 import argparse
+import base64
 
 import pytest
 
-from bench.harness import Measurement, Result, Variant, format_table, quick_kwargs
+from bench.harness import Measurement, Options, Result, Variant, format_table, quick_kwargs, run_child, run_variants
 from bench.workload import Workload
+from tests.support.sink import SinkProcess
 
 
 def test_quick_runs_scale_record_counts_but_never_up() -> None:
@@ -144,3 +149,35 @@ def test_latency_percentiles_leave_the_warm_up_out() -> None:
     assert summary["measured"] == 200 and summary["warm_up_max_ms"] == pytest.approx(500.0)
     assert summary["p50_ms"] == pytest.approx(10.0) and summary["max_ms"] == pytest.approx(100.0)
     assert summary["p99_ms"] == pytest.approx(100.0) and summary["p90_ms"] == pytest.approx(10.0)
+
+
+def test_harness_runs_variants_in_child_processes_and_reports_every_row() -> None:
+    workload = Workload(records=2000, record_size=50).to_dict()
+    with SinkProcess(streams={"s": 4}, verify="route") as sink:
+        results = run_variants([
+            Variant("agg", "bench.peers:agg_boto3_producer", {"workload": workload, "stream": "s"}),
+            Variant("broken", "bench.no_such_module:run", {}),
+        ], sink=sink, options=Options())
+    agg, broken = results
+    assert agg.ok and agg.measurement is not None and agg.measurement.records == 2000
+    assert agg.measurement.peak_rss_mib > 0 and agg.cpu_us_per_record > 0
+    assert agg.sink["user_records"] == 2000 and agg.sink["misrouted_user_records"] == 0
+    assert not broken.ok and "ModuleNotFoundError" in broken.error
+    table = format_table(results, title="t")
+    assert "records/s" in table and "ModuleNotFoundError" in table
+
+
+def test_a_child_reports_what_its_variant_returned() -> None:
+    counted = run_child({"target": "bench.peers:baseline_workload", "kwargs": {"workload": {"records": 1500}}})
+    assert counted["ok"] and counted["records"] == 1500 and counted["peak_rss_mib"] > 0
+    wrong = run_child({"target": "base64:b64decode", "kwargs": {"s": base64.b64encode(b"x").decode()}})
+    assert not wrong["ok"] and "returned bytes" in wrong["error"]
+
+
+def test_wait_until_returns_the_first_truthy_value_or_says_what_was_awaited_and_why() -> None:
+    from bench.harness import wait_until
+
+    answers = iter([None, [], [1.5]])
+    assert wait_until(lambda: next(answers), 10, "answers", interval=0.001) == [1.5]
+    with pytest.raises(RuntimeError, match=r"balanced not reached within 0s; leases by owner \{'A': 3\}"):
+        wait_until(lambda: False, 0.01, "balanced", interval=0.001, explain=lambda: "leases by owner {'A': 3}")

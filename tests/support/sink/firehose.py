@@ -6,7 +6,7 @@ import random
 from dataclasses import dataclass
 from typing import Any
 
-from bench.sink_model import ACCOUNT_ID, SinkError, SinkSettings, b64_decoded_length
+from tests.support.sink.model import ACCOUNT_ID, SinkError, SinkSettings, b64_decoded_length
 
 MAX_BATCH_ENTRIES = 500
 MAX_BATCH_BYTES = 4 * 1024 * 1024

@@ -15,7 +15,7 @@ aggregate it took; :meth:`KinesisService.verify_pending` decodes them when the c
 Decoding in the request path made a client that waits for its answer (boto3's ``put_records``,
 async-kinesis) wait for the sink's decoding too, which cut its records/s by up to half; decoding
 between requests still delayed the next request by one aggregate's decoding (docs/bench.md, "Why the
-peers ran slower against bench.sink").
+peers ran slower against the sink").
 """
 
 from __future__ import annotations
@@ -28,7 +28,9 @@ import time
 from collections import deque
 from typing import Any
 
-from bench.sink_model import (
+from kpl import aggregation
+from kpl.hashing import effective_hash_key, parse_explicit_hash_key
+from tests.support.sink.model import (
     ACCOUNT_ID,
     DEFAULT_MAX_RECORD_SIZE_KIB,
     PrefillSpec,
@@ -41,8 +43,6 @@ from bench.sink_model import (
     encode_iterator,
     render_tail,
 )
-from kpl import aggregation
-from kpl.hashing import effective_hash_key, parse_explicit_hash_key
 
 MAX_PUT_RECORDS_ENTRIES = 500
 MAX_PUT_RECORDS_REQUEST_BYTES = 10 * 1024 * 1024

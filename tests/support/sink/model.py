@@ -1,7 +1,8 @@
 """What the sink remembers: streams, shards, sequence numbers, readable records, counters, settings.
 
-Pure data and arithmetic with no I/O; :mod:`bench.sink_kinesis` and :mod:`bench.sink_firehose`
-implement the operations on it and :mod:`bench.sink` puts them behind HTTP.
+Pure data and arithmetic with no I/O; :mod:`tests.support.sink.kinesis` and
+:mod:`tests.support.sink.firehose` implement the operations on it and :mod:`tests.support.sink.server`
+puts them behind HTTP.
 
 Memory stays flat however many records pass through: a put record is counted, not kept (unless the
 sink retains puts for a test), and a pre-filled stream serves ``records_per_shard`` records per shard

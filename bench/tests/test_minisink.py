@@ -13,10 +13,11 @@ import pytest
 
 from bench.harness import Variant, run_once
 from bench.minisink import BEHAVIOURS
-from bench.sink_process import MiniSinkProcess
+from bench.minisink_process import MiniSinkProcess
 from bench.workload import Workload
-from kpl.aws import ClientConfig, sync_client
+from kpl.aws import ClientConfig, StaticCredentials, sync_client
 from kpl.hashing import MAX_HASH_KEY, HashRange, ShardRanges, partition_key_hash
+from tests.support.sink.wire import check_cbor_put_records_route_as_json
 
 
 @pytest.fixture(scope="module")
@@ -25,8 +26,14 @@ def minisink() -> Iterator[MiniSinkProcess]:
         yield running
 
 
+def config(sink: MiniSinkProcess, max_attempts: int = 3) -> ClientConfig:
+    """The sink named explicitly, so that these tests need nothing of tests/conftest.py's AWS set-up."""
+    return ClientConfig(endpoint_url=sink.url, region="us-east-1", max_attempts=max_attempts,
+                        credentials=StaticCredentials("bench", "bench"))
+
+
 def kinesis(sink: MiniSinkProcess) -> Any:
-    return sync_client("kinesis", ClientConfig(endpoint_url=sink.url, region="us-east-1", max_attempts=1))
+    return sync_client("kinesis", config(sink, max_attempts=1))
 
 
 def shard_ranges(client: Any, stream: str) -> ShardRanges:
@@ -77,7 +84,7 @@ def test_counters_and_cloudwatch(minisink: MiniSinkProcess) -> None:
     minisink.reset()
     client = kinesis(minisink)
     client.put_records(StreamName="one", Records=[{"PartitionKey": "k", "Data": b"12345"}] * 3)
-    cloudwatch = sync_client("cloudwatch", ClientConfig(endpoint_url=minisink.url, region="us-east-1"))
+    cloudwatch = sync_client("cloudwatch", config(minisink))
     cloudwatch.put_metric_data(Namespace="n", MetricData=[{"MetricName": "m", "Value": 1.0}])
     stats = minisink.stats()
     assert stats["streams"]["one"] == {"records": 3, "bytes": 3 * 6, "records_per_shard": [3]}
@@ -101,3 +108,9 @@ def test_the_harness_runs_a_peer_against_it() -> None:
     assert result.ok and result.measurement is not None and result.measurement.records == 3000
     assert result.sink["requests"] >= 2 and result.sink["records"] >= 4  # ListShards + PutRecords; 4 aggregates
     assert "setup" in result.measurement.phases and result.measurement.thread_cpu_s > 0
+
+
+def test_put_records_in_cbor_route_and_answer_as_in_json() -> None:
+    """As the project's sink does (tests/unit/test_support_sink_cbor.py): the same check, independent code."""
+    with MiniSinkProcess(streams={"s": 4}) as sink:
+        check_cbor_put_records_route_as_json(sink)

@@ -1,35 +1,20 @@
-"""A fast local AWS sink: Kinesis, Firehose and CloudWatch as far as the benchmarked clients use them.
+"""The sink behind HTTP: AWS requests to :mod:`.kinesis` and :mod:`.firehose`, and a control API.
 
-    python -m bench.sink --port 0 --shards 16 [--stream NAME[:SHARDS]] [--prefill SPEC] [--verify count]
-    python -m bench.sink --selftest [--quick]
-
-The emulator (LocalStack's kinesis-mock) absorbs ~900 records/s, so client throughput is measured
-against this process instead. It speaks the real wire protocol (JSON 1.1 with ``X-Amz-Target``, or the
-same with CBOR bodies, ``application/x-amz-cbor-1.1``; any SigV4 signature accepted), so clients reach
-it through ``AWS_ENDPOINT_URL`` like any endpoint, and it answers as the service would: real shard
-routing, per-record results, the service's size limits and error codes. What it does not implement is
-listed in docs/bench.md.
-
-Besides the AWS operations it serves a small control API for the harness:
+Besides the AWS operations it serves a small control API for the tests and the benchmark harness:
 
 * ``GET /_sink/stats`` — counters per operation, stream, shard and delivery stream, and the sink's own
 CPU time (so a benchmark can show the sink was not the bottleneck); * ``POST /_sink/reset`` — zero the
-counters; * ``POST /_sink/config`` — change :class:`bench.sink_model.SinkSettings` (failure rate,
+counters; * ``POST /_sink/config`` — change :class:`tests.support.sink.model.SinkSettings` (failure rate,
 latency, ...); * ``POST /_sink/prefill`` — create a pre-filled stream (a
-:class:`bench.sink_model.PrefillSpec` as JSON); * ``POST /_sink/streams`` — create a stream: ``{"name":
-..., "shards": ...}``.
-
-When started with ``--port 0`` it binds a free port on 127.0.0.1 and prints ``READY <url>`` once it
-accepts connections.
+:class:`tests.support.sink.model.PrefillSpec` as JSON); * ``POST /_sink/streams`` — create a stream:
+``{"name": ..., "shards": ...}``.
 """
 
 from __future__ import annotations
 
-import argparse
 import asyncio
 import base64
 import json
-import os
 import resource
 import signal
 import socket
@@ -43,9 +28,9 @@ from typing import Any
 import cbor2
 from aiohttp import web
 
-from bench.sink_firehose import FirehoseService
-from bench.sink_kinesis import KinesisService
-from bench.sink_model import VERIFY_MODES, PrefillSpec, SinkError, SinkSettings
+from tests.support.sink.firehose import FirehoseService
+from tests.support.sink.kinesis import KinesisService
+from tests.support.sink.model import PrefillSpec, SinkError, SinkSettings
 
 JSON_CONTENT_TYPE = "application/x-amz-json-1.1"
 #: Kinesis' JSON 1.1 protocol with CBOR bodies (blobs as raw bytes, not base64), as the AWS SDK for Java sends it.
@@ -240,23 +225,6 @@ def cbor_result(result: dict[str, Any]) -> dict[str, Any]:
     return result
 
 
-def build_sink(args: argparse.Namespace) -> Sink:
-    settings = SinkSettings(
-        fail_rate=args.fail_rate, latency_ms=args.latency_ms, verify=args.verify, verify_inline=args.verify_inline,
-        retain=args.retain,
-        auto_create=args.auto_create, default_shards=args.shards,
-    )
-    sink = Sink(settings, region=args.region)
-    for spec in args.stream or ["bench"]:
-        name, _, shards = spec.partition(":")
-        sink.kinesis.create_stream(name, int(shards) if shards else args.shards)
-    for name in args.delivery_stream or ["bench"]:
-        sink.firehose.create(name)
-    for text in args.prefill or []:
-        sink.kinesis.prefill(PrefillSpec.parse(text))
-    return sink
-
-
 async def serve(sink: Sink, port: int) -> None:
     server = SinkServer(sink)
     runner = web.AppRunner(server.application(), access_log=None, handle_signals=False)
@@ -275,48 +243,3 @@ async def serve(sink: Sink, port: int) -> None:
         await stop.wait()
     finally:
         await runner.cleanup()
-
-
-def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(prog="python -m bench.sink", description=__doc__.split("\n\n")[0])
-    parser.add_argument("--port", type=int, default=0, help="port on 127.0.0.1 (0: a free one)")
-    parser.add_argument("--shards", type=int, default=4, help="shards of each --stream without its own count")
-    parser.add_argument("--stream", action="append", metavar="NAME[:SHARDS]",
-                        help="Kinesis stream to create (default: one named 'bench')")
-    parser.add_argument("--delivery-stream", action="append", metavar="NAME",
-                        help="Firehose delivery stream to create (default: one named 'bench')")
-    parser.add_argument("--prefill", action="append", metavar="SPEC",
-                        help="pre-filled stream, e.g. stream=reads,shards=4,records_per_shard=100000,"
-                             "record_size=100,aggregate=1")
-    parser.add_argument("--verify", choices=VERIFY_MODES, default="none",
-                        help="decode aggregates to count user records (count) and check their shards (route)")
-    parser.add_argument("--verify-inline", action="store_true",
-                        help="verify before answering (the old behaviour, which slows waiting clients)")
-    parser.add_argument("--fail-rate", type=float, default=0.0,
-                        help="share of put entries answered ProvisionedThroughputExceededException")
-    parser.add_argument("--latency-ms", type=float, default=0.0, help="delay added to every AWS response")
-    parser.add_argument("--retain", action="store_true", help="keep put records so GetRecords returns them")
-    parser.add_argument("--auto-create", action="store_true", help="create unknown streams on first use")
-    parser.add_argument("--region", default=os.environ.get("AWS_DEFAULT_REGION", "us-east-1"))
-    parser.add_argument("--selftest", action="store_true", help="measure the sink's own ceiling and exit")
-    parser.add_argument("--quick", action="store_true", help="with --selftest: a short run")
-    return parser.parse_args(argv)
-
-
-def main(argv: list[str] | None = None) -> int:
-    args = parse_args(argv)
-    if args.selftest:
-        from bench.sink_selftest import run_selftest
-
-        return run_selftest(quick=args.quick)
-    try:
-        sink = build_sink(args)
-    except (ValueError, SinkError) as error:
-        print(f"bench.sink: {error}", file=sys.stderr)
-        return 2
-    asyncio.run(serve(sink, args.port))
-    return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())

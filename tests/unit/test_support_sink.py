@@ -9,8 +9,10 @@ from typing import Any
 
 import pytest
 
-from bench.sink_kinesis import KinesisService
-from bench.sink_model import (
+from kpl import aggregation
+from kpl.hashing import MAX_HASH_KEY, ShardRanges, partition_key_hash
+from tests.support.sink.kinesis import KinesisService
+from tests.support.sink.model import (
     PrefillSpec,
     SinkError,
     SinkSettings,
@@ -18,8 +20,6 @@ from bench.sink_model import (
     decode_iterator,
     even_hash_ranges,
 )
-from kpl import aggregation
-from kpl.hashing import MAX_HASH_KEY, ShardRanges, partition_key_hash
 
 
 def entry(key: str, data: bytes = b"payload", explicit_hash_key: str | None = None) -> dict[str, str]:
@@ -263,7 +263,7 @@ def test_verify_inline_decodes_before_answering_and_a_long_backlog_is_worked_off
     assert inline.streams["s"].counters.user_records == 5
     bounded = service_with_stream(1, verify="count")
     with pytest.MonkeyPatch.context() as patch:
-        patch.setattr("bench.sink_kinesis.VERIFY_BACKLOG_BYTES", len(aggregate))
+        patch.setattr("tests.support.sink.kinesis.VERIFY_BACKLOG_BYTES", len(aggregate))
         put(bounded, [{"PartitionKey": "k", "Data": aggregate}] * 3)
     assert bounded.streams["s"].counters.user_records == 10  # two verified to get back under the bound
     assert bounded.stats()["s"]["user_records"] == 15

@@ -1,8 +1,9 @@
-"""The benchmark sinks as processes: started on a free port for a ``with`` block, their counters read
-and reset over HTTP (``bench.sink`` and ``bench.minisink``; :mod:`bench.harness` runs variants against them).
+"""A sink as a process: started on a free port for a ``with`` block, its counters read and reset over HTTP.
 
-Each sink module prints ``READY <url>`` once it listens.  A variant's clients reach the sink through
-standard AWS configuration only (:meth:`SinkBase.aws_env`).
+:class:`SinkProcess` runs ``python -m tests.support.sink``; :class:`SinkBase` is what any sink module
+run that way shares (the benchmarks' independent minisink is another).  Each sink module prints
+``READY <url>`` once it listens.  Clients reach the sink through standard AWS configuration only
+(:meth:`SinkBase.aws_env`), or through an explicit ``endpoint_url`` of ``url``.
 """
 
 from __future__ import annotations
@@ -22,15 +23,15 @@ from types import TracebackType
 from typing import TYPE_CHECKING, Any, NoReturn, Self
 
 if TYPE_CHECKING:
-    from bench.sink_model import PrefillSpec
+    from tests.support.sink.model import PrefillSpec
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[3]
 
 
 class SinkBase:
     """A sink module run as ``python -m <module> <args>`` on a free 127.0.0.1 port, for a ``with`` block.
 
-    The module prints ``READY <url>`` once it listens; the harness then polls ``stats_path`` until
+    The module prints ``READY <url>`` once it listens; ``__enter__`` then polls ``stats_path`` until
     it answers.
     """
 
@@ -50,7 +51,7 @@ class SinkBase:
     def __enter__(self) -> Self:
         self._process = subprocess.Popen(
             [sys.executable, "-m", self.module, *self.args],
-            cwd=ROOT, env=_child_python_env(), stdout=subprocess.PIPE, stderr=self._stderr, text=True,
+            cwd=ROOT, env=child_python_env(), stdout=subprocess.PIPE, stderr=self._stderr, text=True,
         )
         self.url = self._await_ready(self._process)
         return self
@@ -125,12 +126,12 @@ class SinkBase:
 
 
 class SinkProcess(SinkBase):
-    """``python -m bench.sink``: the project's sink (Kinesis, Firehose, CloudWatch, verification, prefill)."""
+    """``python -m tests.support.sink``: the project's sink (Kinesis, Firehose, CloudWatch, verification, prefill)."""
 
-    module = "bench.sink"
+    module = "tests.support.sink"
     stats_path = "/_sink/stats"
     reset_path = "/_sink/reset"
-    label = "bench.sink"
+    label = "sink"
 
     def __init__(
         self,
@@ -171,34 +172,6 @@ class SinkProcess(SinkBase):
         return _sink_delta(before, after)
 
 
-class MiniSinkProcess(SinkBase):
-    """``python -m bench.minisink``: the minimal independent Kinesis sink the cross-check compares against."""
-
-    module = "bench.minisink"
-    stats_path = "/_minisink/stats"
-    reset_path = "/_minisink/reset"
-    label = "minisink"
-
-    def __init__(self, *, streams: Mapping[str, int] | None = None, latency_ms: float = 0.0,
-                 behaviour: str = "keep-alive", start_timeout: float = 60.0) -> None:
-        args = ["--port", "0", "--latency-ms", str(latency_ms), "--behaviour", behaviour]
-        for name, shards in (streams or {"bench": 4}).items():
-            args += ["--stream", f"{name}:{shards}"]
-        super().__init__(args, start_timeout)
-        self.behaviour = behaviour
-
-    def delta(self, before: dict[str, Any], after: dict[str, Any]) -> dict[str, Any]:
-        streams = after.get("streams", {})
-        return {
-            "cpu_s": after["cpu_s"] - before["cpu_s"],
-            "wall_s": after["uptime_s"] - before["uptime_s"],
-            "requests": sum(after.get("requests", {}).values()),
-            "records": sum(s["records"] for s in streams.values()),
-            "failed": 0, "user_records": 0, "misrouted_user_records": 0, "invalid_aggregates": 0,
-            "served_user_records": 0, "firehose_records": 0, "verify": "none",
-        }
-
-
 def _get_json(url: str) -> dict[str, Any]:
     with urllib.request.urlopen(url, timeout=30) as response:
         result: dict[str, Any] = json.load(response)
@@ -216,7 +189,8 @@ def _post_json(url: str, body: Mapping[str, Any]) -> dict[str, Any]:
         raise RuntimeError(f"sink refused {url}: {error.read().decode(errors='replace')}") from None
 
 
-def _child_python_env(extra: Mapping[str, str] | None = None) -> dict[str, str]:
+def child_python_env(extra: Mapping[str, str] | None = None) -> dict[str, str]:
+    """This environment without its AWS settings, with the repository importable, plus ``extra``."""
     env = {k: v for k, v in os.environ.items() if not k.startswith("AWS_")}
     env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(ROOT), env.get("PYTHONPATH")]))
     env.update(extra or {})
