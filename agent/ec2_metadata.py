@@ -72,7 +72,7 @@ class _Imds:
                                          retry_on=_unreachable):
             with attempt:
                 return self._open(request)
-        raise AssertionError("retrying ends with a result or an error")  # pragma: no cover
+        raise AssertionError("retrying ends with a result or an error")
 
     def _open(self, request: urllib.request.Request) -> bytes:
         with _OPENER.open(request, timeout=self.timeout) as response:

@@ -13,10 +13,11 @@ import asyncio
 import contextlib
 import random
 import time
+from collections.abc import Awaitable, Callable
 from hashlib import md5
 from typing import Any
 
-from tenacity import AsyncRetrying, RetryCallState, stop_never, wait_fixed
+from tenacity import RetryCallState, stop_never, wait_fixed
 from tenacity.wait import wait_base
 
 from agent.batch import Batch
@@ -83,12 +84,22 @@ class Retrier:
         self._wait = _DeliveryWait(self.backoff)
         self._logged: dict[str, tuple[float, int]] = {}
 
-    def attempts(self) -> AsyncRetrying:
-        """One delivery's retry loop (``async for attempt in retrier.attempts(): with attempt: ...``); an
-        attempt raises :class:`_Undelivered` with what is left to send."""
+    async def deliver(self, records: list[bytes], put: Callable[[list[bytes]], Awaitable[None]]) -> None:
+        """``put(records)``, then ``put`` again with the records it could not deliver (:class:`_Undelivered`),
+        after a backoff, until none is left.  Any other error ends the delivery (the flow retries the batch)."""
+        pending = records
+        if not pending:
+            return
         # stop_never: docs/agent.md ("Retries never give up") promises a batch is retried until delivered,
         # so that its file's checkpoint can move over it; the flow cancels its deliveries at shutdown.
-        return retrying(wait=self._wait, stop=stop_never, retry_on=_is_undelivered, before_sleep=self._before_sleep)
+        async for attempt in retrying(wait=self._wait, stop=stop_never, retry_on=_is_undelivered,
+                                      before_sleep=self._before_sleep):
+            with attempt:
+                try:
+                    await put(pending)
+                except _Undelivered as undelivered:
+                    pending = undelivered.failed
+                    raise
 
     def _before_sleep(self, retry_state: RetryCallState) -> None:
         error = _undelivered(retry_state)
@@ -141,16 +152,7 @@ class FirehoseSink:
             self._exit = None
 
     async def deliver(self, batch: Batch) -> None:
-        pending = pack_records(batch.records, self.flow.aggregated_record_size_bytes)
-        if not pending:
-            return
-        async for attempt in self.retrier.attempts():
-            with attempt:
-                try:
-                    await self._put(pending)
-                except _Undelivered as undelivered:
-                    pending = undelivered.failed
-                    raise
+        await self.retrier.deliver(pack_records(batch.records, self.flow.aggregated_record_size_bytes), self._put)
 
     async def _put(self, pending: list[bytes]) -> None:
         """One PutRecordBatch; raises :class:`_Undelivered` with the entries that failed."""
@@ -251,16 +253,7 @@ class KinesisSink:
                   flow=self.flow.id, records=len(batch.records), error=repr(error), exc_info=error)
 
     async def _deliver(self, batch: Batch) -> None:
-        pending = batch.records
-        if not pending:
-            return
-        async for attempt in self.retrier.attempts():
-            with attempt:
-                try:
-                    await self._put(pending)
-                except _Undelivered as undelivered:
-                    pending = undelivered.failed
-                    raise
+        await self.retrier.deliver(batch.records, self._put)
 
     async def _put(self, pending: list[bytes]) -> None:
         """Every record through the producer, once; raises :class:`_Undelivered` with those that failed."""

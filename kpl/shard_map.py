@@ -227,7 +227,7 @@ class ShardMapRefresher:
                     self.shard_map.refresh_failed()
                     self._on_failed(exc)
                     raise
-        raise AssertionError("retrying ends with a result or an error")  # pragma: no cover
+        raise AssertionError("retrying ends with a result or an error")
 
     def _retrying(self, retry_state: RetryCallState) -> None:
         self._not_before = asyncio.get_running_loop().time() + retry_state.upcoming_sleep

@@ -38,18 +38,13 @@ def retrier(tmp_path: Path) -> Retrier:
 def _deliver(retrier: Retrier, *failures: _Undelivered) -> list[list[bytes]]:
     """A delivery whose attempts fail with ``failures`` in turn, then succeed; what each attempt sent."""
     sent: list[list[bytes]] = []
-    pending = [b"a", b"b", b"c"]
 
-    async def run() -> None:
-        nonlocal pending
-        async for attempt in retrier.attempts():
-            with attempt:
-                sent.append(pending)
-                if len(sent) <= len(failures):
-                    pending = failures[len(sent) - 1].failed
-                    raise failures[len(sent) - 1]
+    async def put(records: list[bytes]) -> None:
+        sent.append(records)
+        if len(sent) <= len(failures):
+            raise failures[len(sent) - 1]
 
-    asyncio.run(run())
+    asyncio.run(retrier.deliver([b"a", b"b", b"c"], put))
     return sent
 
 
@@ -92,13 +87,11 @@ def test_only_the_failed_records_are_sent_again(retrier: Retrier) -> None:
 
 def test_an_unexpected_error_ends_the_delivery_loop(retrier: Retrier) -> None:
     """Only rejected records are retried by the sink; anything else goes to the flow (which logs it as a bug)."""
-    async def run() -> None:
-        async for attempt in retrier.attempts():
-            with attempt:
-                raise RuntimeError("a bug")
+    async def put(records: list[bytes]) -> None:
+        raise RuntimeError("a bug")
 
     with pytest.raises(RuntimeError):
-        asyncio.run(run())
+        asyncio.run(retrier.deliver([b"a"], put))
 
 
 def test_ordered_delivery_says_while_records_wait(tmp_path: Path, caplog: pytest.LogCaptureFixture,
