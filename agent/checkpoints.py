@@ -24,9 +24,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from tenacity import RetryCallState, stop_never, wait_fixed
+
 from agent.errors import CheckpointStoreError
 from agent.private_files import create_private_file, make_private_directories, warn_if_writable_by_others
 from kpl.logs import get_logger
+from kpl.retry import retrying
 
 log = get_logger(__name__)
 
@@ -178,25 +181,35 @@ class CheckpointStore:
 
     async def _write_forever(self) -> None:
         loop = asyncio.get_running_loop()
-        last_error_log = 0.0
+        last_error_log = -60.0
+
+        def failed(retry_state: RetryCallState) -> None:
+            nonlocal last_error_log
+            if time.monotonic() - last_error_log > 60:
+                last_error_log = time.monotonic()
+                error = retry_state.outcome.exception() if retry_state.outcome is not None else None
+                log.error("cannot save checkpoints; retrying (data is not lost, but a restart now would "
+                          "re-send what was delivered since the last save)", path=str(self.path), error=str(error))
+
         while True:
             if not self._changes:
                 self._idle.set()
                 await self._changed.wait()
-            self._changed.clear()
-            changes, self._changes = self._changes, {}
-            try:
-                await loop.run_in_executor(self._executor, self._commit, changes)
-                self.commits += 1
-            except sqlite3.Error as exc:
-                self.failures += 1
-                for key, row in changes.items():
-                    self._changes.setdefault(key, row)
-                if time.monotonic() - last_error_log > 60:
-                    last_error_log = time.monotonic()
-                    log.error("cannot save checkpoints; retrying (data is not lost, but a restart now would "
-                              "re-send what was delivered since the last save)", path=str(self.path), error=str(exc))
-                await asyncio.sleep(RETRY_DELAY_SECONDS)
+            # stop_never: failed checkpoint saves are retried until the database takes them (docs/agent.md,
+            # kinesis_agent_checkpoint_save_failures_total); close() cancels the writer.
+            async for attempt in retrying(wait=wait_fixed(RETRY_DELAY_SECONDS), stop=stop_never,
+                                          retry_on=lambda error: isinstance(error, sqlite3.Error), before_sleep=failed):
+                with attempt:
+                    self._changed.clear()
+                    changes, self._changes = self._changes, {}
+                    try:
+                        await loop.run_in_executor(self._executor, self._commit, changes)
+                    except sqlite3.Error:
+                        self.failures += 1
+                        for key, row in changes.items():  # newer changes of the same rows win
+                            self._changes.setdefault(key, row)
+                        raise
+                    self.commits += 1
 
     def _commit(self, changes: dict[tuple[str, str], CheckpointRow | None]) -> None:
         db = self._db()

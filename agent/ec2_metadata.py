@@ -25,8 +25,11 @@ import urllib.parse
 import urllib.request
 from typing import Any
 
+from tenacity import stop_after_attempt, wait_none
+
 from kpl.aws import ClientConfig, sync_client
 from kpl.logs import get_logger
+from kpl.retry import retrying_blocking
 
 log = get_logger(__name__)
 
@@ -64,19 +67,22 @@ class _Imds:
                                                  headers={"X-aws-ec2-metadata-token": self.token}))
 
     def _call(self, request: urllib.request.Request) -> bytes:
-        for _ in range(self.attempts - 1):
-            try:
+        # At once, as botocore's IMDS fetcher retries: the attempts are there for a slow or lost answer.
+        for attempt in retrying_blocking(wait=wait_none(), stop=stop_after_attempt(self.attempts),
+                                         retry_on=_unreachable):
+            with attempt:
                 return self._open(request)
-            except urllib.error.HTTPError:
-                raise  # an answer (404: not published, 401: token refused), not a failure to reach IMDS
-            except OSError:
-                continue
-        return self._open(request)
+        raise AssertionError("retrying ends with a result or an error")
 
     def _open(self, request: urllib.request.Request) -> bytes:
         with _OPENER.open(request, timeout=self.timeout) as response:
             data: bytes = response.read()
             return data
+
+
+def _unreachable(error: BaseException) -> bool:
+    """IMDS could not be reached; an HTTP error is an answer (404: not published, 401: token refused)."""
+    return isinstance(error, OSError) and not isinstance(error, urllib.error.HTTPError)
 
 
 def _session() -> _Imds | None:

@@ -19,6 +19,8 @@ import time
 from dataclasses import dataclass
 from typing import Protocol
 
+from tenacity import RetryCallState, stop_never, wait_fixed
+
 from agent.batch import Batch, BatchBuilder, ByteBudget, ClosedBatch
 from agent.checkpoints import CheckpointRow, CheckpointStore
 from agent.config import FlowConfig
@@ -35,6 +37,7 @@ from agent.tracking import (
     read_block,
 )
 from kpl.logs import get_logger
+from kpl.retry import retrying
 
 log = get_logger(__name__)
 
@@ -343,15 +346,19 @@ class Flow:
             task.add_done_callback(self._deliveries.discard)
 
     async def _deliver(self, batch: Batch) -> None:
-        while True:
-            try:
+        # A failure the sink did not expect: the batch is kept, never dropped.  stop_never: docs/agent.md
+        # ("Retries never give up"); stop() cancels the deliveries at shutdown.
+        async for attempt in retrying(wait=wait_fixed(self.config.retry_max_backoff), stop=stop_never,
+                                      retry_on=lambda error: isinstance(error, Exception),
+                                      before_sleep=lambda state: self._failed_unexpectedly(state, batch)):
+            with attempt:
                 await self.sink.deliver(batch)
-                break
-            except Exception as exc:  # a failure the sink did not expect: the batch is kept, never dropped
-                log.error("sending a batch failed unexpectedly; retrying it", flow=self.id, path=batch.source.path,
-                          records=len(batch.records), error=repr(exc), exc_info=exc)
-                await asyncio.sleep(self.config.retry_max_backoff)
         self._acknowledge(batch, charged=True)
+
+    def _failed_unexpectedly(self, retry_state: RetryCallState, batch: Batch) -> None:
+        error = retry_state.outcome.exception() if retry_state.outcome is not None else None
+        log.error("sending a batch failed unexpectedly; retrying it", flow=self.id, path=batch.source.path,
+                  records=len(batch.records), error=repr(error), exc_info=error)
 
     def _acknowledge(self, batch: Batch, *, charged: bool) -> None:
         tracked: TrackedFile = batch.source

@@ -13,8 +13,12 @@ import asyncio
 import contextlib
 import random
 import time
+from collections.abc import Awaitable, Callable
 from hashlib import md5
 from typing import Any
+
+from tenacity import RetryCallState, stop_never, wait_fixed
+from tenacity.wait import wait_base
 
 from agent.batch import Batch
 from agent.config import FlowConfig
@@ -22,7 +26,7 @@ from agent.metrics import SendMetrics
 from kpl import AsyncProducer, BufferFullError, ProducerConfig, RecordResult
 from kpl.aws import ClientConfig, async_client
 from kpl.logs import get_logger
-from kpl.retry import Backoff, ErrorKind, classify, classify_code, error_code, error_message
+from kpl.retry import Backoff, ErrorKind, classify, classify_code, error_code, error_message, retrying
 
 log = get_logger(__name__)
 
@@ -30,28 +34,86 @@ log = get_logger(__name__)
 LOG_INTERVAL = 60.0
 
 
+def _is_undelivered(error: BaseException) -> bool:
+    return isinstance(error, _Undelivered)
+
+
+def _is_unexpected(error: BaseException) -> bool:
+    """Any error but cancellation (shutdown), which ends the loop."""
+    return isinstance(error, Exception)
+
+
+class _Undelivered(Exception):
+    """Records of one delivery attempt that did not arrive: raised inside the attempt, so that the delivery's
+    retry loop waits and sends them (only them) again."""
+
+    def __init__(self, failed: list[bytes], kind: ErrorKind, code: str, message: str) -> None:
+        super().__init__(f"{code}: {message}")
+        self.failed = failed
+        self.kind = kind
+        self.code = code
+        self.message = message
+
+
+def _undelivered(retry_state: RetryCallState) -> _Undelivered:
+    error = retry_state.outcome.exception() if retry_state.outcome is not None else None
+    assert isinstance(error, _Undelivered), error
+    return error
+
+
+class _DeliveryWait(wait_base):
+    """Errors that repeat until someone acts wait the maximum backoff; the others a jittered window."""
+
+    def __init__(self, backoff: Backoff) -> None:
+        self._jittered = backoff.wait
+        self._maximum = backoff.maximum
+
+    def __call__(self, retry_state: RetryCallState) -> float:
+        if _undelivered(retry_state).kind is ErrorKind.FATAL:
+            return self._maximum
+        return self._jittered(retry_state)
+
+
 class Retrier:
-    """How a flow waits between attempts, and how loudly it says why."""
+    """How a flow waits between the attempts of a delivery, and how loudly it says why."""
 
     def __init__(self, flow: FlowConfig, metrics: SendMetrics | None = None) -> None:
         self.flow = flow
         self.metrics = metrics
         self.backoff = Backoff(flow.retry_initial_backoff, flow.retry_max_backoff)
+        self._wait = _DeliveryWait(self.backoff)
         self._logged: dict[str, tuple[float, int]] = {}
 
-    async def wait(self, kind: ErrorKind, code: str, message: str, attempt: int, records: int) -> None:
+    async def deliver(self, records: list[bytes], put: Callable[[list[bytes]], Awaitable[None]]) -> None:
+        """``put(records)``, then ``put`` again with the records it could not deliver (:class:`_Undelivered`),
+        after a backoff, until none is left.  Any other error ends the delivery (the flow retries the batch)."""
+        pending = records
+        if not pending:
+            return
+        # stop_never: docs/agent.md ("Retries never give up") promises a batch is retried until delivered,
+        # so that its file's checkpoint can move over it; the flow cancels its deliveries at shutdown.
+        async for attempt in retrying(wait=self._wait, stop=stop_never, retry_on=_is_undelivered,
+                                      before_sleep=self._before_sleep):
+            with attempt:
+                try:
+                    await put(pending)
+                except _Undelivered as undelivered:
+                    pending = undelivered.failed
+                    raise
+
+    def _before_sleep(self, retry_state: RetryCallState) -> None:
+        error = _undelivered(retry_state)
+        delay = retry_state.upcoming_sleep
         if self.metrics is not None:
-            self.metrics.retry(code)
-        if kind is ErrorKind.FATAL:
-            delay = self.backoff.maximum
-            self._log(code, "error", "the destination rejects records: they are kept and retried, and the files' "
-                      "checkpoints do not move until they are delivered; fix the cause (stream name, IAM policy, "
-                      "region) and the agent catches up by itself", message=message, records=records, delay=delay)
+            self.metrics.retry(error.code)
+        if error.kind is ErrorKind.FATAL:
+            self._log(error.code, "error", "the destination rejects records: they are kept and retried, and the "
+                      "files' checkpoints do not move until they are delivered; fix the cause (stream name, IAM "
+                      "policy, region) and the agent catches up by itself", message=error.message,
+                      records=len(error.failed), delay=delay)
         else:
-            delay = self.backoff.delay(attempt)
-            self._log(code, "warning", "sending failed; retrying with backoff", message=message, records=records,
-                      delay=delay)
-        await asyncio.sleep(delay)
+            self._log(error.code, "warning", "sending failed; retrying with backoff", message=error.message,
+                      records=len(error.failed), delay=delay)
 
     def _log(self, code: str, level: str, event: str, *, message: str, records: int, delay: float) -> None:
         now = time.monotonic()
@@ -90,35 +152,30 @@ class FirehoseSink:
             self._exit = None
 
     async def deliver(self, batch: Batch) -> None:
-        pending = pack_records(batch.records, self.flow.aggregated_record_size_bytes)
-        attempt = 0
-        while pending:
-            attempt += 1
-            try:
-                async with self.concurrency:
-                    response = await self._client.put_record_batch(
-                        DeliveryStreamName=self.flow.destination, Records=[{"Data": data} for data in pending]
-                    )
-            except Exception as exc:
-                self.metrics.request(attempted=len(pending), sent=0, failed=0, bytes_sent=0, service_error=True)
-                await self.retrier.wait(classify(exc), error_code(exc), error_message(exc), attempt, len(pending))
-                continue
-            failed: list[bytes] = []
-            first_error: dict[str, Any] | None = None
-            for data, result in zip(pending, response["RequestResponses"], strict=True):
-                if result.get("ErrorCode"):
-                    failed.append(data)
-                    first_error = first_error or result
-            sent = len(pending) - len(failed)
-            self.metrics.request(attempted=len(pending), sent=sent, failed=len(failed),
-                                 bytes_sent=sum(map(len, pending)) - sum(map(len, failed)), service_error=False)
-            if not failed:
-                return
-            assert first_error is not None
+        await self.retrier.deliver(pack_records(batch.records, self.flow.aggregated_record_size_bytes), self._put)
+
+    async def _put(self, pending: list[bytes]) -> None:
+        """One PutRecordBatch; raises :class:`_Undelivered` with the entries that failed."""
+        try:
+            async with self.concurrency:
+                response = await self._client.put_record_batch(
+                    DeliveryStreamName=self.flow.destination, Records=[{"Data": data} for data in pending]
+                )
+        except Exception as exc:
+            self.metrics.request(attempted=len(pending), sent=0, failed=0, bytes_sent=0, service_error=True)
+            raise _Undelivered(pending, classify(exc), error_code(exc), error_message(exc)) from exc
+        failed: list[bytes] = []
+        first_error: dict[str, Any] | None = None
+        for data, result in zip(pending, response["RequestResponses"], strict=True):
+            if result.get("ErrorCode"):
+                failed.append(data)
+                first_error = first_error or result
+        sent = len(pending) - len(failed)
+        self.metrics.request(attempted=len(pending), sent=sent, failed=len(failed),
+                             bytes_sent=sum(map(len, pending)) - sum(map(len, failed)), service_error=False)
+        if first_error is not None:
             code = str(first_error["ErrorCode"])
-            await self.retrier.wait(classify_code(code), code, str(first_error.get("ErrorMessage", "")), attempt,
-                                    len(failed))
-            pending = failed
+            raise _Undelivered(failed, classify_code(code), code, str(first_error.get("ErrorMessage", "")))
 
 
 def pack_records(records: list[bytes], target: int) -> list[bytes]:
@@ -182,58 +239,60 @@ class KinesisSink:
         # first out): a batch is not handed to the producer before the previous one is delivered, so
         # the agent's own retries of rejected records cannot overtake younger records.
         async with self._one_at_a_time:
-            while True:
-                try:
+            # An unexpected failure (a bug) is retried here, so the lock is not given up.  stop_never: docs/agent.md
+            # ("Retries never give up", "Order") — the flow cancels its deliveries at shutdown.
+            async for attempt in retrying(wait=wait_fixed(self.flow.retry_max_backoff), stop=stop_never,
+                                          retry_on=_is_unexpected,
+                                          before_sleep=lambda state: self._failed_unexpectedly(state, batch)):
+                with attempt:
                     await self._deliver(batch)
-                    return
-                except Exception as exc:  # unexpected (a bug): retried here, so the lock is not given up
-                    log.error("sending a batch failed unexpectedly; retrying it before any later batch",
-                              flow=self.flow.id, records=len(batch.records), error=repr(exc), exc_info=exc)
-                    await asyncio.sleep(self.flow.retry_max_backoff)
+
+    def _failed_unexpectedly(self, retry_state: RetryCallState, batch: Batch) -> None:
+        error = retry_state.outcome.exception() if retry_state.outcome is not None else None
+        log.error("sending a batch failed unexpectedly; retrying it before any later batch",
+                  flow=self.flow.id, records=len(batch.records), error=repr(error), exc_info=error)
 
     async def _deliver(self, batch: Batch) -> None:
+        await self.retrier.deliver(batch.records, self._put)
+
+    async def _put(self, pending: list[bytes]) -> None:
+        """Every record through the producer, once; raises :class:`_Undelivered` with those that failed."""
         assert self._producer is not None
         put_nowait = self._producer.put_record_nowait
         put = self._producer.put_record
         stream = self.flow.destination
         deterministic = self._deterministic
         rand = random.random
-        pending = batch.records
-        attempt = 0
-        while pending:
-            attempt += 1
-            futures: list[asyncio.Future[RecordResult]] = []
-            append = futures.append
-            batch_key = self._flow_key or (repr(rand() * 1e6) if self._key_per_batch else None)
-            for data in pending:
-                key = batch_key or (md5(data).hexdigest() if deterministic else repr(rand() * 1e6))
-                try:
-                    append(put_nowait(stream, data, key))
-                except BufferFullError:
-                    append(await put(stream, data, key))
-            if self._flow_key is None:
-                for future in futures:
-                    if not future.done():
-                        await future
-            else:
-                await self._wait_in_order(futures)
-            failed: list[bytes] = []
-            failure: RecordResult | None = None
-            for data, future in zip(pending, futures, strict=True):
-                result = future.result()
-                if not result.success:
-                    failed.append(data)
-                    failure = failure or result
-            self.metrics.request(attempted=len(pending), sent=len(pending) - len(failed), failed=len(failed),
-                                 bytes_sent=sum(map(len, pending)) - sum(map(len, failed)),
-                                 service_error=bool(failed) and len(failed) == len(pending))
-            if failure is None:
-                return
+        futures: list[asyncio.Future[RecordResult]] = []
+        append = futures.append
+        batch_key = self._flow_key or (repr(rand() * 1e6) if self._key_per_batch else None)
+        for data in pending:
+            key = batch_key or (md5(data).hexdigest() if deterministic else repr(rand() * 1e6))
+            try:
+                append(put_nowait(stream, data, key))
+            except BufferFullError:
+                append(await put(stream, data, key))
+        if self._flow_key is None:
+            for future in futures:
+                if not future.done():
+                    await future
+        else:
+            await self._wait_in_order(futures)
+        failed: list[bytes] = []
+        failure: RecordResult | None = None
+        for data, future in zip(pending, futures, strict=True):
+            result = future.result()
+            if not result.success:
+                failed.append(data)
+                failure = failure or result
+        self.metrics.request(attempted=len(pending), sent=len(pending) - len(failed), failed=len(failed),
+                             bytes_sent=sum(map(len, pending)) - sum(map(len, failed)),
+                             service_error=bool(failed) and len(failed) == len(pending))
+        if failure is not None:
             kind = ErrorKind.TRANSIENT if failure.retryable else ErrorKind.FATAL
             code = failure.error.code if failure.error is not None else "Unknown"
             message = failure.error.message if failure.error is not None else ""
-            await self.retrier.wait(kind, code, message, attempt, len(failed))
-            pending = failed
+            raise _Undelivered(failed, kind, code, message)
 
     async def _wait_in_order(self, futures: list[asyncio.Future[RecordResult]]) -> None:
         """orderedDelivery: the producer retries until delivered, so say so while it takes long."""

@@ -6,9 +6,9 @@ partition keys itself (the KPL 1.1 does not aggregate for such streams, and neit
 producer).  Records wait in the intake until both are known.
 
 A stream that does not exist, or an error that will repeat on every call (no credentials, denied
-access, an invalid region: :mod:`kpl.setup_errors`), makes the stream *unusable* for the shard-map
-backoff period (1 s growing to 30 s): what waits fails at once, non-retryable, and so do new records
-until the next attempt.  Discovery
+access, an invalid region: :mod:`kpl.setup_errors`), makes the stream *unusable* for the upper bound of
+the shard-map backoff window (1 s growing x1.5 to 30 s; not jittered, so the period is predictable):
+what waits fails at once, non-retryable, and so do new records until the next attempt.  Discovery
 reports what it learns to one listener, the stream's pipeline (:mod:`kpl.stream`).
 """
 
@@ -153,7 +153,7 @@ class StreamDiscovery:
         return problem
 
     def _make_unusable(self, record_error: RecordError) -> None:
-        delay = self.map.refresh_failed()
+        delay = self.map.refresh_failed()  # the window's upper bound: deterministic
         self.unusable = (record_error, self._loop.time() + delay)
         self.ready = False
         if not self._limits_known.done():

@@ -5,7 +5,10 @@ when the producer learns it is stale: a record landed on a shard other than the 
 a prediction fell into a hole.  As in the KPL, an invalidation is ignored when it was observed
 before the last refresh started or names a shard the map already dropped, so a burst of stale
 results triggers one ListShards, not hundreds (ListShards is limited to 100 calls/s per stream).
-Failed refreshes back off 1 s, x1.5, up to 30 s.
+Failed refreshes back off with jitter (kpl.retry's tenacity loop): the wait after the n-th failure in a
+row is drawn from [0.5 s, min(30 s, 1 s x 1.5**(n-1))], so producers that lost ListShards together do not
+call it again together; a success starts the growth over.  The loop stops once nobody waits for a
+refresh any more; a refresh asked for later still waits out the window's upper bound.
 
 Closed shards stay known for a minute after they leave the map, so the wrong-shard check can still
 tell whether a record that reached a just-closed shard belongs there.
@@ -18,9 +21,13 @@ import contextlib
 from collections.abc import Callable
 from typing import Any
 
+from tenacity import RetryCallState, wait_random_exponential
+from tenacity.wait import wait_base
+
 from kpl.aws import list_shards, stream_api_args
 from kpl.hashing import HashRange, ShardRanges
 from kpl.logs import get_logger
+from kpl.retry import retrying, stop_when
 
 log = get_logger(__name__)
 
@@ -29,6 +36,27 @@ CLOSED_SHARD_TTL = 60.0
 REFRESH_BACKOFF_INITIAL = 1.0
 REFRESH_BACKOFF_FACTOR = 1.5
 REFRESH_BACKOFF_MAX = 30.0
+#: The shortest wait before a refresh retry: ListShards allows 100 calls/s per stream, shared by every producer.
+REFRESH_BACKOFF_MIN = 0.5
+
+
+def refresh_ceiling(failures: int) -> float:
+    """The longest wait after ``failures`` failed refreshes in a row (1 s, x1.5, up to 30 s); 0 after none."""
+    if failures <= 0:
+        return 0.0
+    if failures > 64:  # far past the maximum; the power would only overflow the float
+        return REFRESH_BACKOFF_MAX
+    return min(REFRESH_BACKOFF_MAX, REFRESH_BACKOFF_INITIAL * REFRESH_BACKOFF_FACTOR ** (failures - 1))
+
+
+def refresh_wait(prior_failures: int) -> wait_base:
+    """The jittered waits of a retry loop that starts after ``prior_failures`` failed refreshes.
+
+    Attempt n of the loop is failure ``prior_failures + n`` in a row, so the window goes on growing
+    where the previous loop left it: [REFRESH_BACKOFF_MIN, :func:`refresh_ceiling`].
+    """
+    return wait_random_exponential(multiplier=refresh_ceiling(prior_failures + 1), exp_base=REFRESH_BACKOFF_FACTOR,
+                                   min=REFRESH_BACKOFF_MIN, max=REFRESH_BACKOFF_MAX)
 
 
 class ShardMap:
@@ -92,10 +120,10 @@ class ShardMap:
         return predicted_shard is None or predicted_shard in self._open or self.ranges is None
 
     def refresh_failed(self) -> float:
-        """Record a failed refresh; the seconds to wait before the next one."""
+        """Record a failed refresh; the longest wait before the next one (the upper bound of its jittered
+        window, deterministic: discovery keeps a stream unusable that long)."""
         self.refresh_failures += 1
-        delay = REFRESH_BACKOFF_INITIAL * REFRESH_BACKOFF_FACTOR ** (self.refresh_failures - 1)
-        return min(REFRESH_BACKOFF_MAX, delay)
+        return refresh_ceiling(self.refresh_failures)
 
     def evict_closed(self, now: float) -> None:
         expired = [shard_id for shard_id, (_, since) in self._closed.items() if now - since > CLOSED_SHARD_TTL]
@@ -138,6 +166,7 @@ class ShardMapRefresher:
         #: Latest staleness observation not yet covered by a refresh.
         self._wanted_since: float | None = None
         self._not_before = float("-inf")
+        self._last_error: BaseException | None = None
 
     @property
     def running(self) -> bool:
@@ -161,19 +190,12 @@ class ShardMapRefresher:
                 wait = self._not_before - loop.time()
                 if wait > 0:
                     await asyncio.sleep(wait)
-                self._wanted_since = None
-                started = loop.time()
                 try:
-                    shards = await list_open_shards(self._client, self.shard_map.stream_name)
-                except asyncio.CancelledError:
-                    raise
-                except Exception as exc:
-                    delay = self.shard_map.refresh_failed()
-                    self._not_before = loop.time() + delay
-                    log.warning("shard map refresh failed", stream=self.shard_map.stream_name,
-                                error=type(exc).__name__, detail=str(exc), retry_in=round(delay, 2))
-                    self._on_failed(exc)
-                    continue
+                    shards, started = await self._list_while_wanted()
+                except Exception:  # logged and reported by the attempt; nobody waits for a refresh any more
+                    self._not_before = loop.time() + refresh_ceiling(self.shard_map.refresh_failures)
+                    self._log_failure(self._not_before - loop.time())
+                    return
                 changed = self.shard_map.apply(shards, started)
                 if changed:
                     log.debug("shard map updated", stream=self.shard_map.stream_name, shards=len(shards),
@@ -181,6 +203,40 @@ class ShardMapRefresher:
                 self._on_refreshed(changed)
         finally:
             self._task = None
+
+    async def _list_while_wanted(self) -> tuple[list[dict[str, Any]], float]:
+        """ListShards until it succeeds; (the open shards, when the call started).
+
+        A failure is counted and reported (``on_failed``) inside the attempt, so that the stop sees whether
+        anyone still waits: the records that wait for the map ask again (:meth:`retry_later`), a stream that
+        became unusable does not.  Any error is retried while someone waits, as a refresh is the only way
+        out; errors that will repeat make the stream unusable, which ends the loop.
+        """
+        loop = asyncio.get_running_loop()
+        async for attempt in retrying(wait=refresh_wait(self.shard_map.refresh_failures),
+                                      stop=stop_when(lambda: self._wanted_since is None),
+                                      retry_on=lambda error: isinstance(error, Exception),
+                                      before_sleep=self._retrying):
+            with attempt:
+                self._wanted_since = None
+                started = loop.time()
+                try:
+                    return await list_open_shards(self._client, self.shard_map.stream_name), started
+                except Exception as exc:
+                    self._last_error = exc
+                    self.shard_map.refresh_failed()
+                    self._on_failed(exc)
+                    raise
+        raise AssertionError("retrying ends with a result or an error")
+
+    def _retrying(self, retry_state: RetryCallState) -> None:
+        self._not_before = asyncio.get_running_loop().time() + retry_state.upcoming_sleep
+        self._log_failure(retry_state.upcoming_sleep)
+
+    def _log_failure(self, retry_in: float) -> None:
+        error = self._last_error
+        log.warning("shard map refresh failed", stream=self.shard_map.stream_name, error=type(error).__name__,
+                    detail=str(error), retry_in=round(retry_in, 2))
 
     def retry_later(self, seen_at: float) -> None:
         """Keep trying after a failure (the records waiting for the map need one)."""

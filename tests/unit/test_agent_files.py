@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 import os
 import sqlite3
 from pathlib import Path
@@ -210,6 +211,47 @@ def test_store_writes_rows_from_memory(tmp_path: Path) -> None:
     asyncio.run(scenario())
     asyncio.run(store.close())
     assert rows_in(tmp_path / "db" / "checkpoints") == [("/a", 20)]
+
+
+def test_a_failed_checkpoint_save_is_retried_with_newer_changes_and_logged_once(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture,
+) -> None:
+    from agent import checkpoints
+
+    monkeypatch.setattr(checkpoints, "RETRY_DELAY_SECONDS", 0.01)
+    path = tmp_path / "checkpoints"
+    store = CheckpointStore(path)
+    store.open()
+    commit = store._commit
+    attempts: list[dict[tuple[str, str], CheckpointRow | None]] = []
+
+    def locked_twice(changes: dict[tuple[str, str], CheckpointRow | None]) -> None:
+        attempts.append(dict(changes))
+        if len(attempts) == 1:  # the checkpoint of /a moves on while the first save fails
+            loops[0].call_soon_threadsafe(store.put, row(20, b"a", path="/a"))
+        if len(attempts) <= 2:
+            raise sqlite3.OperationalError("database is locked")
+        commit(changes)
+
+    store._commit = locked_twice  # type: ignore[method-assign]
+    loops: list[asyncio.AbstractEventLoop] = []
+
+    async def scenario() -> None:
+        loops.append(asyncio.get_running_loop())
+        store.start()
+        store.put(row(10, b"a", path="/a"))
+        store.put(row(5, b"b", path="/b"))
+        await asyncio.wait_for(store.flush(), 30)
+
+    caplog.set_level(logging.ERROR, logger="agent")
+    asyncio.run(scenario())
+    asyncio.run(store.close())
+    assert (store.failures, store.commits) == (2, 1)
+    assert attempts[1][("flow", "/a")] == row(20, b"a", path="/a"), "the newer row of /a wins over the failed one"
+    assert attempts[1][("flow", "/b")] == row(5, b"b", path="/b"), "what failed is kept"
+    assert rows_in(path) == [("/a", 20), ("/b", 5)]
+    assert [record.getMessage() for record in caplog.records if "cannot save checkpoints" in record.getMessage()]
+    assert len(caplog.records) == 1, "once a minute, not per failure"
 
 
 def test_store_expires_old_rows(tmp_path: Path) -> None:
