@@ -178,20 +178,25 @@ class LeaseCoordinator:
         if held is None or held.token != token:
             return
 
-        def write() -> None:
+        def claim() -> tuple[Lease, bool] | None:
+            # On a table thread: the renewer holds this lock while it renews, and the loop must not wait on it.
             with held.lock:
                 if held.lost:
-                    return
+                    return None
                 held.lost = True  # no renewal or checkpoint from here on
-                if held.handing_off:
-                    self.table.complete_handoff(held.lease, self.worker_id)
-                    log.info("handed lease over", shard=shard_id, next_owner=held.lease.lease_owner)
-                else:
-                    self.table.release(held.lease, self.worker_id)
-                    log.info("released lease", shard=shard_id)
+                return held.lease, held.handing_off
 
         try:
-            await self.table.call(write)
+            claimed = await self.table.call(claim)
+            if claimed is None:
+                return
+            lease, handing_off = claimed
+            if handing_off:
+                await self.table.call(self.table.complete_handoff, lease, self.worker_id)
+                log.info("handed lease over", shard=shard_id, next_owner=lease.lease_owner)
+            else:
+                await self.table.call(self.table.release, lease, self.worker_id)
+                log.info("released lease", shard=shard_id)
         except ConditionFailed:
             log.info("lease changed before it could be handed back", shard=shard_id)
         except Exception as exc:
