@@ -30,11 +30,11 @@ from typing import TYPE_CHECKING, Any
 from kcl.checkpointer import Checkpointer
 from kcl.config import DeadLetter, WorkerConfig
 from kcl.deaggregation import Deaggregator
-from kcl.errors import ReleaseLeaseError
+from kcl.errors import ReleaseLeaseError, ShardReadError
 from kcl.metrics import INITIALIZE_TASK, SHUTDOWN_TASK, KclMetrics
 from kcl.processor import PendingCheckpoint, Record, RecordProcessor, check_processor_class
 from kcl.renewer import HeldLease, HeldLeases
-from kcl.retrieval import BatchQueue, FetchedBatch, FetcherFailed, StartingPosition
+from kcl.retrieval import BatchQueue, FetchedBatch, StartingPosition
 from kcl.sequence import ESN_SHARD_END, ExtendedSequenceNumber
 from kpl.logs import get_logger
 from kpl.retry import Backoff
@@ -396,7 +396,7 @@ class ShardConsumer:
                     raise _Stop
                 if fetch_task.done() and not len(queue):
                     error = fetch_task.exception() if not fetch_task.cancelled() else None
-                    if error is not None and not isinstance(error, FetcherFailed):
+                    if error is not None and not isinstance(error, ShardReadError):
                         self._log.error("shard reader crashed", exc_info=error)
                     return None
         finally:
