@@ -3,7 +3,7 @@
 Kept apart from :mod:`kcl.leases` (which sends the requests) because the schema is what a Java KCL or
 amazon-kclpy application shares with this one: its attribute names, DynamoDB types and sentinel strings
 are the KCL's, plus a few attributes of ours that the Java KCL ignores (see :mod:`kcl.leases`).  Here too:
-how a failed request reads (``ConditionFailed`` for a refused condition, the botocore error otherwise).
+how a failed request is described in logs and /healthz (:func:`describe_failure`).
 """
 
 from __future__ import annotations
@@ -13,26 +13,15 @@ from typing import Any
 
 import botocore.exceptions
 from pynamodb.attributes import BinaryAttribute, NumberAttribute, UnicodeAttribute, UnicodeSetAttribute
-from pynamodb.exceptions import PynamoDBException
 from pynamodb.models import Model
 
-from kcl.errors import KclError, LeaseTableError
 from kcl.sequence import ExtendedSequenceNumber
 from kpl.hashing import HashRange
 from kpl.logs import get_logger
-from kpl.retry import error_code
 
 log = get_logger(__name__)
 
 LEASE_ENTITY_TYPE = "LEASE"
-
-
-class ConditionFailed(KclError):
-    """A conditional write found the item changed (or missing): someone else acted first.
-
-    Internal: it never reaches a processor (the checkpointer turns it into :class:`kcl.errors.LeaseLostError`),
-    and it is never retried, as the next attempt would find the same item.
-    """
 
 
 @dataclass(frozen=True, slots=True)
@@ -166,17 +155,6 @@ def item_from_lease(model: type[_LeaseItem], lease: Lease) -> _LeaseItem:
         item.pending_checkpoint_sub_sequence_number = lease.pending_checkpoint.sub_sequence_number
         item.pending_checkpoint_state = lease.pending_checkpoint_state
     return item
-
-
-def translate_error(exc: PynamoDBException) -> BaseException:
-    """ConditionFailed for failed conditions, else the underlying botocore error (for kpl.retry)."""
-    cause = exc.cause
-    # Not exc.cause_response_code: it fails on causes without a response (a read timeout).
-    if isinstance(cause, botocore.exceptions.ClientError) and error_code(cause) == "ConditionalCheckFailedException":
-        return ConditionFailed(str(exc))
-    if isinstance(cause, BaseException):
-        return cause
-    return LeaseTableError(str(exc))
 
 
 def describe_failure(exc: BaseException) -> str:

@@ -37,17 +37,15 @@ from pynamodb.exceptions import PynamoDBException
 from tenacity import stop_after_attempt, stop_any
 from tenacity.stop import stop_base
 
-from kcl.errors import LeaseTableError
+from kcl.errors import KclError, LeaseTableError
 from kcl.lease_items import (
     EXTRA_ATTRIBUTES,
     LEASE_ENTITY_TYPE,
-    ConditionFailed,
     Lease,
     _LeaseItem,
     describe_failure,
     item_from_lease,
     lease_from_item,
-    translate_error,
 )
 from kcl.sequence import SHARD_END, ExtendedSequenceNumber
 from kpl.aws import resolve_region
@@ -69,6 +67,15 @@ __all__ = [
 ]
 
 T = TypeVar("T")
+
+
+class ConditionFailed(KclError):
+    """A conditional write found the item changed (or missing): someone else acted first.
+
+    Internal: it never reaches a processor (the checkpointer turns it into :class:`kcl.errors.LeaseLostError`),
+    and it is never retried, as the next attempt would find the same item.
+    """
+
 
 #: Attempts per table operation when it goes through :meth:`LeaseTable.call` or :meth:`LeaseTable.call_blocking`.
 #: Renewals, takes and handoff requests are sent once: the next renewal or taker round decides again, from a
@@ -434,7 +441,7 @@ class LeaseTable:
         try:
             result = fn(*args, **kwargs)
         except Exception as exc:
-            error = translate_error(exc) if isinstance(exc, PynamoDBException) else exc
+            error = _translate(exc) if isinstance(exc, PynamoDBException) else exc
             if isinstance(error, ConditionFailed):
                 self._answered()  # a refused condition is an answer
             else:
@@ -472,3 +479,14 @@ def _owner_switches(lease: Lease, new_owner: str) -> bool:
     handoff of it.  The first take of a new (never owned) lease is not a switch."""
     previous = lease.lease_owner
     return (previous is not None and previous != new_owner) or lease.checkpoint_owner == new_owner
+
+
+def _translate(exc: PynamoDBException) -> BaseException:
+    """ConditionFailed for failed conditions, else the underlying botocore error (for kpl.retry)."""
+    cause = exc.cause
+    # Not exc.cause_response_code: it fails on causes without a response (a read timeout).
+    if isinstance(cause, botocore.exceptions.ClientError) and error_code(cause) == "ConditionalCheckFailedException":
+        return ConditionFailed(str(exc))
+    if isinstance(cause, BaseException):
+        return cause
+    return LeaseTableError(str(exc))

@@ -98,11 +98,11 @@ def test_a_read_timeout_inside_a_pynamodb_error_stays_a_retryable_network_error(
     import botocore.exceptions
     from pynamodb.exceptions import ScanError
 
-    from kcl.lease_items import ConditionFailed, translate_error
+    from kcl.leases import ConditionFailed, _translate
     from kpl.retry import ErrorKind, classify
 
     timeout = botocore.exceptions.ReadTimeoutError(endpoint_url="http://127.0.0.1:1")
-    translated = translate_error(ScanError("Failed to scan table", timeout))
+    translated = _translate(ScanError("Failed to scan table", timeout))
     assert translated is timeout and classify(translated) is ErrorKind.TRANSIENT
     failed = botocore.exceptions.ClientError({"Error": {"Code": "ConditionalCheckFailedException"}}, "UpdateItem")
-    assert isinstance(translate_error(ScanError("update failed", failed)), ConditionFailed)
+    assert isinstance(_translate(ScanError("update failed", failed)), ConditionFailed)
