@@ -29,6 +29,7 @@ from kcl.errors import (
     LeaseTableError,
     ProcessorLoadError,
     ReleaseLeaseError,
+    ShardReadError,
     StreamNotFoundError,
 )
 from kcl.processor import PendingCheckpoint, Record, RecordProcessor
@@ -60,6 +61,7 @@ __all__ = [
     "RecordProcessor",
     "ReleaseLeaseError",
     "RetrievalMode",
+    "ShardReadError",
     "StreamNotFoundError",
     "Worker",
     "WorkerConfig",

@@ -20,6 +20,7 @@ __all__ = [
     "LeaseTableError",
     "ProcessorLoadError",
     "ReleaseLeaseError",
+    "ShardReadError",
     "StreamNotFoundError",
 ]
 
@@ -91,5 +92,3 @@ class ShardReadError(KclError):
     access is denied), or a fan-out consumer did not become ACTIVE in time.  The shard consumer logs it
     and restarts the reader after a pause; the error also ends ``register_stream_consumer`` at start-up."""
 
-
-__all__ += ["ShardReadError"]

@@ -37,6 +37,7 @@ from pynamodb.exceptions import PynamoDBException
 from tenacity import stop_after_attempt, stop_any
 from tenacity.stop import stop_base
 
+from kcl._pynamodb import botocore_client_of, describe_table
 from kcl.errors import KclError, LeaseTableError
 from kcl.lease_items import (
     EXTRA_ATTRIBUTES,
@@ -202,7 +203,7 @@ class LeaseTable:
         if self.exists():
             self._wait_active(timeout)
             return False
-        client = self.model._get_connection().connection.client
+        client = botocore_client_of(self.model)
         request: dict[str, Any] = {
             "TableName": self.name, "BillingMode": "PAY_PER_REQUEST",
             "AttributeDefinitions": [{"AttributeName": "leaseKey", "AttributeType": "S"}],
@@ -240,7 +241,7 @@ class LeaseTable:
         DescribeTable ends it).  Runs once, at start-up, before the table has other users."""
         deadline = time.monotonic() + timeout
         while True:
-            description = self._request("DescribeTable", self.model._get_connection().describe_table)
+            description = self._request("DescribeTable", describe_table, self.model)
             if description.get("TableStatus") == "ACTIVE":
                 return
             if time.monotonic() > deadline:

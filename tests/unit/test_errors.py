@@ -222,11 +222,8 @@ def test_a_json_list_or_object_where_agent_json_wants_a_name_is_a_configuration_
 INTERNAL = {
     "kcl.leases.ConditionFailed": "a refused DynamoDB condition; its callers (taker, renewer, checkpointer) "
                                   "translate it",
-    "kcl.retrieval.FetcherFailed": "being replaced by kcl.errors.ShardReadError (issue 12); drop this line then",
     "kcl.multilang.child.ChildFailed": "the MultiLang processor turns it into ReleaseLeaseError",
 }
-#: Classes a docs table names that another change of issue 12 adds (drop each once it exists).
-PENDING = {"kcl.errors.ShardReadError"}
 
 
 def defined_errors() -> dict[str, type[BaseException]]:
@@ -309,8 +306,6 @@ def test_every_public_error_class_is_in_an_errors_table() -> None:
 def test_each_table_row_names_a_real_class_with_its_real_bases() -> None:
     for row in table_rows():
         cls = resolve(row.path)
-        if cls is None and row.path in PENDING:
-            continue
         assert isinstance(cls, type) and issubclass(cls, KinesisToolkitError), f"{row.page}: {row.path}"
         assert row.bases == [base.__name__ for base in cls.__bases__], f"{row.page}: {row.path} bases"
         assert row.when, f"{row.page}: {row.path} says when it is raised"

@@ -100,7 +100,6 @@ FOREIGN_PRIVATE_ATTRIBUTES = frozenset({"_session", "_credentials", "_get_connec
                                         "_build_verify_context", "_cert_file", "_verify"})
 FOREIGN_PRIVATE_MODULES = frozenset({"concurrent.futures._base", "asyncio.events", "asyncio.base_events"})
 ADAPTERS = frozenset({"kpl/_cpython.py", "kpl/_botocore.py", "kcl/_pynamodb.py"})
-PENDING = frozenset({"kcl/leases.py: ._get_connection"})
 
 
 def test_only_the_adapters_reach_into_cpython_and_the_sdks() -> None:
@@ -119,7 +118,6 @@ def test_only_the_adapters_reach_into_cpython_and_the_sdks() -> None:
                     found.add(f"{where}: {node.module}")
                 elif isinstance(node, ast.Import):
                     found.update(f"{where}: {a.name}" for a in node.names if a.name in FOREIGN_PRIVATE_MODULES)
-    found -= PENDING  # issue 12: kcl/leases.py switches to kcl._pynamodb once its retry rewrite lands
     assert found == set(), f"go through kpl._cpython / kpl._botocore / kcl._pynamodb: {sorted(found)}"
 
 
