@@ -124,6 +124,7 @@ async def _host(table_name: str, leases: int, workers: list[str], failover_ms: i
             _emit("released", self.name, shard_id)
 
     kinesis = _SyntheticKinesis(leases)
+    tables: list[LeaseTable] = []
     for name in workers:
         config = WorkerConfig(
             worker_id=name, failover_time_millis=failover_ms, initial_position_in_stream=InitialPosition.TRIM_HORIZON,
@@ -139,6 +140,7 @@ async def _host(table_name: str, leases: int, workers: list[str], failover_ms: i
                                        listener=listener)
         listener.coordinator = coordinator
         coordinators.append(coordinator)
+        tables.append(table)
 
     async def start(coordinator: LeaseCoordinator) -> None:
         await coordinator.start()
@@ -155,7 +157,8 @@ async def _host(table_name: str, leases: int, workers: list[str], failover_ms: i
         for held in coordinator.held.all():
             await coordinator.relinquish(held.shard_id, held.token)
         coordinator.stop_renewing()
-        coordinator.table.close()
+    for table in tables:
+        table.close()
 
 
 # --- the benchmark process ------------------------------------------------------------------------------

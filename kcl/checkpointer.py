@@ -35,7 +35,8 @@ from kcl.errors import (
     InvalidCheckpointError,
     KclError,
 )
-from kcl.leases import Lease, LeaseTable, describe_failure
+from kcl.leases import Lease, describe_failure
+from kcl.ports import LeaseStore
 from kcl.processor import Record
 from kcl.renewer import HeldLeases
 from kcl.sequence import ESN_SHARD_END, ExtendedSequenceNumber, is_sequence_number
@@ -62,7 +63,7 @@ class Checkpointer:
     """Checkpoints for one shard, one tenure."""
 
     def __init__(
-        self, shard_id: str, token: str, held: HeldLeases, table: LeaseTable, last_checkpoint: ExtendedSequenceNumber,
+        self, shard_id: str, token: str, held: HeldLeases, table: LeaseStore, last_checkpoint: ExtendedSequenceNumber,
     ) -> None:
         self.shard_id = shard_id
         self._token = token

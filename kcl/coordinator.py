@@ -29,8 +29,9 @@ from tenacity import RetryCallState, stop_after_attempt
 from kcl.config import WorkerConfig
 from kcl.errors import KclError
 from kcl.lease_taker import LeaseTaker
-from kcl.leases import ConditionFailed, Lease, LeaseTable, describe_failure
+from kcl.leases import ConditionFailed, Lease, describe_failure
 from kcl.metrics import KclMetrics
+from kcl.ports import LeaseStore, ShardLister
 from kcl.renewer import HeldLease, HeldLeases, LeaseRenewer
 from kcl.shard_sync import ShardInfo, child_lease, finished_parents, leases_to_create
 from kpl.aws import list_shards
@@ -59,7 +60,7 @@ class LeaseListener(Protocol):
 
 class LeaseCoordinator:
     def __init__(
-        self, *, table: LeaseTable, kinesis: Any, stream_name: str, config: WorkerConfig, metrics: KclMetrics,
+        self, *, table: LeaseStore, kinesis: ShardLister, stream_name: str, config: WorkerConfig, metrics: KclMetrics,
         listener: LeaseListener, clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self.table = table

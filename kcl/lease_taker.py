@@ -30,8 +30,9 @@ from collections.abc import Callable
 
 from kcl.config import WorkerConfig
 from kcl.expiry import LeaseObservations
-from kcl.leases import ConditionFailed, Lease, LeaseTable, describe_failure
+from kcl.leases import ConditionFailed, Lease, describe_failure
 from kcl.metrics import KclMetrics
+from kcl.ports import LeaseStore
 from kcl.renewer import HeldLease, HeldLeases
 from kcl.taker import plan
 from kpl.logs import get_logger
@@ -41,7 +42,7 @@ log = get_logger(__name__)
 
 class LeaseTaker:
     def __init__(
-        self, *, table: LeaseTable, held: HeldLeases, config: WorkerConfig, metrics: KclMetrics,
+        self, *, table: LeaseStore, held: HeldLeases, config: WorkerConfig, metrics: KclMetrics,
         on_acquired: Callable[[HeldLease], None], clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self.table = table

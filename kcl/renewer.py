@@ -27,8 +27,9 @@ from concurrent.futures import ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
 
 from kcl.errors import LeaseLostError
-from kcl.leases import ConditionFailed, Lease, LeaseTable, describe_failure
+from kcl.leases import ConditionFailed, Lease, describe_failure
 from kcl.metrics import KclMetrics
+from kcl.ports import LeaseStore
 from kpl.logs import get_logger
 
 log = get_logger(__name__)
@@ -59,7 +60,7 @@ class HeldLease:
 class HeldLeases:
     """The leases this worker holds, shared by the event loop, the renewer and processor threads."""
 
-    def __init__(self, table: LeaseTable, owner: str, failover: float, epsilon: float, clock: Clock = time.monotonic):
+    def __init__(self, table: LeaseStore, owner: str, failover: float, epsilon: float, clock: Clock = time.monotonic):
         self.table = table
         self.owner = owner
         self.failover = failover

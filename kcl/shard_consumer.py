@@ -25,7 +25,7 @@ import operator
 import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from tenacity import stop_never
 
@@ -34,15 +34,13 @@ from kcl.config import DeadLetter, WorkerConfig
 from kcl.deaggregation import Deaggregator
 from kcl.errors import ReleaseLeaseError, ShardReadError
 from kcl.metrics import INITIALIZE_TASK, SHUTDOWN_TASK, KclMetrics
+from kcl.ports import ShardCoordinator
 from kcl.processor import PendingCheckpoint, Record, RecordProcessor, check_processor_class
 from kcl.renewer import HeldLease, HeldLeases
 from kcl.retrieval import BatchQueue, FetchedBatch, StartingPosition
 from kcl.sequence import ESN_SHARD_END, ExtendedSequenceNumber
 from kpl.logs import get_logger
 from kpl.retry import Backoff, retrying
-
-if TYPE_CHECKING:
-    from kcl.coordinator import LeaseCoordinator
 
 log = get_logger(__name__)
 
@@ -86,7 +84,7 @@ class ShardConsumer:
     """Drives one processor through one lease tenure."""
 
     def __init__(
-        self, *, held: HeldLease, held_leases: HeldLeases, processor: RecordProcessor, coordinator: LeaseCoordinator,
+        self, *, held: HeldLease, held_leases: HeldLeases, processor: RecordProcessor, coordinator: ShardCoordinator,
         fetcher_factory: FetcherFactory, deaggregator: Deaggregator, config: WorkerConfig, metrics: KclMetrics,
     ) -> None:
         self.shard_id = held.shard_id
