@@ -5,7 +5,8 @@ from __future__ import annotations
 import pytest
 
 from kpl import Attempt, RecordError, RecordFailedError, RecordResult, UserRecord
-from kpl.metrics import METRIC_LEVELS, ProducerMetrics
+from kpl.accumulator import NO_LOG, KinesisRecord, PendingRecord
+from kpl.metrics import METRIC_LEVELS, ProducerMetrics, RequestSummary
 from kpl.records import attempts_from_log
 
 KPL_METRIC_NAMES = {
@@ -84,3 +85,36 @@ def test_a_failed_result_raises_on_request() -> None:
     assert caught.value.result is failed and "Expired: too late" in str(caught.value)
     succeeded = RecordResult(True, "shard-1", "42", (), 0.0)
     assert succeeded.raise_for_error() is succeeded
+
+
+def _kinesis_record(shard_id: str, arrivals: list[float], attempts: int) -> KinesisRecord:
+    records: list[PendingRecord] = [("k", None, b"data", 1, 5, arrival, NO_LOG) for arrival in arrivals]
+    kr = KinesisRecord(records, [None] * len(records), {}, 20, shard_id, 1, 0.0, min(arrivals), 30.0, 5 * len(records))
+    kr.log = [(0.0, 0.0, "ProvisionedThroughputExceededException", "slow")] * (attempts - 1) + [(1.0, 1.1, None, None)]
+    return kr
+
+
+def test_a_response_is_summed_up_per_shard_into_the_kpl_metrics() -> None:
+    """What RequestSummary emits after a PutRecords response: records put, per Kinesis record, retries, buffering."""
+    metrics = ProducerMetrics("detailed", "shard")
+    summary = RequestSummary(start=1.0)
+    summary.delivered([_kinesis_record("shard-1", [0.5, 0.75, 0.9], attempts=1),
+                       _kinesis_record("shard-1", [0.25], attempts=3)])
+    summary.failed(_kinesis_record("shard-1", [0.0], attempts=1), "InternalFailure")
+    summary.emit(metrics, "s")
+
+    def stats(name: str) -> tuple[float, float, float, float]:
+        [entry] = [d for d in metrics.snapshot()[name] if d["dimensions"].get("ShardId") == "shard-1"]
+        return entry["count"], entry["sum"], entry["min"], entry["max"]
+
+    assert stats("UserRecordsPut") == (4, 4, 1, 1)  # one sample per user record: 1 put, 0 failed
+    assert stats("UserRecordsDataPut") == (4, 20, 5, 5)
+    assert stats("KinesisRecordsPut") == (3, 2, 0, 1)  # two put, one failed
+    assert stats("UserRecordsPerKinesisRecord") == (2, 4, 1, 3)
+    assert stats("RetriesPerRecord") == (4, 2, 0, 2)
+    # Buffering counts first attempts only: the three records of the first Kinesis record waited 0.5,
+    # 0.25 and 0.1 s before the send at 1.0.
+    count, total, least, most = stats("BufferingTime")
+    assert (count, least, most) == (3, pytest.approx(100.0), pytest.approx(500.0))
+    assert total == pytest.approx(850.0)
+    assert stats("ErrorsByCode")[1] == 1
