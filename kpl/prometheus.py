@@ -198,8 +198,8 @@ def finest_level(entries: list[dict[str, Any]]) -> Iterator[tuple[dict[str, str]
         extra = tuple(sorted((name, value) for name, value in dims.items() if name not in _LEVELS))
         path = tuple(dims[name] for name in _LEVELS if name in dims)
         count, total = float(entry.get("count", 0.0)), float(entry.get("sum", 0.0))
-        previous = groups.setdefault(extra, {}).get(path, (0.0, 0.0))
-        groups[extra][path] = (previous[0] + count, previous[1] + total)
+        previous_count, previous_total = groups.setdefault(extra, {}).get(path, (0.0, 0.0))
+        groups[extra][path] = (previous_count + count, previous_total + total)
     for extra, paths in groups.items():
         extra_labels = {_LABELS.get(name, _snake(name)): value for name, value in extra}
         for path, (recorded_count, recorded_total) in paths.items():

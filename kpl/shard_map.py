@@ -19,7 +19,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 from collections.abc import Callable
-from typing import Any
+from typing import Any, NamedTuple
 
 from tenacity import RetryCallState, wait_random_exponential
 from tenacity.wait import wait_base
@@ -59,6 +59,13 @@ def refresh_wait(prior_failures: int) -> wait_base:
                                    min=REFRESH_BACKOFF_MIN, max=REFRESH_BACKOFF_MAX)
 
 
+class _ClosedShard(NamedTuple):
+    """A shard that left the map: its range, kept CLOSED_SHARD_TTL seconds from ``since``."""
+
+    hash_range: HashRange
+    since: float
+
+
 class ShardMap:
     """The open shards of one stream and the recently closed ones; bookkeeping only, no I/O."""
 
@@ -75,7 +82,7 @@ class ShardMap:
         self.updated_at = float("-inf")
         self.refresh_failures = 0
         self._open: dict[str, HashRange] = {}
-        self._closed: dict[str, tuple[HashRange, float]] = {}
+        self._closed: dict[str, _ClosedShard] = {}
 
     @property
     def ready(self) -> bool:
@@ -91,7 +98,7 @@ class ShardMap:
         if hash_range is not None:
             return hash_range
         closed = self._closed.get(shard_id)
-        return None if closed is None else closed[0]
+        return None if closed is None else closed.hash_range
 
     def is_open(self, shard_id: str) -> bool:
         return shard_id in self._open
@@ -105,7 +112,7 @@ class ShardMap:
             return False
         for shard_id, hash_range in self._open.items():
             if shard_id not in fresh:
-                self._closed[shard_id] = (hash_range, started_at)
+                self._closed[shard_id] = _ClosedShard(hash_range, started_at)
         for shard_id in fresh:
             self._closed.pop(shard_id, None)
         self._open = fresh
@@ -126,7 +133,7 @@ class ShardMap:
         return refresh_ceiling(self.refresh_failures)
 
     def evict_closed(self, now: float) -> None:
-        expired = [shard_id for shard_id, (_, since) in self._closed.items() if now - since > CLOSED_SHARD_TTL]
+        expired = [shard_id for shard_id, closed in self._closed.items() if now - closed.since > CLOSED_SHARD_TTL]
         for shard_id in expired:
             del self._closed[shard_id]
 
