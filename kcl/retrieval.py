@@ -22,7 +22,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from kcl.config import MIN_IDLE_TIME_BETWEEN_READS_MILLIS, WorkerConfig
+from kcl.config import MIN_IDLE_TIME_BETWEEN_READS_MS, WorkerConfig
 from kcl.metrics import KclMetrics
 from kcl.sequence import AT_TIMESTAMP, LATEST, TRIM_HORIZON, ExtendedSequenceNumber
 from kcl.stream import is_stream_arn, stream_api_args
@@ -175,8 +175,8 @@ class PollingFetcher(_Fetcher):
     async def run(self) -> None:
         iterator = await self._iterator(self.position)
         attempt = 0
-        min_interval = MIN_IDLE_TIME_BETWEEN_READS_MILLIS / 1000
-        idle = self.config.idle_time_between_reads_in_millis / 1000
+        min_interval = MIN_IDLE_TIME_BETWEEN_READS_MS / 1000
+        idle = self.config.idle_time_between_reads_ms / 1000
         while True:
             started = time.monotonic()
             try:

@@ -20,6 +20,7 @@ import enum
 import re
 from collections.abc import Callable, Collection, Iterable, Mapping
 from dataclasses import dataclass, fields
+from datetime import UTC, datetime
 from functools import wraps
 from typing import Any, Literal, TypeVar
 
@@ -30,7 +31,7 @@ __all__ = [
     "member", "validate",
 ]
 
-Kind = Literal["bool", "int", "str", "enum", "regex"]
+Kind = Literal["bool", "int", "str", "enum", "regex", "timestamp"]
 Unit = Literal["", "ms", "s", "bytes"]
 
 #: The words a boolean may be written as: (true words, false words), compared in lower case.
@@ -52,7 +53,7 @@ class Setting:
     maximum: int | None = None
     #: The closed set of an ``enum`` setting.
     choices: type[enum.StrEnum] | None = None
-    #: A ``str`` setting's value must match it (``re.match``).
+    #: A ``str`` setting's value must match it (``re.match``); a ``timestamp`` is read from epoch seconds.
     pattern: re.Pattern[str] | None = None
     unit: Unit = ""
     #: None is a valid value (the setting is then derived from others, or off).
@@ -98,6 +99,11 @@ def convert(setting: Setting, raw: object, name: str, booleans: BoolWords = JAVA
         raise ConfigurationError(f"{name}: expected a string, got {raw!r}")
     if setting.kind == "enum":
         return member(setting, text, name)
+    if setting.kind == "timestamp":
+        try:
+            return datetime.fromtimestamp(float(text), UTC)
+        except (ValueError, OverflowError, OSError):
+            raise ConfigurationError(f"{name}: expected a timestamp in epoch seconds, got {raw!r}") from None
     if setting.kind == "regex":
         if not text:
             return None
@@ -144,6 +150,11 @@ def check(setting: Setting, value: object, name: str, *, scaled: bool = False) -
             raise ConfigurationError(f"{name}: {value} is outside the valid range {lower}..{upper}")
     elif setting.kind == "enum":
         member(setting, value, name)
+    elif setting.kind == "timestamp":
+        if not isinstance(value, datetime):
+            raise ConfigurationError(f"{name}: expected a datetime, got {value!r}")
+        if value.tzinfo is None:
+            raise ConfigurationError(f"{name}: {value} must be timezone-aware")
     elif not isinstance(value, str):
         raise ConfigurationError(f"{name}: expected a string, got {value!r}")
     elif setting.pattern is not None and not setting.pattern.match(value):

@@ -1,13 +1,16 @@
 """kpl.settings: the one settings style, and each config's table against its dataclass and its file format.
 
-The property tests write one setting as its file carries it (a KPL or KCL .properties line, an agent.json
-key with a JSON number or a string), load the file with the config's own loader, and compare the field.
+The property tests (one per config: ProducerConfig, WorkerConfig, the agent's), run for every row of each
+table, write one setting as its file carries it (a KPL or KCL .properties line, an agent.json key with a
+JSON number or a string), load the file with the config's own loader, and compare the field.
 """
 
 from __future__ import annotations
 
 import json
+import re
 from dataclasses import fields
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -18,13 +21,18 @@ from hypothesis import strategies as st
 import kpl
 from agent.config import load_config
 from agent.config_types import FLOW_SETTINGS, GLOBAL_SETTINGS, AgentConfig, Destination, FlowConfig
+from kcl.config import RENAMED as WORKER_RENAMED
+from kcl.config import SETTINGS as WORKER_SETTINGS
+from kcl.config import InitialPosition, RetrievalMode, WorkerConfig
+from kcl.config import MetricsLevel as KclMetricsLevel
+from kcl.properties import load_properties
 from kpl import ConfigurationError, MetricsGranularity, MetricsLevel, ProducerConfig, UnknownSettingError
 from kpl.config import _SETTINGS as PRODUCER_SETTINGS
 from kpl.config import ProducerSettings
 from kpl.settings import Setting, check, convert
 
 MAX_DRAWN = 10**12
-EXAMPLES = settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+EXAMPLES = settings(max_examples=12, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 
 
 def table_fields(table: tuple[Setting, ...]) -> list[str]:
@@ -135,10 +143,15 @@ def as_properties(value: object) -> str:
     return str(value)
 
 
+def key_of(setting: Setting) -> str:
+    return setting.key
+
+
+@pytest.mark.parametrize("setting", PRODUCER_SETTINGS, ids=key_of)
 @EXAMPLES
 @given(data=st.data())
-def test_every_producer_setting_round_trips_through_a_kpl_properties_file(tmp_path: Path, data: st.DataObject) -> None:
-    setting = data.draw(st.sampled_from(PRODUCER_SETTINGS))
+def test_every_producer_setting_round_trips_through_a_kpl_properties_file(tmp_path: Path, setting: Setting,
+                                                                          data: st.DataObject) -> None:
     value = data.draw(producer_value(setting))
     path = tmp_path / "producer.properties"
     path.write_text(f"{setting.key} = {as_properties(value)}\n")
@@ -185,10 +198,11 @@ def as_json(value: object, quoted: bool) -> object:
     return str(value) if quoted else value
 
 
+@pytest.mark.parametrize("setting", [row for row in (*FLOW_SETTINGS, *GLOBAL_SETTINGS) if row.field], ids=key_of)
 @EXAMPLES
 @given(data=st.data())
-def test_every_agent_setting_round_trips_through_agent_json(tmp_path: Path, data: st.DataObject) -> None:
-    setting = data.draw(st.sampled_from([row for row in (*FLOW_SETTINGS, *GLOBAL_SETTINGS) if row.field]))
+def test_every_agent_setting_round_trips_through_agent_json(tmp_path: Path, setting: Setting,
+                                                            data: st.DataObject) -> None:
     value = data.draw(agent_value(setting))
     raw = as_json(value, quoted=data.draw(st.booleans()))
     destination = "deliveryStream" if setting.only_for is Destination.FIREHOSE else "kinesisStream"
@@ -200,3 +214,82 @@ def test_every_agent_setting_round_trips_through_agent_json(tmp_path: Path, data
     config = load_config(path)
     owner = config.flows[0] if setting in FLOW_SETTINGS else config
     assert getattr(owner, setting.field) == (value * setting.scale if setting.kind == "int" else value)
+
+
+# --- WorkerConfig ---------------------------------------------------------------------------------
+
+
+def test_worker_table_and_dataclass_agree() -> None:
+    assert_one_key_per_field(WORKER_SETTINGS, WorkerConfig, {
+        "dead_letter", "kinesis_role_arn", "kinesis_role_session_name", "kinesis_role_external_id"})
+    for setting in WORKER_SETTINGS:
+        # The naming rule (docs/kcl.md): snake_case of the KCL key, with Millis written _ms.
+        expected = re.sub(r"(?<!^)(?=[A-Z])", "_", setting.key.replace("InMillis", "Ms").replace("Millis", "Ms"))
+        expected = expected.lower().replace("d_b_", "db_").replace("_d_b", "_db")
+        special = {"initialPositionInStreamExtended": "initial_timestamp", "dynamoDBEndpoint": "dynamo_db_endpoint"}
+        assert setting.field == special.get(setting.key, expected), setting.key
+        assert setting.field.endswith("_ms") == (setting.unit == "ms"), setting.key
+
+
+@pytest.mark.parametrize(("old", "new"), sorted(WORKER_RENAMED.items()))
+def test_an_old_millis_keyword_names_its_new_field(old: str, new: str) -> None:
+    with pytest.raises(UnknownSettingError, match=rf"unknown setting '{old}': it is '{new}' now"):
+        WorkerConfig(**{old: 1000})
+    with pytest.raises(UnknownSettingError, match=rf"WorkerConfig.with_\(\) got an unknown setting '{old}'"):
+        WorkerConfig().with_(**{old: 1000})
+
+
+def test_worker_closed_sets_are_str_enums_and_strings_still_work() -> None:
+    config = WorkerConfig(initial_position_in_stream="TRIM_HORIZON", metrics_level="NONE",  # type: ignore[arg-type]
+                          retrieval_mode="FANOUT")  # type: ignore[arg-type]
+    assert config.initial_position_in_stream is InitialPosition.TRIM_HORIZON == "TRIM_HORIZON"
+    assert config.metrics_level is KclMetricsLevel.NONE and config.retrieval_mode is RetrievalMode.FANOUT
+    with pytest.raises(TypeError):
+        WorkerConfig("worker-1")  # type: ignore[misc]  # keyword-only
+
+
+def worker_value(setting: Setting) -> st.SearchStrategy[Any]:
+    if setting.kind == "bool":
+        return st.booleans()
+    if setting.kind == "int":
+        if setting.field == "failover_time_ms":
+            return st.integers(min_value=3 * 25 + 300, max_value=MAX_DRAWN)
+        if setting.field == "epsilon_ms":
+            return st.integers(min_value=0, max_value=(10_000 - 300) // 3)
+        if setting.field == "task_backoff_time_ms":
+            return st.integers(min_value=1, max_value=30_000)
+        if setting.field == "max_task_backoff_time_ms":
+            return st.integers(min_value=500, max_value=MAX_DRAWN)
+        if setting.field == "metrics_port":
+            return st.integers(min_value=0, max_value=65535)
+        return ints(setting)
+    if setting.kind == "enum":
+        assert setting.choices is not None
+        return st.sampled_from([item for item in setting.choices if item is not InitialPosition.AT_TIMESTAMP])
+    if setting.kind == "timestamp":
+        return st.integers(min_value=0, max_value=4_000_000_000).map(lambda s: datetime.fromtimestamp(s, UTC))
+    if setting.field == "metrics_address":
+        return st.sampled_from(["127.0.0.1", "0.0.0.0", "::1"])
+    if setting.field == "table_name":
+        return st.text(alphabet="abcXYZ019_.-", min_size=3, max_size=30)
+    return _WORDS
+
+
+def as_kcl_properties(setting: Setting, value: object) -> str:
+    if isinstance(value, datetime):
+        return str(int(value.timestamp()))
+    return as_properties(value).upper() if setting.kind == "enum" and setting.fold_case else as_properties(value)
+
+
+@pytest.mark.parametrize("setting", WORKER_SETTINGS, ids=key_of)
+@EXAMPLES
+@given(data=st.data())
+def test_every_worker_setting_round_trips_through_a_kcl_properties_file(tmp_path: Path, setting: Setting,
+                                                                        data: st.DataObject) -> None:
+    value = data.draw(worker_value(setting))
+    lines = [f"{setting.key} = {as_kcl_properties(setting, value)}"]
+    if setting.field == "metrics_address":
+        lines.append("metricsPort = 0")
+    path = tmp_path / "app.properties"
+    path.write_text("\n".join(lines) + "\n")
+    assert getattr(load_properties(path).worker_config(), setting.field) == value
