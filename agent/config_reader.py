@@ -11,7 +11,6 @@ Jackson's lenient booleans.
 
 from __future__ import annotations
 
-import difflib
 import json
 import re
 from collections.abc import Mapping, Sequence
@@ -155,7 +154,7 @@ class Reader:
             if extra_message and key in extra_message:
                 raise self.error(key, f"not supported: {extra_message[key]}")
             if key not in known:
-                close = difflib.get_close_matches(key, known, n=1, cutoff=0.75)
+                close = settings.closest(key, known, cutoff=0.75)
                 hint = f" (did you mean {close[0]!r}?)" if close else ""
                 place = f" in {self.where.rstrip('.')}" if self.where else ""
                 raise AgentConfigurationError(f"{self.source}: unknown key {key!r}{place}{hint}")

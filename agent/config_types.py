@@ -20,7 +20,7 @@ from agent.config_reader import Setting
 from agent.converters import ConverterChain
 from kpl.aws import ClientConfig
 from kpl.observability import DEFAULT_ADDRESS, EndpointSettings
-from kpl.settings import validate
+from kpl.settings import checked_names, validate
 
 DEFAULT_CHECKPOINT_FILE = "/var/lib/aws-kinesis-agent/checkpoints"
 
@@ -153,6 +153,7 @@ FLOW_SETTINGS: tuple[Setting, ...] = (
 )
 
 
+@checked_names(FLOW_SETTINGS)
 @dataclass(frozen=True, slots=True, kw_only=True)
 class FlowConfig:
     """One flow: which files, where to, and how records are cut, converted and batched."""
@@ -212,6 +213,7 @@ class FlowConfig:
         return f"{prefix}:{self.destination}"
 
 
+@checked_names(GLOBAL_SETTINGS)
 @dataclass(frozen=True, slots=True, kw_only=True)
 class AgentConfig:
     """The whole agent: global settings plus the flows of agent.json and agent.d/."""

@@ -21,7 +21,6 @@ under a name and its alias (``workerId`` and ``workerIdentifier``), takes the la
 
 from __future__ import annotations
 
-import difflib
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -31,7 +30,7 @@ from kcl.config import SETTINGS, InitialPosition, RetrievalMode, WorkerConfig
 from kcl.stream import parse_stream_arn
 from kpl.errors import ConfigurationError
 from kpl.properties import last_wins, read_properties
-from kpl.settings import Setting, check, convert
+from kpl.settings import Setting, check, closest, convert
 
 #: KCL 3.x MultiLangDaemon keys that have no meaning for this worker.  Accepted so that an existing
 #: properties file works unchanged, and reported so that the caller can say so.
@@ -238,5 +237,5 @@ _FIELD_OF = {key: _settable_fields()[key].field for key in MULTILANG_KEYS}
 
 
 def _suggestion(key: str, settable: Mapping[str, object]) -> str:
-    close = difflib.get_close_matches(key, [*settable, *_TARGET_KEYS], n=1)
+    close = closest(key, [*settable, *_TARGET_KEYS])
     return f" (did you mean {close[0]!r}?)" if close else ""

@@ -27,8 +27,8 @@ from typing import Any, Literal, TypeVar
 from kpl.errors import ConfigurationError, UnknownSettingError
 
 __all__ = [
-    "JAVA_BOOLEANS", "BoolWords", "Kind", "Setting", "Unit", "check", "check_names", "checked_names", "convert",
-    "member", "validate",
+    "JAVA_BOOLEANS", "BoolWords", "Kind", "Setting", "Unit", "check", "check_names", "checked_names", "closest",
+    "convert", "member", "validate",
 ]
 
 Kind = Literal["bool", "int", "str", "enum", "regex", "timestamp"]
@@ -173,6 +173,11 @@ def validate(config: object, table: Iterable[Setting]) -> None:
         check(setting, value, setting.named, scaled=True)
 
 
+def closest(name: str, known: Iterable[str], *, n: int = 1, cutoff: float = 0.6) -> list[str]:
+    """The known names (keys or fields) closest to a misspelt ``name``, best first: what "did you mean" offers."""
+    return difflib.get_close_matches(name, list(known), n=n, cutoff=cutoff)
+
+
 def check_names(names: Iterable[str], known: Collection[str], table: Iterable[Setting], where: str, *,
                 renamed: Mapping[str, str] | None = None, key_hint: str = "",
                 fallback: str = "") -> None:
@@ -181,7 +186,7 @@ def check_names(names: Iterable[str], known: Collection[str], table: Iterable[Se
     The message says what was meant: the new name of a ``renamed`` field, the Python name of a Java key
     (``RecordTtl`` is ``record_ttl_ms``; ``key_hint`` is appended), or the closest known names.
     """
-    by_key = {setting.key: setting for setting in table}
+    by_key = {setting.key: setting for setting in table if setting.field}
     for name in names:
         if name in known:
             continue
@@ -190,8 +195,7 @@ def check_names(names: Iterable[str], known: Collection[str], table: Iterable[Se
         elif name in by_key:
             hint = f"the Java key {name} is {by_key[name].field!r} here{key_hint}"
         else:
-            close = difflib.get_close_matches(name, known, n=3, cutoff=0.6) or difflib.get_close_matches(
-                name.lower(), known, n=3, cutoff=0.5)
+            close = closest(name, known, n=3) or closest(name.lower(), known, n=3, cutoff=0.5)
             hint = f"did you mean {' or '.join(map(repr, close))}?" if close else (fallback or "no such setting")
         raise UnknownSettingError(f"{where} got an unknown setting {name!r}: {hint}")
 

@@ -173,6 +173,15 @@ def test_agent_tables_and_dataclasses_agree() -> None:
             assert setting.unit == "ms" or (setting.unit == "s" and setting.scale == 1000), setting.key
 
 
+def test_agent_configs_name_an_unknown_field_too() -> None:
+    with pytest.raises(UnknownSettingError,
+                       match=r"FlowConfig\(\) got an unknown setting 'max_buffer_age': did you mean "
+                             r"'max_buffer_age_ms'"):
+        FlowConfig(max_buffer_age=60.0)  # type: ignore[call-arg]
+    with pytest.raises(UnknownSettingError, match="the Java key shutdownTimeoutMillis is 'shutdown_timeout_ms' here"):
+        AgentConfig(shutdownTimeoutMillis=10)  # type: ignore[call-arg]
+
+
 #: Bounds that depend on another key (checked by the loader, not the row), as (low, high) for one key alone.
 _AGENT_BOUNDS = {"retryInitialBackoffMillis": (1, 10_000), "retryMaxBackoffMillis": (100, None),
                  "maxBufferSizeBytes": (1, 4 * 1024 * 1024)}
