@@ -153,7 +153,7 @@ FLOW_SETTINGS: tuple[Setting, ...] = (
 )
 
 
-@checked_names(FLOW_SETTINGS)
+@checked_names(FLOW_SETTINGS, owner="Java agent")
 @dataclass(frozen=True, slots=True, kw_only=True)
 class FlowConfig:
     """One flow: which files, where to, and how records are cut, converted and batched."""
@@ -213,7 +213,7 @@ class FlowConfig:
         return f"{prefix}:{self.destination}"
 
 
-@checked_names(GLOBAL_SETTINGS)
+@checked_names(GLOBAL_SETTINGS, owner="Java agent")
 @dataclass(frozen=True, slots=True, kw_only=True)
 class AgentConfig:
     """The whole agent: global settings plus the flows of agent.json and agent.d/."""

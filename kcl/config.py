@@ -136,7 +136,7 @@ RENAMED = {
 }
 
 
-@checked_names(SETTINGS, renamed=RENAMED, key_hint=" (kcl.properties.load_properties reads KCL keys)")
+@checked_names(SETTINGS, renamed=RENAMED, key_hint=" (kcl.load_properties reads KCL keys)", owner="KCL")
 @dataclass(frozen=True, slots=True, kw_only=True)
 class WorkerConfig:
     """How a :class:`kcl.Worker` leases, reads and dispatches.  Defaults follow the Java KCL."""
@@ -276,7 +276,7 @@ class WorkerConfig:
 
     def with_(self, **changes: Any) -> WorkerConfig:
         """A copy with ``changes``; an unknown or renamed name is an UnknownSettingError (a TypeError) naming it."""
-        check_names(changes, _FIELD_NAMES, SETTINGS, "WorkerConfig.with_()", renamed=RENAMED)
+        check_names(changes, _FIELD_NAMES, SETTINGS, "WorkerConfig.with_()", renamed=RENAMED, owner="KCL")
         return replace(self, **changes)
 
 

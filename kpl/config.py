@@ -97,7 +97,7 @@ IGNORED_KPL_KEYS = frozenset({
 _KEY_HINT = " (or use ProducerConfig.from_kpl_settings)"
 
 
-@checked_names(_SETTINGS, key_hint=_KEY_HINT)
+@checked_names(_SETTINGS, key_hint=_KEY_HINT, owner="KPL")
 @dataclass(frozen=True, slots=True, kw_only=True)
 class ProducerConfig:
     """Every producer setting, with the Java KPL's defaults.  See docs/kpl.md for the full table."""
@@ -292,7 +292,8 @@ def check_setting_names(names: Iterable[str], where: str) -> None:
 
     A KPL key (``RecordTtl``) is pointed to its Python name (``record_ttl_ms``).
     """
-    check_names(names, _SETTING_NAMES, _NAMED_BY_KEYS, where, key_hint=_KEY_HINT, fallback="see kpl.ProducerSettings")
+    check_names(names, _SETTING_NAMES, _NAMED_BY_KEYS, where, key_hint=_KEY_HINT, owner="KPL",
+                fallback="see kpl.ProducerSettings")
 
 
 #: What ``Producer(**settings)`` and ``with_`` take: ProducerSettings' keys (tests check it against the table).

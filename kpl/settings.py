@@ -179,12 +179,13 @@ def closest(name: str, known: Iterable[str], *, n: int = 1, cutoff: float = 0.6)
 
 
 def check_names(names: Iterable[str], known: Collection[str], table: Iterable[Setting], where: str, *,
-                renamed: Mapping[str, str] | None = None, key_hint: str = "",
+                renamed: Mapping[str, str] | None = None, key_hint: str = "", owner: str = "Java",
                 fallback: str = "") -> None:
     """Raise UnknownSettingError (a TypeError) for the first of ``names`` not in ``known``.
 
     The message says what was meant: the new name of a ``renamed`` field, the Python name of a Java key
-    (``RecordTtl`` is ``record_ttl_ms``; ``key_hint`` is appended), or the closest known names.
+    (``RecordTtl`` is ``record_ttl_ms``, "the KPL's" with ``owner="KPL"``; ``key_hint`` is appended), or the
+    closest known names.
     """
     by_key = {setting.key: setting for setting in table if setting.field}
     for name in names:
@@ -193,7 +194,7 @@ def check_names(names: Iterable[str], known: Collection[str], table: Iterable[Se
         if renamed and name in renamed:
             hint = f"it is {renamed[name]!r} now (durations are *_ms, as the Java keys)"
         elif name in by_key:
-            hint = f"the Java key {name} is {by_key[name].field!r} here{key_hint}"
+            hint = f"the {owner}'s {name} is {by_key[name].field!r} here{key_hint}"
         else:
             close = closest(name, known, n=3) or closest(name.lower(), known, n=3, cutoff=0.5)
             hint = f"did you mean {' or '.join(map(repr, close))}?" if close else (fallback or "no such setting")
@@ -201,7 +202,7 @@ def check_names(names: Iterable[str], known: Collection[str], table: Iterable[Se
 
 
 def checked_names(table: Iterable[Setting], *, renamed: Mapping[str, str] | None = None,
-                  key_hint: str = "") -> Callable[[_C], _C]:
+                  key_hint: str = "", owner: str = "Java") -> Callable[[_C], _C]:
     """Class decorator (outside ``@dataclass``): an unknown keyword to the constructor is an UnknownSettingError
     with a "did you mean", instead of Python's bare TypeError."""
     rows = tuple(table)
@@ -214,7 +215,7 @@ def checked_names(table: Iterable[Setting], *, renamed: Mapping[str, str] | None
         @wraps(init)
         def __init__(self: object, *args: Any, **kwargs: Any) -> None:
             if not known.issuperset(kwargs):
-                check_names(kwargs, known, rows, where, renamed=renamed, key_hint=key_hint)
+                check_names(kwargs, known, rows, where, renamed=renamed, key_hint=key_hint, owner=owner)
             init(self, *args, **kwargs)
 
         type.__setattr__(cls, "__init__", __init__)

@@ -110,7 +110,7 @@ def test_unknown_names_at_construction_say_what_was_meant() -> None:
     with pytest.raises(UnknownSettingError, match=r"ProducerConfig\(\) got an unknown setting 'record_tt': "
                                                   r"did you mean 'record_ttl_ms'"):
         ProducerConfig(record_tt=5)  # type: ignore[call-arg]
-    with pytest.raises(UnknownSettingError, match="the Java key RecordTtl is 'record_ttl_ms' here"):
+    with pytest.raises(UnknownSettingError, match="the KPL's RecordTtl is 'record_ttl_ms' here"):
         ProducerConfig().with_(RecordTtl=5)
     with pytest.raises(TypeError):
         ProducerConfig(100)  # type: ignore[misc]  # keyword-only
@@ -178,7 +178,7 @@ def test_agent_configs_name_an_unknown_field_too() -> None:
                        match=r"FlowConfig\(\) got an unknown setting 'max_buffer_age': did you mean "
                              r"'max_buffer_age_ms'"):
         FlowConfig(max_buffer_age=60.0)  # type: ignore[call-arg]
-    with pytest.raises(UnknownSettingError, match="the Java key shutdownTimeoutMillis is 'shutdown_timeout_ms' here"):
+    with pytest.raises(UnknownSettingError, match="Java agent's shutdownTimeoutMillis is 'shutdown_timeout_ms' here"):
         AgentConfig(shutdownTimeoutMillis=10)  # type: ignore[call-arg]
 
 
