@@ -222,6 +222,7 @@ class _ShardReport:
                                 data_bytes=self.kinesis_bytes,
                                 user_per_record=(int(per_record.total), fewest, int(per_record.most)))
         if self.user_put:
+            metrics.user_records(stream, shard_id, self.user_put, 0, self.user_bytes)
             retries = self.retries
             metrics.retries(stream, shard_id, count=int(retries.count), total=int(retries.total),
                             minimum=int(retries.least), maximum=int(retries.most))
