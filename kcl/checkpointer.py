@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import threading
 import time
+from collections.abc import Callable
 from typing import Any
 
 from kcl.errors import (
@@ -34,11 +35,11 @@ from kcl.errors import (
     InvalidCheckpointError,
     KclError,
 )
-from kcl.leases import LeaseTable, describe_failure
+from kcl.leases import Lease, LeaseTable, describe_failure
 from kcl.processor import Record
 from kcl.renewer import HeldLeases
 from kcl.sequence import ESN_SHARD_END, ExtendedSequenceNumber, is_sequence_number
-from kpl.retry import ErrorKind, classify
+from kpl.retry import ErrorKind, classify, stop_when
 
 CheckpointTarget = Record | str | ExtendedSequenceNumber | None
 
@@ -122,7 +123,7 @@ class Checkpointer:
         with self._lock:
             if value == self.last_checkpoint and not self._has_pending():
                 return
-            self._write(lambda lease: self._table.checkpoint(lease, value))
+            self._write(self._table.checkpoint, value)
             self.last_checkpoint = value
             if value >= self._last_processed:
                 self._uncovered_since = None
@@ -136,7 +137,7 @@ class Checkpointer:
             raise InvalidCheckpointError(f"checkpoint state must be bytes, got {type(state).__name__}")
         value = self._resolve(target, sub_sequence_number)
         with self._lock:
-            self._write(lambda lease: self._table.prepare_checkpoint(lease, value, bytes(state) if state else None))
+            self._write(self._table.prepare_checkpoint, value, bytes(state) if state else None)
         return PreparedCheckpointer(self, value)
 
     async def acheckpoint(self, target: CheckpointTarget = None, sub_sequence_number: int | None = None) -> None:
@@ -203,7 +204,14 @@ class Checkpointer:
             )
         return value
 
-    def _write(self, operation: Any) -> None:
+    def _write(self, method: Callable[..., Lease], *args: Any) -> None:
+        """``method(lease, *args)`` on this tenure's lease, retried on this (the processor's) thread as the
+        table retries it, until the lease is lost or fenced: a checkpoint is never retried past the tenure."""
+        tenure_over = stop_when(lambda: not self._held.is_current(self.shard_id, self._token))
+
+        def operation(lease: Lease) -> Lease:
+            return self._table.call_blocking(method, lease, *args, stop=tenure_over)
+
         try:
             self._held.write(self.shard_id, self._token, operation)
         except CheckpointError:

@@ -24,7 +24,10 @@ import time
 from collections.abc import Awaitable, Callable, Iterable
 from typing import Any, Protocol
 
+from tenacity import RetryCallState, stop_after_attempt
+
 from kcl.config import WorkerConfig
+from kcl.errors import KclError
 from kcl.lease_taker import LeaseTaker
 from kcl.leases import ConditionFailed, Lease, LeaseTable, describe_failure
 from kcl.metrics import KclMetrics
@@ -33,12 +36,15 @@ from kcl.shard_sync import ShardInfo, child_lease, finished_parents, leases_to_c
 from kpl.aws import list_shards
 from kpl.hashing import HashRange
 from kpl.logs import get_logger
-from kpl.retry import Backoff, ErrorKind, classify, error_code
+from kpl.retry import Backoff, error_code, retrying, stop_when
 
 log = get_logger(__name__)
 
 #: The KCL's maxInitializationAttempts.
 MAX_INITIALIZATION_ATTEMPTS = 20
+
+#: Failed attempts to create a finished shard's child leases after which each further one is logged as an error.
+CHILD_FAILURES_BEFORE_ERROR = 5
 
 
 class LeaseListener(Protocol):
@@ -111,16 +117,25 @@ class LeaseCoordinator:
 
         Throttling or a brief outage of DynamoDB or Kinesis must not stop a worker from starting;
         errors that repeat on every attempt (a missing stream, denied access) end the start at once.
+        A worker stopped meanwhile (:meth:`stop_taking`) ends it at once: the wait is cut short and the
+        start fails with :class:`kcl.errors.KclError`.  (Each failure is logged by :meth:`sync_shards`.)
         """
-        backoff = Backoff(initial=0.5, maximum=5.0)
-        for attempt in range(1, MAX_INITIALIZATION_ATTEMPTS + 1):
-            try:
+        stop = stop_after_attempt(MAX_INITIALIZATION_ATTEMPTS) | stop_when(lambda: self._stopping)
+        async for attempt in retrying(wait=Backoff(initial=0.5, maximum=5.0).wait, stop=stop,
+                                      sleep=self._sleep_unless_stopping):
+            with attempt:
+                self._check_not_stopped()
                 await self.sync_shards()
-                return
-            except Exception as exc:
-                if attempt == MAX_INITIALIZATION_ATTEMPTS or classify(exc) is ErrorKind.FATAL:
-                    raise
-                await asyncio.sleep(backoff.delay(attempt))
+        self._check_not_stopped()
+
+    def _check_not_stopped(self) -> None:
+        if self._stopping:
+            detail = f"; last shard sync error: {self.last_sync_error}" if self.last_sync_error else ""
+            raise KclError(f"worker stopped during start-up{detail}")
+
+    async def _sleep_unless_stopping(self, seconds: float) -> None:
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self._stop_rounds.wait(), seconds)
 
     async def stop_taking(self, timeout: float = 10.0) -> None:
         """Stop acquiring leases (first step of a graceful shutdown); held leases keep being renewed.
@@ -178,20 +193,25 @@ class LeaseCoordinator:
         if held is None or held.token != token:
             return
 
-        def write() -> None:
+        def claim() -> tuple[Lease, bool] | None:
+            # On a table thread: the renewer holds this lock while it renews, and the loop must not wait on it.
             with held.lock:
                 if held.lost:
-                    return
+                    return None
                 held.lost = True  # no renewal or checkpoint from here on
-                if held.handing_off:
-                    self.table.complete_handoff(held.lease, self.worker_id)
-                    log.info("handed lease over", shard=shard_id, next_owner=held.lease.lease_owner)
-                else:
-                    self.table.release(held.lease, self.worker_id)
-                    log.info("released lease", shard=shard_id)
+                return held.lease, held.handing_off
 
         try:
-            await self.table.call(write)
+            claimed = await self.table.call(claim)
+            if claimed is None:
+                return
+            lease, handing_off = claimed
+            if handing_off:
+                await self.table.call(self.table.complete_handoff, lease, self.worker_id)
+                log.info("handed lease over", shard=shard_id, next_owner=lease.lease_owner)
+            else:
+                await self.table.call(self.table.release, lease, self.worker_id)
+                log.info("released lease", shard=shard_id)
         except ConditionFailed:
             log.info("lease changed before it could be handed back", shard=shard_id)
         except Exception as exc:
@@ -223,22 +243,32 @@ class LeaseCoordinator:
                 unfinished.add(parent)
         return unfinished
 
-    async def create_children(self, shard_id: str, child_shards: list[dict[str, Any]]) -> None:
+    async def create_children(self, shard_id: str, token: str, child_shards: list[dict[str, Any]]) -> None:
         """Leases for a finished shard's children (from ChildShards), before its SHARD_END checkpoint.
 
         A merge child whose other parent has no lease yet is left to the shard sync (as the KCL does):
         creating it now could let it start before that parent's records are consumed.
+
+        Every failure is retried (the shard cannot end without its children), for as long as the tenure
+        ``token`` holds the finished shard's lease and the worker is not stopping; then the last error is
+        raised, nothing is checkpointed, and the shard's next owner creates the children.
         """
-        backoff = Backoff(initial=0.2, maximum=5.0)
-        attempt = 0
-        while True:
-            try:
-                await self._create_children(shard_id, [ShardInfo.from_child_shard(c) for c in child_shards])
-                return
-            except Exception as exc:
-                attempt += 1
-                log.warning("creating child leases failed; retrying", shard=shard_id, error=describe_failure(exc))
-                await asyncio.sleep(backoff.delay(attempt))
+        children = [ShardInfo.from_child_shard(c) for c in child_shards]
+
+        def log_retry(retry_state: RetryCallState) -> None:
+            error = retry_state.outcome.exception() if retry_state.outcome is not None else None
+            fields = {"shard": shard_id, "attempt": retry_state.attempt_number,
+                      "error": describe_failure(error) if error is not None else None}
+            if retry_state.attempt_number >= CHILD_FAILURES_BEFORE_ERROR:
+                log.error("creating child leases failed; retrying", **fields)
+            else:
+                log.warning("creating child leases failed; retrying", **fields)
+
+        tenure_over = stop_when(lambda: self._stopping or not self.held.is_current(shard_id, token))
+        async for attempt in retrying(wait=Backoff(initial=0.2, maximum=5.0).wait, stop=tenure_over,
+                                      retry_on=lambda error: isinstance(error, Exception), before_sleep=log_retry):
+            with attempt:
+                await self._create_children(shard_id, children)
 
     async def _create_children(self, shard_id: str, children: list[ShardInfo]) -> None:
         for child in children:

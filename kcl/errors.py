@@ -84,3 +84,12 @@ class ReleaseLeaseError(KclError):
     hangs past ``timeoutInSeconds`` or breaks the protocol.  Any other exception from
     ``process_records`` retries the batch instead.
     """
+
+
+class ShardReadError(KclError):
+    """Reading a shard stopped on an error that retrying will not fix (the stream or consumer is gone,
+    access is denied), or a fan-out consumer did not become ACTIVE in time.  The shard consumer logs it
+    and restarts the reader after a pause; the error also ends ``register_stream_consumer`` at start-up."""
+
+
+__all__ += ["ShardReadError"]

@@ -14,9 +14,11 @@ set ``leaseCounter``, and to what: a renewal age that a Java worker's later writ
 
 Every write that changes who may act on a shard is conditional on ``leaseCounter``, the lease's
 optimistic lock and heartbeat: renew, take, checkpoint and release succeed only if nobody else has
-written since this worker last looked.  pynamodb is blocking; the methods here are blocking too and
-callers on the event loop go through :meth:`LeaseTable.call`, which runs them on the table's own
-threads.
+written since this worker last looked.  pynamodb is blocking; the methods here are blocking too, and
+each sends one request.  Callers on the event loop go through :meth:`LeaseTable.call`, which runs them
+on the table's own threads and retries them (:data:`ATTEMPTS`) with the wait on the event loop; code
+already on a thread of its own uses :meth:`LeaseTable.call_blocking`.  The item schema and its mapping
+to :class:`Lease` are in :mod:`kcl.lease_items`.
 """
 
 from __future__ import annotations
@@ -27,101 +29,68 @@ import threading
 import time
 from collections.abc import Callable, Iterable
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass
 from typing import Any, TypeVar
 
 import botocore.exceptions
-from pynamodb.attributes import BinaryAttribute, NumberAttribute, UnicodeAttribute, UnicodeSetAttribute
 from pynamodb.exceptions import PynamoDBException
-from pynamodb.models import Model
+from tenacity import stop_after_attempt, stop_any
+from tenacity.stop import stop_base
 
-from kcl.errors import LeaseTableError
+from kcl.errors import KclError, LeaseTableError
+from kcl.lease_items import (
+    EXTRA_ATTRIBUTES,
+    LEASE_ENTITY_TYPE,
+    Lease,
+    _LeaseItem,
+    describe_failure,
+    item_from_lease,
+    lease_from_item,
+)
 from kcl.sequence import SHARD_END, ExtendedSequenceNumber
 from kpl.aws import resolve_region
-from kpl.hashing import HashRange
 from kpl.logs import get_logger
-from kpl.retry import Backoff, ErrorKind, classify, error_code
+from kpl.retry import Backoff, error_code, is_retryable, retrying, retrying_blocking
 
 log = get_logger(__name__)
 
+__all__ = [
+    "EXTRA_ATTRIBUTES",
+    "LEASE_ENTITY_TYPE",
+    "ConditionFailed",
+    "Lease",
+    "LeaseTable",
+    "TableSettings",
+    "describe_failure",
+    "item_from_lease",
+    "lease_from_item",
+]
+
 T = TypeVar("T")
 
-LEASE_ENTITY_TYPE = "LEASE"
+
+class ConditionFailed(KclError):
+    """A conditional write found the item changed (or missing): someone else acted first.
+
+    Internal: it never reaches a processor (the checkpointer turns it into :class:`kcl.errors.LeaseLostError`),
+    and it is never retried, as the next attempt would find the same item.
+    """
 
 
-class ConditionFailed(Exception):
-    """A conditional write found the item changed (or missing): someone else acted first."""
+#: Attempts per table operation when it goes through :meth:`LeaseTable.call` or :meth:`LeaseTable.call_blocking`.
+#: Renewals, takes and handoff requests are sent once: the next renewal or taker round decides again, from a
+#: fresh read, and a renewal that waited out a backoff would only come closer to the failover time.
+ATTEMPTS: dict[str, int] = {
+    "list_leases": 3, "get_many": 3, "get": 3, "create_if_absent": 3, "delete_finished": 3, "set_child_shards": 3,
+    "checkpoint": 3, "prepare_checkpoint": 3, "release": 3, "complete_handoff": 3,
+}
+
+_WAIT = Backoff(initial=0.05, maximum=1.0)
 
 
-@dataclass(frozen=True, slots=True)
-class Lease:
-    """A lease item as stored.  Immutable: every write returns the new version."""
-
-    lease_key: str
-    lease_owner: str | None = None
-    lease_counter: int = 0
-    checkpoint: ExtendedSequenceNumber = field(default_factory=lambda: ExtendedSequenceNumber("TRIM_HORIZON"))
-    pending_checkpoint: ExtendedSequenceNumber | None = None
-    pending_checkpoint_state: bytes | None = None
-    owner_switches_since_checkpoint: int = 0
-    parent_shard_ids: frozenset[str] = frozenset()
-    child_shard_ids: frozenset[str] = frozenset()
-    hash_range: HashRange | None = None
-    #: KCL 3.x graceful handoff: the previous owner, still finishing up, while ``lease_owner`` is the next.
-    checkpoint_owner: str | None = None
-    #: Renewals so far (``renewalCounter``, ours; None in items no worker of ours has renewed): lets other
-    #: workers tell an owner that stopped from one whose checkpoints also move ``leaseCounter``.
-    renewal_counter: int | None = None
-    #: The owner's progress as its last renewal recorded it (ours; None in items a Java worker wrote, or
-    #: whose counter a Java worker has moved since): MillisBehindLatest of the shard's last read handled,
-    #: and when (epoch seconds, the owner's clock).
-    millis_behind_latest: int | None = None
-    processed_at: float | None = None
-    #: When ``leaseCounter`` last changed (epoch seconds, the writer's clock), if a worker of ours wrote
-    #: that change; None when a Java worker (or an older version) moved the counter since.
-    counter_changed_at: float | None = None
-
-    @property
-    def is_shard_end(self) -> bool:
-        return self.checkpoint.is_shard_end
-
-    def with_(self, **changes: Any) -> Lease:
-        return replace(self, **changes)
-
-
-class _LeaseItem(Model):
-    """The KCL schema.  Subclassed per table by :func:`_lease_model` (pynamodb binds a table to a class)."""
-
-    class Meta:
-        table_name = "unused"
-
-    lease_key = UnicodeAttribute(hash_key=True, attr_name="leaseKey")
-    lease_owner = UnicodeAttribute(null=True, attr_name="leaseOwner")
-    lease_counter = NumberAttribute(null=True, attr_name="leaseCounter")
-    checkpoint = UnicodeAttribute(null=True, attr_name="checkpoint")
-    checkpoint_sub_sequence_number = NumberAttribute(null=True, attr_name="checkpointSubSequenceNumber")
-    pending_checkpoint = UnicodeAttribute(null=True, attr_name="pendingCheckpoint")
-    pending_checkpoint_sub_sequence_number = NumberAttribute(null=True, attr_name="pendingCheckpointSubSequenceNumber")
-    pending_checkpoint_state = BinaryAttribute(null=True, legacy_encoding=False, attr_name="pendingCheckpointState")
-    owner_switches_since_checkpoint = NumberAttribute(null=True, attr_name="ownerSwitchesSinceCheckpoint")
-    parent_shard_id = UnicodeSetAttribute(null=True, attr_name="parentShardId")
-    child_shard_ids = UnicodeSetAttribute(null=True, attr_name="childShardIds")
-    starting_hash_key = UnicodeAttribute(null=True, attr_name="startingHashKey")
-    ending_hash_key = UnicodeAttribute(null=True, attr_name="endingHashKey")
-    checkpoint_owner = UnicodeAttribute(null=True, attr_name="checkpointOwner")
-    entity_type = UnicodeAttribute(null=True, attr_name="entityType")
-    #: Not in the Java KCL's schema (it ignores attributes it does not know): see Lease.renewal_counter.
-    renewal_counter = NumberAttribute(null=True, attr_name="renewalCounter")
-    #: Neither are these (see the module docstring); times are epoch milliseconds.
-    millis_behind_latest = NumberAttribute(null=True, attr_name="pyMillisBehindLatest")
-    processed_at = NumberAttribute(null=True, attr_name="pyProcessedAt")
-    counter_changed_at = NumberAttribute(null=True, attr_name="pyCounterChangedAt")
-    counter_changed_to = NumberAttribute(null=True, attr_name="pyCounterChangedTo")
-
-
-#: The attributes of ours in lease items (all numbers); the Java KCL neither reads nor writes them.
-EXTRA_ATTRIBUTES = ("renewalCounter", "pyMillisBehindLatest", "pyProcessedAt", "pyCounterChangedAt",
-                    "pyCounterChangedTo")
+def _retried(error: BaseException) -> bool:
+    """Throttling and transient failures; never a refused condition (the next attempt finds the same item)."""
+    return not isinstance(error, ConditionFailed) and is_retryable(error)
 
 
 @dataclass(frozen=True)
@@ -155,71 +124,6 @@ def _lease_model(settings: TableSettings) -> type[_LeaseItem]:
     return type(f"LeaseItem_{settings.table_name}", (_LeaseItem,), {"Meta": meta})
 
 
-# --- item <-> Lease -------------------------------------------------------------------------------
-
-
-def lease_from_item(item: _LeaseItem) -> Lease | None:
-    """The lease an item holds, or None for rows that are not single-stream leases."""
-    if item.entity_type not in (None, LEASE_ENTITY_TYPE) or item.checkpoint is None:
-        return None
-    try:
-        checkpoint = ExtendedSequenceNumber(item.checkpoint, int(item.checkpoint_sub_sequence_number or 0))
-        pending = None
-        if item.pending_checkpoint is not None:
-            pending = ExtendedSequenceNumber(item.pending_checkpoint,
-                                             int(item.pending_checkpoint_sub_sequence_number or 0))
-    except (TypeError, ValueError) as exc:
-        log.warning("skipping lease item with an unreadable checkpoint", lease_key=item.lease_key, error=str(exc))
-        return None
-    hash_range = None
-    if item.starting_hash_key is not None and item.ending_hash_key is not None:
-        hash_range = HashRange(int(item.starting_hash_key), int(item.ending_hash_key))
-    counter = int(item.lease_counter or 0)
-    # Our figures count only while our write was the last to move the counter: once a Java worker (or an
-    # older version) renews or takes the lease, they describe a past tenure, and are unknown rather than wrong.
-    ours = item.counter_changed_to is not None and int(item.counter_changed_to) == counter
-    counter_changed_at = item.counter_changed_at / 1000 if ours and item.counter_changed_at is not None else None
-    millis_behind = int(item.millis_behind_latest) if ours and item.millis_behind_latest is not None else None
-    processed_at = item.processed_at / 1000 if ours and item.processed_at is not None else None
-    return Lease(
-        lease_key=item.lease_key,
-        lease_owner=item.lease_owner,
-        lease_counter=counter,
-        checkpoint=checkpoint,
-        pending_checkpoint=pending,
-        pending_checkpoint_state=item.pending_checkpoint_state,
-        owner_switches_since_checkpoint=int(item.owner_switches_since_checkpoint or 0),
-        parent_shard_ids=frozenset(item.parent_shard_id or ()),
-        child_shard_ids=frozenset(item.child_shard_ids or ()),
-        hash_range=hash_range,
-        checkpoint_owner=item.checkpoint_owner,
-        renewal_counter=None if item.renewal_counter is None else int(item.renewal_counter),
-        millis_behind_latest=millis_behind,
-        processed_at=processed_at,
-        counter_changed_at=counter_changed_at,
-    )
-
-
-def item_from_lease(model: type[_LeaseItem], lease: Lease) -> _LeaseItem:
-    """A full item for a new lease, as the KCL's ``createLeaseIfNotExists`` writes it."""
-    item = model(lease.lease_key)
-    item.lease_owner = lease.lease_owner
-    item.lease_counter = lease.lease_counter
-    item.checkpoint = lease.checkpoint.sequence_number
-    item.checkpoint_sub_sequence_number = lease.checkpoint.sub_sequence_number
-    item.owner_switches_since_checkpoint = lease.owner_switches_since_checkpoint
-    item.parent_shard_id = set(lease.parent_shard_ids) or None
-    item.child_shard_ids = set(lease.child_shard_ids) or None
-    if lease.hash_range is not None:
-        item.starting_hash_key = str(lease.hash_range.start)
-        item.ending_hash_key = str(lease.hash_range.end)
-    if lease.pending_checkpoint is not None:
-        item.pending_checkpoint = lease.pending_checkpoint.sequence_number
-        item.pending_checkpoint_sub_sequence_number = lease.pending_checkpoint.sub_sequence_number
-        item.pending_checkpoint_state = lease.pending_checkpoint_state
-    return item
-
-
 # --- the table ------------------------------------------------------------------------------------
 
 
@@ -250,10 +154,40 @@ class LeaseTable:
     def region(self) -> str:
         return resolve_region(self.settings.region)
 
-    async def call(self, method: Callable[..., T], *args: Any, **kwargs: Any) -> T:
-        """Run a blocking method of this table on the table's threads."""
+    async def call(self, method: Callable[..., T], *args: Any, attempts: int | None = None,
+                   stop: stop_base | None = None) -> T:
+        """Run a blocking method of this table on the table's threads, retrying it as :data:`ATTEMPTS` says.
+
+        Each attempt is one hop to a table thread; the backoff between attempts is awaited here, on the
+        event loop, so a throttled request does not hold a table thread while it waits.  ``attempts``
+        overrides the operation's budget (other callables get one attempt); ``stop`` ends the retries
+        sooner (the lease is lost, the worker stops).  A refused condition is never retried.
+        """
         loop = asyncio.get_running_loop()
-        return await loop.run_in_executor(self._executor, functools.partial(method, *args, **kwargs))
+        request = functools.partial(method, *args)
+
+        async def once() -> T:
+            return await loop.run_in_executor(self._executor, request)
+
+        result: T = await retrying(wait=_WAIT.wait, stop=self._stop(method, attempts, stop), retry_on=_retried)(once)
+        return result
+
+    def call_blocking(self, method: Callable[..., T], *args: Any, attempts: int | None = None,
+                      stop: stop_base | None = None) -> T:
+        """:meth:`call` for code already on a thread of its own (a processor's checkpoint, the renewer).
+
+        The backoff blocks the calling thread, never one of the table's.
+        """
+        result: T = retrying_blocking(wait=_WAIT.wait, stop=self._stop(method, attempts, stop),
+                                      retry_on=_retried)(method, *args)
+        return result
+
+    def _stop(self, method: Callable[..., Any], attempts: int | None, stop: stop_base | None) -> stop_base:
+        if attempts is None:
+            ours = getattr(method, "__self__", None) is self
+            attempts = ATTEMPTS.get(getattr(method, "__name__", ""), 1) if ours else 1
+        budget = stop_after_attempt(attempts)
+        return budget if stop is None else stop_any(budget, stop)
 
     def close(self) -> None:
         self._executor.shutdown(wait=False, cancel_futures=True)
@@ -302,6 +236,8 @@ class LeaseTable:
                       table=self.name, error=describe_failure(exc))
 
     def _wait_active(self, timeout: float) -> None:
+        """Poll DescribeTable until the table is ACTIVE; stops at the deadline (a poll, not a retry: an error of
+        DescribeTable ends it).  Runs once, at start-up, before the table has other users."""
         deadline = time.monotonic() + timeout
         while True:
             description = self._request("DescribeTable", self.model._get_connection().describe_table)
@@ -322,7 +258,7 @@ class LeaseTable:
                     leases.append(lease)
             return leases
 
-        return self._retrying("Scan", scan, attempts=3)
+        return self._request("Scan", scan)
 
     def get_many(self, lease_keys: Iterable[str]) -> dict[str, Lease]:
         """Consistent reads of a few leases (BatchGetItem, up to 100 keys a request); absent keys are left out."""
@@ -338,7 +274,7 @@ class LeaseTable:
 
         if not keys:
             return {}
-        return self._retrying("BatchGetItem", read, attempts=3)
+        return self._request("BatchGetItem", read)
 
     def get(self, lease_key: str) -> Lease | None:
         def read() -> Lease | None:
@@ -348,7 +284,7 @@ class LeaseTable:
                 return None
             return lease_from_item(item)
 
-        return self._retrying("GetItem", read, attempts=3)
+        return self._request("GetItem", read)
 
     # --- writes -----------------------------------------------------------------------------------
 
@@ -356,7 +292,7 @@ class LeaseTable:
         """Write a new lease unless one with its key exists; True when this call wrote it."""
         item = item_from_lease(self.model, lease)
         try:
-            self._retrying("PutItem", item.save, self.model.lease_key.does_not_exist(), attempts=3)
+            self._request("PutItem", item.save, self.model.lease_key.does_not_exist())
         except ConditionFailed:
             return False
         return True
@@ -376,7 +312,7 @@ class LeaseTable:
         actions = [*self._counter_actions(lease), model.renewal_counter.add(1)]
         if progress is not None:
             actions += [model.millis_behind_latest.set(progress[0]), model.processed_at.set(_millis(progress[1]))]
-        return self._update("UpdateItem:renew", item, actions, condition, attempts=1)
+        return self._update("UpdateItem:renew", item, actions, condition)
 
     def _counter_actions(self, lease: Lease) -> list[Any]:
         """``leaseCounter`` + 1, and when and to what our write set it (see the module docstring)."""
@@ -392,7 +328,7 @@ class LeaseTable:
         if _owner_switches(lease, owner):
             actions.append(self.model.owner_switches_since_checkpoint.add(1))
         condition = self.model.lease_counter == lease.lease_counter
-        return self._update("UpdateItem:take", item, actions, condition, attempts=1)
+        return self._update("UpdateItem:take", item, actions, condition)
 
     def initiate_handoff(self, lease: Lease, new_owner: str) -> Lease:
         """KCL 3.x graceful handoff: name the next owner and keep the current one as checkpoint owner.
@@ -405,7 +341,7 @@ class LeaseTable:
         actions = [self.model.lease_owner.set(new_owner), self.model.checkpoint_owner.set(lease.lease_owner)]
         condition = ((self.model.lease_owner == lease.lease_owner) & self.model.checkpoint_owner.does_not_exist()
                      & self.model.lease_key.exists())
-        return self._update("UpdateItem:handoff", item, actions, condition, attempts=1)
+        return self._update("UpdateItem:handoff", item, actions, condition)
 
     def complete_handoff(self, lease: Lease, previous_owner: str) -> Lease:
         item = self.model(lease.lease_key)
@@ -414,14 +350,14 @@ class LeaseTable:
         actions = [*self._counter_actions(lease), self.model.checkpoint_owner.remove()]
         condition = (self.model.lease_counter == lease.lease_counter) & (
             self.model.checkpoint_owner == previous_owner)
-        return self._update("UpdateItem:complete-handoff", item, actions, condition, attempts=3)
+        return self._update("UpdateItem:complete-handoff", item, actions, condition)
 
     def release(self, lease: Lease, owner: str) -> Lease:
         """Clear the owner and bump the counter, so that other workers may take the lease at once."""
         item = self.model(lease.lease_key)
         actions = [*self._counter_actions(lease), self.model.lease_owner.remove()]
         condition = (self.model.lease_counter == lease.lease_counter) & (self.model.lease_owner == owner)
-        return self._update("UpdateItem:release", item, actions, condition, attempts=3)
+        return self._update("UpdateItem:release", item, actions, condition)
 
     def checkpoint(self, lease: Lease, value: ExtendedSequenceNumber) -> Lease:
         """Record ``value`` and discard any prepared checkpoint."""
@@ -441,7 +377,7 @@ class LeaseTable:
         def already_written(current: Lease) -> bool:
             return current.lease_counter == lease.lease_counter + 1 and current.checkpoint == value
 
-        return self._update("UpdateItem:checkpoint", item, actions, condition, attempts=3, recovered=already_written)
+        return self._update("UpdateItem:checkpoint", item, actions, condition, recovered=already_written)
 
     def prepare_checkpoint(self, lease: Lease, value: ExtendedSequenceNumber, state: bytes | None) -> Lease:
         """Write the pending fields (two-phase checkpoint) without moving ``checkpoint``."""
@@ -458,7 +394,7 @@ class LeaseTable:
         def already_written(current: Lease) -> bool:
             return current.lease_counter == lease.lease_counter + 1 and current.pending_checkpoint == value
 
-        return self._update("UpdateItem:prepare", item, actions, condition, attempts=3, recovered=already_written)
+        return self._update("UpdateItem:prepare", item, actions, condition, recovered=already_written)
 
     def set_child_shards(self, lease_key: str, children: Iterable[str]) -> None:
         """Record a closed shard's children (metadata only: the counter does not change)."""
@@ -467,13 +403,13 @@ class LeaseTable:
             return
         item = self.model(lease_key)
         self._update("UpdateItem:children", item, [self.model.child_shard_ids.add(child_set)],
-                     self.model.lease_key.exists(), attempts=3)
+                     self.model.lease_key.exists())
 
     def delete_finished(self, lease_key: str) -> bool:
         """Delete a lease whose shard has been consumed to its end; False if it is not at SHARD_END."""
         item = self.model(lease_key)
         try:
-            self._retrying("DeleteItem", item.delete, self.model.checkpoint == SHARD_END, attempts=3)
+            self._request("DeleteItem", item.delete, self.model.checkpoint == SHARD_END)
         except ConditionFailed:
             return False
         return True
@@ -481,11 +417,11 @@ class LeaseTable:
     # --- plumbing ---------------------------------------------------------------------------------
 
     def _update(
-        self, operation: str, item: _LeaseItem, actions: list[Any], condition: Any, *, attempts: int,
+        self, operation: str, item: _LeaseItem, actions: list[Any], condition: Any, *,
         recovered: Callable[[Lease], bool] | None = None,
     ) -> Lease:
         try:
-            self._retrying(operation, item.update, actions=actions, condition=condition, attempts=attempts)
+            self._request(operation, item.update, actions=actions, condition=condition)
         except ConditionFailed:
             # A retried write whose first attempt did land (the reply was lost) fails its condition on the
             # second; the KCL calls this a spurious failure and checks the item.
@@ -532,20 +468,6 @@ class LeaseTable:
             self.last_error = f"{operation}: {describe_failure(error)}"
         self._last_failure = time.monotonic()
 
-    def _retrying(self, operation: str, fn: Callable[..., T], *args: Any, attempts: int, **kwargs: Any) -> T:
-        backoff = Backoff(initial=0.05, maximum=1.0)
-        attempt = 1
-        while True:
-            try:
-                return self._request(operation, fn, *args, **kwargs)
-            except ConditionFailed:
-                raise
-            except Exception as exc:
-                if attempt >= attempts or classify(exc) is ErrorKind.FATAL:
-                    raise
-                time.sleep(backoff.delay(attempt))
-                attempt += 1
-
 
 def _millis(epoch_seconds: float) -> int:
     return int(epoch_seconds * 1000)
@@ -568,10 +490,3 @@ def _translate(exc: PynamoDBException) -> BaseException:
     if isinstance(cause, BaseException):
         return cause
     return LeaseTableError(str(exc))
-
-
-def describe_failure(exc: BaseException) -> str:
-    if isinstance(exc, botocore.exceptions.ClientError):
-        error = exc.response.get("Error", {})
-        return f"{error.get('Code')}: {error.get('Message')}"
-    return f"{type(exc).__name__}: {exc}"

@@ -216,7 +216,7 @@ class LeaseRenewer:
         held_leases = self.held
         me = held_leases.owner
         try:
-            current = held_leases.table.get(held.shard_id)
+            current = held_leases.table.call_blocking(held_leases.table.get, held.shard_id)
         except Exception as exc:
             log.warning("cannot re-read lease after a failed renewal", shard=held.shard_id,
                         error=describe_failure(exc))

@@ -6,10 +6,11 @@ bounds), so a slow processor means the fetcher waits rather than memory growing.
 wait is also the backpressure on the HTTP/2 event stream.
 
 Failures are handled where they happen: an expired iterator is replaced from the last sequence number
-fetched; throttling and transient errors back off (jittered, :class:`kpl.retry.Backoff`) and retry; a
-fan-out subscription that ends (every five minutes) or fails is re-opened after the continuation
-sequence number.  Errors that will not go away (the stream is gone, access denied) end the fetcher
-with the error, which the shard consumer reports.
+fetched; throttling and transient errors back off (jittered, :func:`kpl.retry.retrying`) and retry, the
+count starting afresh after each read that succeeds; a fan-out subscription that ends (every five
+minutes) or fails is re-opened after the continuation sequence number.  Errors that will not go away
+(the stream is gone, access denied) end the fetcher with :class:`kcl.errors.ShardReadError`, which the
+shard consumer reports.
 """
 
 from __future__ import annotations
@@ -18,16 +19,21 @@ import asyncio
 import contextlib
 import time
 from collections import deque
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
+from tenacity import AsyncRetrying, RetryCallState, stop_never
+from tenacity.wait import wait_base
+
 from kcl.config import MIN_IDLE_TIME_BETWEEN_READS_MS, WorkerConfig
+from kcl.errors import ShardReadError
 from kcl.metrics import KclMetrics
 from kcl.sequence import AT_TIMESTAMP, LATEST, TRIM_HORIZON, ExtendedSequenceNumber
 from kcl.stream import is_stream_arn, stream_api_args
 from kpl.logs import get_logger
-from kpl.retry import Backoff, ErrorKind, classify, error_code, error_message
+from kpl.retry import Backoff, error_code, error_message, is_retryable, retrying, stop_when
 
 log = get_logger(__name__)
 
@@ -127,8 +133,8 @@ class StartingPosition:
         return args
 
 
-class FetcherFailed(Exception):
-    """The fetcher stopped on an error that retrying will not fix."""
+#: The wait between attempts of a read that fails (jittered, 0.2 s growing to 10 s).
+READ_WAIT: wait_base = Backoff(initial=0.2, maximum=10.0).wait
 
 
 def _batch_size(records: list[dict[str, Any]]) -> int:
@@ -137,7 +143,7 @@ def _batch_size(records: list[dict[str, Any]]) -> int:
 
 class _Fetcher:
     def __init__(self, client: Any, stream_name: str, shard_id: str, start: StartingPosition, *,
-                 config: WorkerConfig, metrics: KclMetrics, queue: BatchQueue) -> None:
+                 config: WorkerConfig, metrics: KclMetrics, queue: BatchQueue, wait: wait_base = READ_WAIT) -> None:
         self.client = client
         self.stream_name = stream_name
         # A stream named by ARN (another account's, through a resource policy) is named in every call.
@@ -148,7 +154,7 @@ class _Fetcher:
         self.metrics = metrics
         self.queue = queue
         self.last_sequence_number: str | None = None
-        self._backoff = Backoff(initial=0.2, maximum=10.0)
+        self._wait = wait
 
     async def _publish(self, records: list[dict[str, Any]], millis_behind: int,
                        child_shards: list[dict[str, Any]] | None) -> None:
@@ -159,14 +165,26 @@ class _Fetcher:
             return
         await self.queue.put(FetchedBatch(records, millis_behind, child_shards, _batch_size(records)))
 
-    async def _retry_or_raise(self, exc: Exception, attempt: int, what: str) -> None:
-        kind = classify(exc)
-        if kind is ErrorKind.FATAL:
-            raise FetcherFailed(f"{what} on {self.shard_id} failed: {error_code(exc)}: {error_message(exc)}") from exc
-        delay = self._backoff.delay(attempt)
-        log.warning("shard read failed; retrying", call=what, shard=self.shard_id, error=error_code(exc),
-                    attempt=attempt, retry_in=round(delay, 2))
-        await asyncio.sleep(delay)
+    def _retrying(self, what: str, *, wait: wait_base | None = None,
+                  retry_on: Callable[[BaseException], bool] = is_retryable,
+                  progressed: Callable[[], bool] | None = None) -> AsyncRetrying:
+        """A read retried until it succeeds: a fetcher reads until its shard ends or the shard consumer cancels
+        it (docs/troubleshooting.md, ``shard read failed; retrying``), hence ``stop_never`` unless the
+        read made ``progressed`` (then the caller starts a fresh count)."""
+
+        def log_retry(retry_state: RetryCallState) -> None:
+            error = retry_state.outcome.exception() if retry_state.outcome is not None else None
+            if error is not None and error_code(error) == "ResourceInUseException":
+                return  # subscribed again too soon: expected after a subscription fails, not worth a warning
+            log.warning("shard read failed; retrying", call=what, shard=self.shard_id,
+                        error=error_code(error) if error is not None else None, attempt=retry_state.attempt_number,
+                        retry_in=round(retry_state.upcoming_sleep, 2))
+
+        return retrying(wait=wait or self._wait, stop=stop_never if progressed is None else stop_when(progressed),
+                        retry_on=retry_on, before_sleep=log_retry)
+
+    def _failed(self, what: str, exc: Exception) -> ShardReadError:
+        return ShardReadError(f"{what} on {self.shard_id} failed: {error_code(exc)}: {error_message(exc)}")
 
 
 class PollingFetcher(_Fetcher):
@@ -174,27 +192,11 @@ class PollingFetcher(_Fetcher):
 
     async def run(self) -> None:
         iterator = await self._iterator(self.position)
-        attempt = 0
         min_interval = MIN_IDLE_TIME_BETWEEN_READS_MS / 1000
         idle = self.config.idle_time_between_reads_ms / 1000
         while True:
             started = time.monotonic()
-            try:
-                response = await self.client.get_records(ShardIterator=iterator, Limit=self.config.max_records,
-                                                          **self._get_records_args)
-            except Exception as exc:
-                self.metrics.get_records(self.shard_id, False, time.monotonic() - started)
-                self.metrics.error("GetRecords", error_code(exc))
-                if error_code(exc) == "ExpiredIteratorException":
-                    self.metrics.expired_iterator(self.shard_id)
-                    log.info("shard iterator expired; renewing it", shard=self.shard_id)
-                    iterator = await self._iterator(self.position.after(self.last_sequence_number))
-                    continue
-                attempt += 1
-                await self._retry_or_raise(exc, attempt, "GetRecords")
-                continue
-            attempt = 0
-            self.metrics.get_records(self.shard_id, True, time.monotonic() - started)
+            response, iterator = await self._get_records(iterator)
             records = response.get("Records", [])
             next_iterator = response.get("NextShardIterator")
             child_shards = response.get("ChildShards", []) if next_iterator is None else None
@@ -206,18 +208,64 @@ class PollingFetcher(_Fetcher):
             if pause > 0:
                 await asyncio.sleep(pause)
 
+    async def _get_records(self, iterator: str) -> tuple[dict[str, Any], str]:
+        """One GetRecords that succeeded, and the iterator it used (renewed if the one given had expired)."""
+        try:
+            async for attempt in self._retrying("GetRecords"):
+                with attempt:
+                    while True:
+                        started = time.monotonic()
+                        try:
+                            response = await self.client.get_records(
+                                ShardIterator=iterator, Limit=self.config.max_records, **self._get_records_args)
+                        except Exception as exc:
+                            self.metrics.get_records(self.shard_id, False, time.monotonic() - started)
+                            self.metrics.error("GetRecords", error_code(exc))
+                            if error_code(exc) != "ExpiredIteratorException":
+                                raise
+                            self.metrics.expired_iterator(self.shard_id)
+                            log.info("shard iterator expired; renewing it", shard=self.shard_id)
+                            iterator = await self._iterator(self.position.after(self.last_sequence_number))
+                            continue
+                        self.metrics.get_records(self.shard_id, True, time.monotonic() - started)
+                        return response, iterator
+        except ShardReadError:
+            raise  # the iterator could not be renewed
+        except Exception as exc:
+            raise self._failed("GetRecords", exc) from exc
+        raise AssertionError("unreachable: the loop returns or raises")
+
     async def _iterator(self, position: StartingPosition) -> str:
-        attempt = 0
-        while True:
-            try:
-                response = await self.client.get_shard_iterator(
-                    **stream_api_args(self.stream_name), ShardId=self.shard_id, **position.get_shard_iterator_args()
-                )
-                return str(response["ShardIterator"])
-            except Exception as exc:
-                attempt += 1
-                self.metrics.error("GetShardIterator", error_code(exc))
-                await self._retry_or_raise(exc, attempt, "GetShardIterator")
+        try:
+            async for attempt in self._retrying("GetShardIterator"):
+                with attempt:
+                    try:
+                        response = await self.client.get_shard_iterator(
+                            **stream_api_args(self.stream_name), ShardId=self.shard_id,
+                            **position.get_shard_iterator_args())
+                    except Exception as exc:
+                        self.metrics.error("GetShardIterator", error_code(exc))
+                        raise
+                    return str(response["ShardIterator"])
+        except ShardReadError:
+            raise
+        except Exception as exc:
+            raise self._failed("GetShardIterator", exc) from exc
+        raise AssertionError("unreachable: the loop returns or raises")
+
+
+class _wait_resource_in_use(wait_base):
+    """One more second after ResourceInUseException: a shard accepts one subscription per consumer every five
+    seconds."""
+
+    def __call__(self, retry_state: RetryCallState) -> float:
+        error = retry_state.outcome.exception() if retry_state.outcome is not None else None
+        return 1.0 if error is not None and error_code(error) == "ResourceInUseException" else 0.0
+
+
+def _subscription_retried(error: BaseException) -> bool:
+    # ResourceInUse is fatal elsewhere (kpl.retry), but here it means "subscribed too soon": wait and retry.
+    return is_retryable(error) or error_code(error) == "ResourceInUseException"
 
 
 class FanOutFetcher(_Fetcher):
@@ -226,44 +274,57 @@ class FanOutFetcher(_Fetcher):
     def __init__(self, *args: Any, consumer_arn: str, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self.consumer_arn = consumer_arn
+        self._progressed = False
 
     async def run(self) -> None:
-        attempt = 0
+        # One subscription after another (each lasts up to five minutes), until the shard ends.  The retries of
+        # a failing one count from the last event delivered: a new count starts when one fails after events.
         while True:
-            stream = None
+            self._progressed = False
             try:
-                response = await self.client.subscribe_to_shard(
-                    ConsumerARN=self.consumer_arn, ShardId=self.shard_id,
-                    StartingPosition=self.position.subscribe_args(),
-                )
-                stream = response["EventStream"]
-                async for event in stream:
-                    shard_event = event.get("SubscribeToShardEvent")
-                    if shard_event is None:
-                        continue
-                    attempt = 0
-                    continuation = shard_event.get("ContinuationSequenceNumber")
-                    records = shard_event.get("Records", [])
-                    child_shards = shard_event.get("ChildShards", []) if continuation is None else None
-                    await self._publish(records, int(shard_event.get("MillisBehindLatest", 0)), child_shards)
-                    if continuation is None:
-                        return
-                    self.position = StartingPosition("AFTER_SEQUENCE_NUMBER", continuation)
-                # Subscriptions last five minutes; then a new one continues where this one ended.
-            except asyncio.CancelledError:
-                raise
+                async for attempt in self._retrying("SubscribeToShard", wait=self._wait + _wait_resource_in_use(),
+                                                    retry_on=_subscription_retried,
+                                                    progressed=lambda: self._progressed):
+                    with attempt:
+                        ended = await self._subscription()
             except Exception as exc:
-                attempt += 1
-                self.metrics.error("SubscribeToShard", error_code(exc))
-                if error_code(exc) == "ResourceInUseException":
-                    # A shard accepts one subscription per consumer every five seconds: wait and retry.
-                    await asyncio.sleep(self._backoff.delay(attempt) + 1.0)
+                if not self._progressed or not _subscription_retried(exc):
+                    raise self._failed("SubscribeToShard", exc) from exc
+                log.warning("shard read failed; retrying", call="SubscribeToShard", shard=self.shard_id,
+                            error=error_code(exc), attempt=1, retry_in=0.0)
+                continue
+            if ended:
+                return
+
+    async def _subscription(self) -> bool:
+        """One subscription, read to its end; True when the shard ended."""
+        stream = None
+        try:
+            response = await self.client.subscribe_to_shard(
+                ConsumerARN=self.consumer_arn, ShardId=self.shard_id, StartingPosition=self.position.subscribe_args(),
+            )
+            stream = response["EventStream"]
+            async for event in stream:
+                shard_event = event.get("SubscribeToShardEvent")
+                if shard_event is None:
                     continue
-                await self._retry_or_raise(exc, attempt, "SubscribeToShard")
-            finally:
-                if stream is not None:
-                    with contextlib.suppress(Exception):
-                        stream.close()
+                self._progressed = True
+                continuation = shard_event.get("ContinuationSequenceNumber")
+                records = shard_event.get("Records", [])
+                child_shards = shard_event.get("ChildShards", []) if continuation is None else None
+                await self._publish(records, int(shard_event.get("MillisBehindLatest", 0)), child_shards)
+                if continuation is None:
+                    return True
+                self.position = StartingPosition("AFTER_SEQUENCE_NUMBER", continuation)
+            # Subscriptions last five minutes; then a new one continues where this one ended.
+            return False
+        except Exception as exc:
+            self.metrics.error("SubscribeToShard", error_code(exc))
+            raise
+        finally:
+            if stream is not None:
+                with contextlib.suppress(Exception):
+                    stream.close()
 
 
 async def register_stream_consumer(client: Any, stream_arn: str, consumer_name: str, timeout: float = 120.0) -> str:
@@ -285,10 +346,11 @@ async def register_stream_consumer(client: Any, stream_arn: str, consumer_name: 
             description = (await client.describe_stream_consumer(StreamARN=stream_arn,
                                                                  ConsumerName=consumer_name))["ConsumerDescription"]
     arn = str(description["ConsumerARN"])
+    # A poll, not a retry (an error of DescribeStreamConsumer ends it); it stops at the deadline.
     deadline = time.monotonic() + timeout
     while description.get("ConsumerStatus") != "ACTIVE":
         if time.monotonic() > deadline:
-            raise FetcherFailed(f"fan-out consumer {consumer_name} not ACTIVE within {timeout:.0f}s")
+            raise ShardReadError(f"fan-out consumer {consumer_name} not ACTIVE within {timeout:.0f}s")
         await asyncio.sleep(0.5)
         description = (await client.describe_stream_consumer(ConsumerARN=arn))["ConsumerDescription"]
     return arn

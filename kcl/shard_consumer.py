@@ -27,17 +27,19 @@ from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from typing import TYPE_CHECKING, Any
 
+from tenacity import stop_never
+
 from kcl.checkpointer import Checkpointer
 from kcl.config import DeadLetter, WorkerConfig
 from kcl.deaggregation import Deaggregator
-from kcl.errors import ReleaseLeaseError
+from kcl.errors import ReleaseLeaseError, ShardReadError
 from kcl.metrics import INITIALIZE_TASK, SHUTDOWN_TASK, KclMetrics
 from kcl.processor import PendingCheckpoint, Record, RecordProcessor, check_processor_class
 from kcl.renewer import HeldLease, HeldLeases
-from kcl.retrieval import BatchQueue, FetchedBatch, FetcherFailed, StartingPosition
+from kcl.retrieval import BatchQueue, FetchedBatch, StartingPosition
 from kcl.sequence import ESN_SHARD_END, ExtendedSequenceNumber
 from kpl.logs import get_logger
-from kpl.retry import Backoff
+from kpl.retry import Backoff, retrying
 
 if TYPE_CHECKING:
     from kcl.coordinator import LeaseCoordinator
@@ -69,6 +71,15 @@ FetcherFactory = Callable[[str, StartingPosition, BatchQueue], Any]
 
 class _Stop(Exception):
     """Internal: leave the current phase because the tenure ended."""
+
+
+class _NotCheckpointed(Exception):
+    """Internal: shard_ended returned without checkpointing SHARD_END (it is called again)."""
+
+
+def _retried(error: BaseException) -> bool:
+    """A processor call that failed is retried; the end of the tenure and a processor giving up are not."""
+    return isinstance(error, Exception) and not isinstance(error, (_Stop, ReleaseLeaseError))
 
 
 class ShardConsumer:
@@ -220,22 +231,21 @@ class ShardConsumer:
 
     async def _initialize(self) -> None:
         self.state = ConsumerState.INITIALIZING
-        attempt = 0
-        while True:
-            self._check()
-            try:
-                await self._call("initialize", self.shard_id, self._start.sequence_number,
-                                 self._start.sub_sequence_number, **self._initialize_extras)
-            except ReleaseLeaseError:
-                raise
-            except Exception:
-                attempt += 1
-                self._metrics.processor_call(INITIALIZE_TASK, self.shard_id, False)
-                self._log.exception("record processor failed to initialize; retrying", attempt=attempt)
-                await self._pause(self._backoff.delay(attempt))
-                continue
-            self._initialized = True
-            return
+        # stop_never: a failing initialize is retried for as long as the tenure lasts (docs/kcl.md, "Errors in
+        # process_records"); _pause ends the loop when it does.
+        async for attempt in retrying(wait=self._backoff.wait, stop=stop_never, retry_on=_retried, sleep=self._pause):
+            with attempt:
+                self._check()
+                try:
+                    await self._call("initialize", self.shard_id, self._start.sequence_number,
+                                     self._start.sub_sequence_number, **self._initialize_extras)
+                except Exception as exc:
+                    if _retried(exc):
+                        self._metrics.processor_call(INITIALIZE_TASK, self.shard_id, False)
+                        self._log.exception("record processor failed to initialize; retrying",
+                                            attempt=attempt.retry_state.attempt_number)
+                    raise
+        self._initialized = True
 
     async def _process(self) -> None:
         """Dispatch batches until the end of the shard (returns) or the tenure ends (raises _Stop)."""
@@ -281,40 +291,40 @@ class ShardConsumer:
 
     async def _dispatch(self, records: list[Record], millis_behind_latest: int) -> None:
         last = ExtendedSequenceNumber(records[-1].sequence_number, records[-1].sub_sequence_number) if records else None
-        attempt = 0
         checkpointer = self._checkpointer
-        while True:
-            self._check()
-            if last is not None:
-                # While process_records runs the processor may checkpoint these records; once it returns
-                # normally they are processed, and a checkpoint() without arguments covers them.
-                checkpointer.batch_started(last)
-            started = time.monotonic()
-            try:
-                await self._call("process_records", records, checkpointer, millis_behind_latest)
-            except BaseException as exc:
-                # Raised, cancelled or abandoned: none of the batch is processed, whatever comes next
-                # (a retry, shutdown_requested, a handoff) cannot checkpoint it.
-                checkpointer.batch_failed()
-                if not isinstance(exc, Exception) or isinstance(exc, ReleaseLeaseError):
-                    raise
-                attempt += 1
-                self._metrics.processing_failed(self.shard_id, type(exc).__name__)
-                self._log.error("record processor failed on a batch", attempt=attempt, records=len(records),
-                                first_sequence_number=records[0].sequence_number if records else None,
-                                exc_info=exc)
-                if (self._config.dead_letter is not None and attempt >= self._config.max_processing_attempts
-                        and await self._dead_letter(records, exc, attempt)):
+        # stop_never: a failing batch is retried until it succeeds, goes to the dead-letter callback, or the tenure
+        # ends (docs/kcl.md, "Errors in process_records": never skipped silently); _pause ends the loop with the tenure.
+        async for attempt in retrying(wait=self._backoff.wait, stop=stop_never, retry_on=_retried, sleep=self._pause):
+            with attempt:
+                self._check()
+                if last is not None:
+                    # While process_records runs the processor may checkpoint these records; once it returns
+                    # normally they are processed, and a checkpoint() without arguments covers them.
+                    checkpointer.batch_started(last)
+                started = time.monotonic()
+                try:
+                    await self._call("process_records", records, checkpointer, millis_behind_latest)
+                except BaseException as exc:
+                    # Raised, cancelled or abandoned: none of the batch is processed, whatever comes next
+                    # (a retry, shutdown_requested, a handoff) cannot checkpoint it.
+                    checkpointer.batch_failed()
+                    if not isinstance(exc, Exception) or not _retried(exc):
+                        raise
+                    number = attempt.retry_state.attempt_number
+                    self._metrics.processing_failed(self.shard_id, type(exc).__name__)
+                    self._log.error("record processor failed on a batch", attempt=number, records=len(records),
+                                    first_sequence_number=records[0].sequence_number if records else None,
+                                    exc_info=exc)
+                    if not (self._config.dead_letter is not None and number >= self._config.max_processing_attempts
+                            and await self._dead_letter(records, exc, number)):
+                        raise
                     if last is not None:
                         checkpointer.batch_done(last)
                     return
-                await self._pause(self._backoff.delay(attempt))
-                continue
-            if last is not None:
-                checkpointer.batch_done(last)
-            self._metrics.batch_processed(self.shard_id, len(records), sum(map(len, map(_data, records))),
-                                          millis_behind_latest, time.monotonic() - started)
-            return
+                if last is not None:
+                    checkpointer.batch_done(last)
+                self._metrics.batch_processed(self.shard_id, len(records), sum(map(len, map(_data, records))),
+                                              millis_behind_latest, time.monotonic() - started)
 
     async def _dead_letter(self, records: list[Record], error: Exception, attempts: int) -> bool:
         callback = self._config.dead_letter
@@ -330,34 +340,46 @@ class ShardConsumer:
 
     async def _end_of_shard(self) -> None:
         """Create the children's leases, let the processor checkpoint SHARD_END, then free the lease."""
-        await self._coordinator.create_children(self.shard_id, self._child_shards)
-        self._checkpointer.at_shard_end()
-        attempt = 0
-        while True:
+        try:
+            await self._coordinator.create_children(self.shard_id, self.token, self._child_shards)
+        except Exception as exc:
+            # The coordinator gave up because this tenure or the worker is ending: SHARD_END is not recorded
+            # without the children, and the shard's next owner reads its end again and creates them.
             self._check(finishing_shard=True)
-            try:
-                await self._call("shard_ended", self._checkpointer)
-            except ReleaseLeaseError:
-                raise
-            except Exception:
-                attempt += 1
-                self._metrics.processor_call(SHUTDOWN_TASK, self.shard_id, False)
-                self._log.exception("shard_ended failed; retrying", attempt=attempt)
-                await self._pause(self._backoff.delay(attempt), finishing_shard=True)
-                continue
-            checkpointer = self._checkpointer
-            if checkpointer.last_checkpoint.is_shard_end:
-                break
-            if checkpointer.last_checkpoint == checkpointer.last_processed:
-                # Everything processed is checkpointed: recording SHARD_END cannot skip anything.
-                await self._coordinator.table.call(checkpointer.checkpoint, ESN_SHARD_END)
-                break
-            attempt += 1
+            self._log.info("shard end not recorded: the worker stopped before the child leases were created",
+                           error=str(exc))
+            self._stop_reason = self._stop_reason or Outcome.SHUTDOWN
+            raise _Stop from exc
+        checkpointer = self._checkpointer
+        checkpointer.at_shard_end()
+        # stop_never: shard_ended is called until it checkpoints SHARD_END (the children cannot start before), or
+        # the lease is lost (docs/kcl.md, "Errors in process_records"); _pause ends the loop then.
+        async for attempt in retrying(wait=self._backoff.wait, stop=stop_never, retry_on=_retried,
+                                      sleep=functools.partial(self._pause, finishing_shard=True)):
+            with attempt:
+                self._check(finishing_shard=True)
+                try:
+                    await self._call("shard_ended", checkpointer)
+                except Exception as exc:
+                    if _retried(exc):
+                        self._metrics.processor_call(SHUTDOWN_TASK, self.shard_id, False)
+                        self._log.exception("shard_ended failed; retrying", attempt=attempt.retry_state.attempt_number)
+                    raise
+                if not checkpointer.last_checkpoint.is_shard_end:
+                    await self._record_shard_end()
+        await self._coordinator.shard_completed(self.shard_id, self.token)
+
+    async def _record_shard_end(self) -> None:
+        """After a shard_ended that did not checkpoint SHARD_END: record it if nothing can be skipped, else
+        raise _NotCheckpointed (shard_ended is called again)."""
+        checkpointer = self._checkpointer
+        if checkpointer.last_checkpoint != checkpointer.last_processed:
             self._log.error("shard_ended returned without checkpointing: the shard's children cannot start "
                             "until it does; calling it again", last_checkpoint=str(checkpointer.last_checkpoint),
                             last_processed=str(checkpointer.last_processed))
-            await self._pause(self._backoff.delay(attempt), finishing_shard=True)
-        await self._coordinator.shard_completed(self.shard_id, self.token)
+            raise _NotCheckpointed
+        # Everything processed is checkpointed: recording SHARD_END cannot skip anything.
+        await self._coordinator.table.call(checkpointer.checkpoint, ESN_SHARD_END)
 
     # --- fetcher ----------------------------------------------------------------------------------
 
@@ -396,7 +418,7 @@ class ShardConsumer:
                     raise _Stop
                 if fetch_task.done() and not len(queue):
                     error = fetch_task.exception() if not fetch_task.cancelled() else None
-                    if error is not None and not isinstance(error, FetcherFailed):
+                    if error is not None and not isinstance(error, ShardReadError):
                         self._log.error("shard reader crashed", exc_info=error)
                     return None
         finally:

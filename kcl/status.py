@@ -128,7 +128,7 @@ class StatusReader:
                     raise LeaseTableError(f"lease table {self.table.name!r} does not exist "
                                           f"(has application {self.application!r} ever run?)")
                 self._checked = True
-            leases = self.table.list_leases()
+            leases = self.table.call_blocking(self.table.list_leases)
         except KinesisToolkitError:
             raise
         except Exception as exc:

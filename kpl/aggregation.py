@@ -33,6 +33,17 @@ from typing import Any, NamedTuple
 
 from kpl.errors import KinesisToolkitError
 
+__all__ = [
+    "MAGIC",
+    "AggregateBuilder",
+    "AggregationFormatError",
+    "ParsedAggregate",
+    "aggregated_record_message",
+    "decode",
+    "is_aggregated",
+    "parse"
+]
+
 MAGIC = b"\xf3\x89\x9a\xc2"
 DIGEST_SIZE = 16
 #: Magic + MD5 trailer: the bytes an aggregate carries beyond its protobuf body.

@@ -47,6 +47,21 @@ from kpl._botocore import (
 )
 from kpl.errors import ConfigurationError
 
+__all__ = [
+    "DEFAULT_CLIENT_CONFIG",
+    "ClientConfig",
+    "RetryMode",
+    "StaticCredentials",
+    "async_client",
+    "check_setup",
+    "is_stream_arn",
+    "list_shards",
+    "list_shards_blocking",
+    "resolve_region",
+    "stream_api_args",
+    "sync_client"
+]
+
 RetryMode = Literal["standard", "adaptive", "legacy"]
 
 

@@ -26,6 +26,8 @@ from kpl.errors import ConfigurationError
 from kpl.logs import get_logger
 from kpl.retry import error_code
 
+__all__ = ["CloudWatchPublisher", "Dimensions", "MetricsRegistry", "check_namespace", "dimensions"]
+
 log = get_logger(__name__)
 
 Dimensions = tuple[tuple[str, str], ...]

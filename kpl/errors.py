@@ -14,6 +14,13 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
+__all__ = [
+    "ArgumentTypeError", "BackpressureTimeoutError", "BufferFullError", "ConfigurationError", "FlushTimeoutError",
+    "InvalidArgumentError", "KinesisToolkitError", "ProducerClosedError", "ProducerError",
+    "ProducerNotStartedError", "ProducerTimeoutError", "RecordFailedError", "RecordTooLargeError",
+    "UnknownSettingError"
+]
+
 
 class KinesisToolkitError(Exception):
     """Base class of every error raised by kpl, kcl and agent: ``except KinesisToolkitError`` catches them all."""

@@ -16,6 +16,8 @@ from typing import Any
 
 from kpl.errors import ArgumentTypeError, InvalidArgumentError
 
+__all__ = ["MAX_HASH_KEY", "HashRange", "ShardRanges", "parse_explicit_hash_key", "partition_key_hash"]
+
 MAX_HASH_KEY = (1 << 128) - 1
 MAX_PARTITION_KEY_LENGTH = 256
 

@@ -26,6 +26,8 @@ from typing import Literal
 
 from kpl.errors import ArgumentTypeError, InvalidArgumentError
 
+__all__ = ["CheckOutcome", "CheckResult", "HealthChecks", "HealthReport"]
+
 #: What a check returns: None when healthy, else a short reason.
 CheckResult = str | None
 Check = Callable[[], CheckResult] | Callable[[], Awaitable[CheckResult]]

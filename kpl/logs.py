@@ -30,6 +30,8 @@ import structlog
 
 from kpl.errors import ConfigurationError
 
+__all__ = ["EVENT_ATTRIBUTE", "configure_logging", "get_logger"]
+
 #: The ``LogRecord`` attribute that carries a toolkit event's dict (event name and its fields).
 EVENT_ATTRIBUTE = "kinesis_toolkit_event"
 

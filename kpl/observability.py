@@ -45,6 +45,11 @@ from kpl.errors import ConfigurationError
 from kpl.health import HealthChecks, Kind
 from kpl.logs import get_logger
 
+__all__ = [
+    "DEFAULT_ADDRESS", "EndpointBindError", "EndpointSettings", "ObservabilityServer", "add_endpoint_arguments",
+    "check_address", "check_port", "daemon_registry"
+]
+
 log = get_logger(__name__)
 
 DEFAULT_ADDRESS = "127.0.0.1"

@@ -44,6 +44,8 @@ from prometheus_client.registry import Collector
 
 from kpl.errors import InvalidArgumentError
 
+__all__ = ["ProducerCollector"]
+
 _Statistic = Literal["sum", "count-minus-sum"]
 
 

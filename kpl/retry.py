@@ -30,6 +30,23 @@ from tenacity import AsyncRetrying, RetryCallState, Retrying, retry_if_exception
 from tenacity.stop import stop_base
 from tenacity.wait import wait_base
 
+__all__ = [
+    "FATAL_CODES",
+    "NETWORK_ERRORS",
+    "THROTTLING_CODES",
+    "TRANSIENT_CODES",
+    "Backoff",
+    "ErrorKind",
+    "classify",
+    "classify_code",
+    "error_code",
+    "error_message",
+    "is_retryable",
+    "retrying",
+    "retrying_blocking",
+    "stop_when"
+]
+
 THROTTLING_CODES = frozenset({
     "ProvisionedThroughputExceededException",
     "ThrottlingException",

@@ -151,7 +151,7 @@ async def test_a_cancelled_close_still_resolves_every_future(
 async def test_close_against_an_endpoint_that_refuses_keeps_the_callers_timeout_with_default_settings(
     make_stream: Callable[..., str], fault_proxy: FaultProxy
 ) -> None:
-    """A dead endpoint (connections reset) with the default RequestTimeout: close(timeout=2) takes ~2 s.
+    """A dead endpoint (connections reset) with the default RequestTimeout: close(timeout=2) takes ~2-3 s.
 
     Only a request that hangs (an unreachable endpoint) may hold close up to RequestTimeout longer.
     """
@@ -166,7 +166,9 @@ async def test_close_against_an_endpoint_that_refuses_keeps_the_callers_timeout_
     started = time.monotonic()
     await producer.close(timeout=2)
     elapsed = time.monotonic() - started
-    assert elapsed < 3.0, f"close(timeout=2) against a refusing endpoint took {elapsed:.2f} s"
+    # 2 s, then the final CloudWatch upload: refused, botocore's one retry after a jittered wait of up to 1 s
+    # (kpl.config cloudwatch_client_config: two attempts), refused again; plus scheduling on a loaded machine.
+    assert elapsed < 3.5, f"close(timeout=2) against a refusing endpoint took {elapsed:.2f} s"
     results = [f.result() for f in futures]
     assert not any(r.success for r in results)
     assert {r.error.code for r in results if r.error is not None} <= {"ProducerClosed", "OutcomeUnknown"}

@@ -11,6 +11,8 @@ change breaking one fails here rather than in review:
 from __future__ import annotations
 
 import ast
+import importlib
+import re
 from pathlib import Path
 
 import pytest
@@ -65,3 +67,32 @@ def test_one_list_shards_pagination() -> None:
 def test_tests_never_import_bench() -> None:
     importers = [str(path.relative_to(ROOT)) for path in modules("tests") if "bench" in imported_packages(path)]
     assert not importers, f"move what these use into tests/support/ (bench imports it from there): {importers}"
+
+
+def _imports_of_kpl_modules() -> dict[str, set[tuple[str, str]]]:
+    """kpl module -> (name, where) for every ``from kpl.<module> import name`` outside kpl/ (code and docs)."""
+    found: dict[str, set[tuple[str, str]]] = {}
+    for package in ("kcl", "agent", "examples"):
+        for path in sorted((ROOT / package).rglob("*.py")):
+            for node in ast.walk(ast.parse(path.read_text())):
+                if isinstance(node, ast.ImportFrom) and node.level == 0 and (node.module or "").startswith("kpl."):
+                    for alias in node.names:
+                        found.setdefault(node.module, set()).add((alias.name, str(path.relative_to(ROOT))))
+    for doc in [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md"))]:
+        for match in re.finditer(r"^\s*from (kpl\.\w+) import \(?([\w, ]+)\)?", doc.read_text(), re.M):
+            for name in filter(None, re.split(r"[,\s]+", match.group(2))):
+                found.setdefault(match.group(1), set()).add((name, str(doc.relative_to(ROOT))))
+    return found
+
+
+def test_what_other_packages_and_the_docs_use_of_kpl_is_in_its_all() -> None:
+    """kpl's shared layer is a public API of kcl, agent and users: each module used from outside says what it
+    offers in ``__all__``, and nothing outside uses what it does not offer."""
+    outside: list[str] = []
+    for module, uses in sorted(_imports_of_kpl_modules().items()):
+        offered = getattr(importlib.import_module(module), "__all__", None)
+        if offered is None:
+            outside.append(f"{module} has no __all__ (used by {sorted({where for _, where in uses})})")
+            continue
+        outside += [f"{where}: {module}.{name}" for name, where in sorted(uses) if name not in offered]
+    assert not outside, "\n".join(outside)

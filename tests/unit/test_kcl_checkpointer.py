@@ -74,6 +74,9 @@ class MemoryLeases:
     async def call(self, method: Any, *args: Any) -> Any:
         return await asyncio.get_running_loop().run_in_executor(None, lambda: method(*args))
 
+    def call_blocking(self, method: Any, *args: Any, **retries: Any) -> Any:
+        return method(*args)
+
 
 class FakeClock:
     def __init__(self) -> None:

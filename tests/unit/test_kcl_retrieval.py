@@ -10,13 +10,15 @@ from typing import Any
 
 import botocore.exceptions
 import pytest
+from tenacity import wait_none
 
 from kcl.config import WorkerConfig
+from kcl.errors import ShardReadError
 from kcl.metrics import KclMetrics
-from kcl.retrieval import BatchQueue, FetchedBatch, FetcherFailed, PollingFetcher, StartingPosition
+from kcl.retrieval import BatchQueue, FanOutFetcher, FetchedBatch, PollingFetcher, StartingPosition
 from kcl.sequence import ESN_AT_TIMESTAMP, ESN_LATEST, ESN_TRIM_HORIZON, ExtendedSequenceNumber
 from kpl.cloudwatch import MetricsRegistry
-from kpl.retry import Backoff
+from kpl.logs import EVENT_ATTRIBUTE
 
 
 def client_error(code: str, status: int = 400) -> botocore.exceptions.ClientError:
@@ -56,8 +58,8 @@ async def run_fetcher(script: list[Any], start: StartingPosition) -> tuple[Scrip
     client = ScriptedKinesis(script)
     queue = BatchQueue(100, 10**9)
     fetcher = PollingFetcher(client, "s", "shardId-000000000000", start, config=CONFIG,
-                             metrics=KclMetrics(MetricsRegistry(), "w"), queue=queue)
-    fetcher._backoff = Backoff(0.001, 0.001)  # no real waiting in a unit test
+                             metrics=KclMetrics(MetricsRegistry(), "w"), queue=queue,
+                             wait=wait_none())  # no real waiting in a unit test
     await asyncio.wait_for(fetcher.run(), 10)
     return client, [await queue.get() for _ in range(len(queue))]
 
@@ -87,8 +89,35 @@ async def test_throttling_and_transient_errors_are_retried() -> None:
 
 
 async def test_errors_that_will_not_go_away_stop_the_fetcher() -> None:
-    with pytest.raises(FetcherFailed, match="AccessDeniedException"):
+    with pytest.raises(ShardReadError, match="AccessDeniedException"):
         await run_fetcher([client_error("AccessDeniedException")], StartingPosition("TRIM_HORIZON"))
+
+
+async def test_the_retry_count_starts_afresh_after_a_read_that_succeeds(caplog: pytest.LogCaptureFixture) -> None:
+    script = [
+        client_error("ProvisionedThroughputExceededException"),
+        client_error("ProvisionedThroughputExceededException"),
+        {"Records": [record("1")], "NextShardIterator": "n1", "MillisBehindLatest": 0},
+        client_error("ProvisionedThroughputExceededException"),
+        {"Records": [record("2")], "NextShardIterator": None, "ChildShards": []},
+    ]
+    with caplog.at_level("WARNING", logger="kcl.retrieval"):
+        await run_fetcher(script, StartingPosition("TRIM_HORIZON"))
+    retries = [getattr(r, EVENT_ATTRIBUTE) for r in caplog.records
+               if getattr(r, EVENT_ATTRIBUTE, {}).get("event") == "shard read failed; retrying"]
+    assert [retry["attempt"] for retry in retries] == [1, 2, 1]
+    assert {retry["error"] for retry in retries} == {"ProvisionedThroughputExceededException"}
+
+
+async def test_an_iterator_that_cannot_be_had_stops_the_fetcher_with_a_shard_read_error() -> None:
+    class NoIterator(ScriptedKinesis):
+        async def get_shard_iterator(self, **kwargs: Any) -> dict[str, Any]:
+            raise client_error("ResourceNotFoundException")
+
+    fetcher = PollingFetcher(NoIterator([]), "s", "shardId-000000000000", StartingPosition("LATEST"), config=CONFIG,
+                             metrics=KclMetrics(MetricsRegistry(), "w"), queue=BatchQueue(1, 10), wait=wait_none())
+    with pytest.raises(ShardReadError, match="GetShardIterator on shardId-000000000000 failed: ResourceNotFound"):
+        await asyncio.wait_for(fetcher.run(), 10)
 
 
 async def test_empty_reads_are_not_queued_but_the_end_of_a_shard_is() -> None:
@@ -128,3 +157,68 @@ def test_at_timestamp_uses_the_configured_time_and_falls_back_to_trim_horizon() 
     assert StartingPosition.from_checkpoint(ESN_AT_TIMESTAMP, moment).subscribe_args() == {
         "Type": "AT_TIMESTAMP", "Timestamp": moment}
     assert StartingPosition.from_checkpoint(ESN_AT_TIMESTAMP, None).type == "TRIM_HORIZON"
+
+
+class ScriptedFanOut:
+    """Answers SubscribeToShard from a script: an exception, or the events of one subscription (an event that
+    is an exception breaks the subscription there)."""
+
+    def __init__(self, script: list[Any]) -> None:
+        self.script = script
+        self.positions: list[dict[str, Any]] = []
+
+    async def subscribe_to_shard(self, ConsumerARN: str, ShardId: str, StartingPosition: dict[str, Any]) -> Any:
+        self.positions.append(StartingPosition)
+        outcome = self.script.pop(0)
+        if isinstance(outcome, Exception):
+            raise outcome
+        return {"EventStream": EventStream(outcome)}
+
+
+class EventStream:
+    def __init__(self, events: list[Any]) -> None:
+        self.events = events
+
+    def __aiter__(self) -> EventStream:
+        return self
+
+    async def __anext__(self) -> dict[str, Any]:
+        if not self.events:
+            raise StopAsyncIteration
+        event = self.events.pop(0)
+        if isinstance(event, Exception):
+            raise event
+        return {"SubscribeToShardEvent": event}
+
+    def close(self) -> None:
+        pass
+
+
+def fan_out_fetcher(client: ScriptedFanOut, queue: BatchQueue) -> FanOutFetcher:
+    return FanOutFetcher(client, "s", "shardId-000000000000", StartingPosition("TRIM_HORIZON"), config=CONFIG,
+                         metrics=KclMetrics(MetricsRegistry(), "w"), queue=queue, wait=wait_none(), consumer_arn="c")
+
+
+async def test_fan_out_resubscribes_after_in_use_and_after_a_failure_following_events(
+        caplog: pytest.LogCaptureFixture) -> None:
+    client = ScriptedFanOut([
+        client_error("ResourceInUseException"),  # subscribed again too soon: waited out quietly
+        [{"Records": [record("1")], "ContinuationSequenceNumber": "1", "MillisBehindLatest": 0},
+         client_error("InternalFailure", 500)],
+        [{"Records": [record("2")], "ContinuationSequenceNumber": None, "ChildShards": [{"ShardId": "c"}],
+          "MillisBehindLatest": 0}],
+    ])
+    queue = BatchQueue(100, 10**9)
+    with caplog.at_level("WARNING", logger="kcl.retrieval"):
+        await asyncio.wait_for(fan_out_fetcher(client, queue).run(), 10)
+    assert client.positions[2] == {"Type": "AFTER_SEQUENCE_NUMBER", "SequenceNumber": "1"}
+    assert [[r["SequenceNumber"] for r in (await queue.get()).records] for _ in range(2)] == [["1"], ["2"]]
+    retries = [getattr(r, EVENT_ATTRIBUTE) for r in caplog.records]
+    assert [(retry["event"], retry["error"], retry["attempt"]) for retry in retries] == [
+        ("shard read failed; retrying", "InternalFailure", 1)]
+
+
+async def test_fan_out_stops_with_a_shard_read_error_on_errors_that_will_not_go_away() -> None:
+    client = ScriptedFanOut([client_error("AccessDeniedException")])
+    with pytest.raises(ShardReadError, match="SubscribeToShard on shardId-000000000000 failed: AccessDenied"):
+        await asyncio.wait_for(fan_out_fetcher(client, BatchQueue(1, 10)).run(), 10)

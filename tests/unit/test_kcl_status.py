@@ -103,7 +103,7 @@ def test_renew_writes_progress_in_the_same_update(monkeypatch: pytest.MonkeyPatc
     table = LeaseTable(TableSettings(table_name="unit-status"))
     sent: list[tuple[str, list[Any], Any]] = []
 
-    def update(operation: str, item: Any, actions: list[Any], condition: Any, *, attempts: int) -> Lease:
+    def update(operation: str, item: Any, actions: list[Any], condition: Any) -> Lease:
         sent.append((operation, actions, condition))
         return Lease("s")
 
