@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import os
 import re
-from dataclasses import dataclass, field, replace
 from pathlib import Path, PurePosixPath
 from typing import Any
 from urllib.parse import urlsplit
@@ -28,82 +27,33 @@ from urllib.parse import urlsplit
 from botocore.exceptions import InvalidRegionError
 from botocore.utils import is_valid_endpoint_url, is_valid_ipv6_endpoint_url, validate_region_name
 
-from agent.config_reader import (
-    DestinationKind,
-    Reader,
-    Setting,
-    json_type,
-    mask_secret,
-    read_json_object,
-    strip_comments,
+from agent.config_reader import Reader, json_type, mask_secret, read_json_object, strip_comments
+from agent.config_types import (
+    FIREHOSE_MAX_BUFFER_BYTES,
+    FIREHOSE_MAX_RECORD_BYTES,
+    FLOW_SETTINGS,
+    GLOBAL_SETTINGS,
+    KINESIS_MAX_BUFFER_BYTES,
+    KINESIS_MAX_RECORD_BYTES,
+    AgentConfig,
+    Destination,
+    FlowConfig,
 )
-from agent.converters import ConverterChain, build_converter_chain
+from agent.converters import build_converter_chain
 from agent.errors import AgentConfigurationError
 from agent.globs import FilePattern
 from kpl.aws import ClientConfig, StaticCredentials
 from kpl.errors import ConfigurationError
-from kpl.observability import DEFAULT_ADDRESS, EndpointSettings, check_address
+from kpl.observability import EndpointSettings, check_address
 
-__all__ = ["AgentConfig", "FlowConfig", "load_config", "strip_comments"]
+__all__ = ["AgentConfig", "FlowConfig", "load_config", "strip_comments"]  # AgentConfig, FlowConfig: agent.config_types
 
 DEFAULT_CONFIG_FILE = "/etc/aws-kinesis/agent.json"
-DEFAULT_CHECKPOINT_FILE = "/var/lib/aws-kinesis-agent/checkpoints"
 AGENT_D = "agent.d"
-
-KINESIS_MAX_RECORD_BYTES = 1024 * 1024
-FIREHOSE_MAX_RECORD_BYTES = 1000 * 1024
-KINESIS_MAX_BUFFER_BYTES = 5 * 1024 * 1024
-FIREHOSE_MAX_BUFFER_BYTES = 4 * 1024 * 1024
-MAX_BUFFER_RECORDS = 500
 
 def _cores() -> int:
     return os.cpu_count() or 1
 
-
-_GLOBAL_TABLE: tuple[Setting, ...] = (
-    Setting("checkpointFile", "str", DEFAULT_CHECKPOINT_FILE),
-    Setting("checkpointTimeToLiveDays", "int", 7, minimum=1),
-    Setting("checkpoints.queryTimeoutSeconds", "int", 30, minimum=1),
-    Setting("checkpoints.connectionTimeoutSeconds", "int", 5, minimum=1,
-            no_effect="SQLite opens a local file; there is no connection to time out"),
-    Setting("cloudwatch.emitMetrics", "bool", True),
-    Setting("cloudwatch.endpoint", "str"),
-    Setting("cloudwatch.namespace", "str", "AWSKinesisAgent"),
-    Setting("cloudwatch.tagInstance", "bool", False),
-    Setting("cloudwatch.metricsBufferTimeMillis", "int", 30_000, minimum=1000),
-    Setting("cloudwatch.metricsQueueSize", "int", 10_000, minimum=1),
-    Setting("kinesis.endpoint", "str"),
-    Setting("kinesis.region", "str"),
-    Setting("firehose.endpoint", "str"),
-    Setting("sts.endpoint", "str", no_effect="set AWS_ENDPOINT_URL_STS in the agent's environment instead"),
-    Setting("awsAccessKeyId", "str", secret=True),
-    Setting("awsSecretAccessKey", "str", secret=True),
-    Setting("assumeRoleARN", "str"),
-    Setting("assumeRoleExternalId", "str", secret=True),
-    Setting("shutdownTimeoutMillis", "int", 10_000, minimum=0),
-    Setting("maxSendingThreadsPerCore", "int", 12, minimum=1),
-    # Default computed from maxSendingThreadsPerCore; bounds concurrent Firehose requests.
-    Setting("maxSendingThreads", "int", None, minimum=1),
-    Setting("maxConnections", "int", None, minimum=1),
-    Setting("connectionTimeoutMillis", "int", 10_000, minimum=1),
-    Setting("socketTimeoutMillis", "int", 50_000, minimum=1),
-    Setting("sendingThreadsKeepAliveMillis", "int", 60_000, no_effect="sends run on an event loop, not a thread pool"),
-    Setting("sendingThreadsMaxQueueSize", "int", 100, no_effect="sends run on an event loop, not a thread pool"),
-    Setting("connectionTTLMillis", "int", -1, no_effect="connections are pooled by aiohttp"),
-    Setting("useTcpKeepAlive", "bool", False, no_effect="TCP keep-alive is always on"),
-    Setting("useHttpGzip", "bool", False, no_effect="request compression is not supported by the services' JSON API"),
-    Setting("userAgent", "str", no_effect="the user agent names kinesis-toolkit"),
-    Setting("userAgentOverride", "str", no_effect="the user agent names kinesis-toolkit"),
-    Setting("log.emitMetrics", "bool", False, no_effect="metrics are readable in the progress log line"),
-    Setting("log.emitInternalMetrics", "bool", False, no_effect="metrics are readable in the progress log line"),
-    Setting("log.statusReportingPeriodSeconds", "int", 30, minimum=1),
-    # Extensions (the Java agent has no HTTP endpoint): /metrics, /healthz and /readyz (kpl.observability).
-    Setting("prometheus.port", "int", None, minimum=0, maximum=65535),
-    Setting("prometheus.address", "str", DEFAULT_ADDRESS),
-    Setting("prometheus.maxDeliveryStallMillis", "int", 60_000, minimum=1_000),
-)
-#: As in the Java agent, a global string set to "" is not set (its installer ships empty endpoints).
-_GLOBAL_SETTINGS = tuple(replace(s, empty_is_unset=True) if s.kind == "str" else s for s in _GLOBAL_TABLE)
 
 _UNSUPPORTED_GLOBALS = {
     "userDefinedCredentialsProvider.classname":
@@ -113,134 +63,8 @@ _UNSUPPORTED_GLOBALS = {
         "it loads a Java jar; use the standard AWS credential chain or awsAccessKeyId/assumeRoleARN",
 }
 
-_FLOW_SETTINGS: tuple[Setting, ...] = (
-    Setting("filePattern", "str"),
-    Setting("kinesisStream", "str"),
-    Setting("deliveryStream", "str"),
-    Setting("partitionKeyOption", "enum", "RANDOM", choices=("RANDOM", "DETERMINISTIC"), only_for="kinesis"),
-    Setting("aggregationEnabled", "bool", False, only_for="kinesis"),
-    Setting("orderedDelivery", "bool", False, only_for="kinesis"),
-    Setting("aggregatedRecordSizeBytes", "int", 0, minimum=0, maximum=FIREHOSE_MAX_RECORD_BYTES, only_for="firehose"),
-    Setting("initialPosition", "enum", "END_OF_FILE", choices=("END_OF_FILE", "START_OF_FILE")),
-    Setting("skipHeaderLines", "int", 0, minimum=0),
-    Setting("multiLineStartPattern", "regex"),
-    Setting("multiLineFlushTimeoutMillis", "int", 5_000, minimum=1, maximum=900_000),
-    Setting("fileFooterPattern", "regex"),
-    Setting("truncatedRecordTerminator", "str", "\n"),
-    Setting("longRecordOption", "enum", "TRUNCATE", choices=("TRUNCATE", "DROP")),
-    Setting("maxBufferAgeMillis", "int", 60_000, minimum=1_000, maximum=900_000),
-    # Default and maximum depend on the destination: 5 MiB for Kinesis, 4 MiB for Firehose.
-    Setting("maxBufferSizeBytes", "int", None, minimum=1),
-    Setting("maxBufferSizeRecords", "int", MAX_BUFFER_RECORDS, minimum=1, maximum=MAX_BUFFER_RECORDS),
-    Setting("minTimeBetweenFilePollsMillis", "int", 100, minimum=1),
-    Setting("maxTimeBetweenFileTrackerRefreshMillis", "int", 10_000, minimum=1,
-            no_effect="files are listed every minTimeBetweenFilePollsMillis (less often when listing is slow)"),
-    Setting("publishQueueCapacity", "int", 100, minimum=1),
-    Setting("publishQueueCapacityBytes", "int", 16 * 1024 * 1024, minimum=1024),
-    Setting("waitOnFullPublishQueueMillis", "int", 60_000, minimum=1_000, maximum=900_000,
-            no_effect="reading simply pauses while the queue is full"),
-    Setting("waitOnEmptyPublishQueueMillis", "int", 60_000, minimum=1_000, maximum=900_000,
-            no_effect="the sender wakes as soon as a batch is queued"),
-    Setting("retryInitialBackoffMillis", "int", 100, minimum=1),
-    Setting("retryMaxBackoffMillis", "int", 10_000, minimum=1),
-    Setting("log.emitInternalMetrics", "bool", False, no_effect="metrics are readable in the progress log line"),
-)
-
-_GLOBALS_BY_KEY = {s.key: s for s in _GLOBAL_SETTINGS}
-_FLOW_BY_KEY = {s.key: s for s in _FLOW_SETTINGS}
-
-# --- the typed configuration ----------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class FlowConfig:
-    """One flow: which files, where to, and how records are cut, converted and batched."""
-
-    id: str
-    file_pattern: str
-    destination_kind: DestinationKind
-    destination: str
-    partition_key_option: str
-    aggregation_enabled: bool
-    #: ``orderedDelivery``: one partition key for the flow and the producer's ordered mode.
-    ordered: bool
-    aggregated_record_size_bytes: int
-    initial_position: str
-    skip_header_lines: int
-    multi_line_start_pattern: re.Pattern[bytes] | None
-    multi_line_flush_timeout: float
-    file_footer_pattern: re.Pattern[str] | None
-    truncated_record_terminator: bytes
-    drop_long_records: bool
-    max_buffer_age: float
-    max_buffer_size_bytes: int
-    max_buffer_size_records: int
-    poll_interval: float
-    refresh_interval: float
-    publish_queue_capacity: int
-    publish_queue_capacity_bytes: int
-    retry_initial_backoff: float
-    retry_max_backoff: float
-    converters: ConverterChain | None
-    #: Every key with its effective value, as ``--check-config`` prints it.
-    effective: dict[str, Any] = field(repr=False, compare=False)
-
-    @property
-    def partition_key_bytes(self) -> int:
-        """The longest partition key this flow sends (counted in the record and batch size limits):
-        RANDOM keys are up to ~20 characters, DETERMINISTIC and orderedDelivery ones 32 hex digits."""
-        if self.destination_kind != "kinesis":
-            return 0
-        return 32 if self.ordered or self.partition_key_option == "DETERMINISTIC" else 24
-
-    @property
-    def max_record_bytes(self) -> int:
-        return KINESIS_MAX_RECORD_BYTES if self.destination_kind == "kinesis" else FIREHOSE_MAX_RECORD_BYTES
-
-    @property
-    def metrics_destination(self) -> str:
-        """The CloudWatch ``Destination`` dimension of the Java agent's sender metrics."""
-        prefix = "KinesisStream" if self.destination_kind == "kinesis" else "DeliveryStream"
-        return f"{prefix}:{self.destination}"
-
-
-@dataclass(frozen=True)
-class AgentConfig:
-    """The whole agent: global settings plus the flows of agent.json and agent.d/."""
-
-    source: Path
-    checkpoint_file: Path
-    checkpoint_ttl_days: int
-    checkpoint_query_timeout: float
-    emit_metrics: bool
-    cloudwatch_namespace: str
-    cloudwatch_tag_instance: bool
-    metrics_interval: float
-    metrics_queue_size: int
-    shutdown_timeout: float
-    max_sending_threads: int
-    status_period: float
-    #: ``prometheus.port``/``prometheus.address``: where /metrics, /healthz and /readyz are served (None: nowhere).
-    metrics_endpoint: EndpointSettings | None
-    #: ``prometheus.maxDeliveryStallMillis``: /readyz fails once a flow has delivered nothing for this long
-    #: while records wait.
-    max_delivery_stall: float
-    kinesis_client: ClientConfig
-    firehose_client: ClientConfig
-    cloudwatch_client: ClientConfig
-    flows: tuple[FlowConfig, ...]
-    #: Keys that were set but do nothing here, with the reason (logged at start-up).
-    ineffective: tuple[str, ...]
-    #: Global keys present in agent.json (so that defaults can defer to the producer's own).
-    explicit: frozenset[str]
-    effective: dict[str, Any] = field(repr=False, compare=False)
-
-    def describe(self) -> dict[str, Any]:
-        """The effective configuration, secrets masked: what ``--check-config`` prints."""
-        endpoint = {} if self.metrics_endpoint is None else {
-            "prometheus.port": self.metrics_endpoint.port, "prometheus.address": self.metrics_endpoint.address}
-        return {**self.effective, **endpoint, "flows": [flow.effective for flow in self.flows]}
-
+_GLOBALS_BY_KEY = {s.key: s for s in GLOBAL_SETTINGS}
+_FLOW_BY_KEY = {s.key: s for s in FLOW_SETTINGS}
 
 # --- loading ----------------------------------------------------------------------------------------
 
@@ -273,7 +97,7 @@ def load_config(path: str | os.PathLike[str]) -> AgentConfig:
 
     values: dict[str, Any] = {}
     ineffective: list[str] = [f"{where} (only 'flows' is read from agent.d files)" for where in ignored]
-    for setting in _GLOBAL_SETTINGS:
+    for setting in GLOBAL_SETTINGS:
         values[setting.key] = reader.read(setting)
         if setting.no_effect and setting.key in document:
             ineffective.append(f"{setting.key}: {setting.no_effect}")
@@ -333,17 +157,17 @@ def load_config(path: str | os.PathLike[str]) -> AgentConfig:
         source=source,
         checkpoint_file=Path(values["checkpointFile"]),
         checkpoint_ttl_days=values["checkpointTimeToLiveDays"],
-        checkpoint_query_timeout=float(values["checkpoints.queryTimeoutSeconds"]),
+        checkpoint_query_timeout_ms=values["checkpoints.queryTimeoutSeconds"] * 1000,
         emit_metrics=values["cloudwatch.emitMetrics"],
         cloudwatch_namespace=values["cloudwatch.namespace"],
         cloudwatch_tag_instance=values["cloudwatch.tagInstance"],
-        metrics_interval=values["cloudwatch.metricsBufferTimeMillis"] / 1000,
+        metrics_interval_ms=values["cloudwatch.metricsBufferTimeMillis"],
         metrics_queue_size=values["cloudwatch.metricsQueueSize"],
-        shutdown_timeout=values["shutdownTimeoutMillis"] / 1000,
+        shutdown_timeout_ms=values["shutdownTimeoutMillis"],
         max_sending_threads=values["maxSendingThreads"],
-        status_period=float(values["log.statusReportingPeriodSeconds"]),
+        status_period_ms=values["log.statusReportingPeriodSeconds"] * 1000,
         metrics_endpoint=EndpointSettings(port, address) if port is not None else None,
-        max_delivery_stall=values["prometheus.maxDeliveryStallMillis"] / 1000,
+        max_delivery_stall_ms=values["prometheus.maxDeliveryStallMillis"],
         kinesis_client=base_client.with_(endpoint_url=_endpoint(reader, "kinesis.endpoint", values), region=region),
         firehose_client=base_client.with_(endpoint_url=_endpoint(reader, "firehose.endpoint", values), region=region),
         cloudwatch_client=base_client.with_(endpoint_url=_endpoint(reader, "cloudwatch.endpoint", values)),
@@ -380,7 +204,7 @@ def _check_producer_settings(reader: Reader, config: AgentConfig,
     from agent.producer_settings import producer_config
 
     for flow, (flow_source, where, _) in zip(config.flows, flows_with_source, strict=True):
-        if flow.destination_kind != "kinesis":
+        if flow.destination_kind is not Destination.KINESIS:
             continue
         try:
             producer_config(config, flow)
@@ -404,10 +228,10 @@ def _agent_d_files(source: Path) -> list[Path]:
     )
 
 
-def flow_id(destination_kind: DestinationKind, destination: str, file_pattern: str) -> str:
+def flow_id(destination_kind: Destination, destination: str, file_pattern: str) -> str:
     """The Java agent's flow id, which is also the checkpoint key: ``kinesis:<stream>:<dir>/<pattern>``."""
     pattern = PurePosixPath(file_pattern)
-    prefix = "kinesis" if destination_kind == "kinesis" else "fh"
+    prefix = "kinesis" if destination_kind is Destination.KINESIS else "fh"
     return f"{prefix}:{destination}:{pattern.parent}/{pattern.name}"
 
 
@@ -436,19 +260,19 @@ def _load_flow(source: Path, where: str, flow: Any, ineffective: list[str]) -> F
         raise AgentConfigurationError(
             f"{source}: {where}kinesisStream: is required (or deliveryStream for a Firehose flow)"
         )
-    kind: DestinationKind = "kinesis" if stream else "firehose"
+    kind = Destination.KINESIS if stream else Destination.FIREHOSE
     destination = stream or delivery
 
     values: dict[str, Any] = {}
-    for setting in _FLOW_SETTINGS:
+    for setting in FLOW_SETTINGS:
         if setting.only_for is not None and setting.only_for != kind and setting.key in flow:
-            other = "kinesisStream" if setting.only_for == "kinesis" else "deliveryStream"
+            other = "kinesisStream" if setting.only_for is Destination.KINESIS else "deliveryStream"
             raise reader.error(setting.key, f"applies only to {other} flows")
         values[setting.key] = reader.read(setting)
         if setting.no_effect and setting.key in flow:
             ineffective.append(f"{where}{setting.key}: {setting.no_effect}")
 
-    buffer_limit = KINESIS_MAX_BUFFER_BYTES if kind == "kinesis" else FIREHOSE_MAX_BUFFER_BYTES
+    buffer_limit = KINESIS_MAX_BUFFER_BYTES if kind is Destination.KINESIS else FIREHOSE_MAX_BUFFER_BYTES
     if values["maxBufferSizeBytes"] is None:
         values["maxBufferSizeBytes"] = buffer_limit
     elif values["maxBufferSizeBytes"] > buffer_limit:
@@ -459,7 +283,7 @@ def _load_flow(source: Path, where: str, flow: Any, ineffective: list[str]) -> F
                            f"{values['retryInitialBackoffMillis']} is larger than retryMaxBackoffMillis "
                            f"({values['retryMaxBackoffMillis']})")
     terminator = values["truncatedRecordTerminator"].encode()
-    max_record = KINESIS_MAX_RECORD_BYTES if kind == "kinesis" else FIREHOSE_MAX_RECORD_BYTES
+    max_record = KINESIS_MAX_RECORD_BYTES if kind is Destination.KINESIS else FIREHOSE_MAX_RECORD_BYTES
     if len(terminator) >= max_record // 2:
         raise reader.error("truncatedRecordTerminator", "is longer than half the maximum record size")
     if values["orderedDelivery"] and "partitionKeyOption" in flow:
@@ -480,7 +304,7 @@ def _load_flow(source: Path, where: str, flow: Any, ineffective: list[str]) -> F
 
     footer_pattern = values["fileFooterPattern"]
     effective: dict[str, Any] = {"id": flow_id(kind, destination, file_pattern)}
-    for setting in _FLOW_SETTINGS:
+    for setting in FLOW_SETTINGS:
         applies = setting.only_for is None or setting.only_for == kind
         if applies and (setting.key not in ("kinesisStream", "deliveryStream") or values[setting.key]):
             effective[setting.key] = values[setting.key]
@@ -499,19 +323,19 @@ def _load_flow(source: Path, where: str, flow: Any, ineffective: list[str]) -> F
         initial_position=values["initialPosition"],
         skip_header_lines=values["skipHeaderLines"],
         multi_line_start_pattern=start_regex,
-        multi_line_flush_timeout=values["multiLineFlushTimeoutMillis"] / 1000,
+        multi_line_flush_timeout_ms=values["multiLineFlushTimeoutMillis"],
         file_footer_pattern=re.compile(footer_pattern, re.MULTILINE) if footer_pattern else None,
         truncated_record_terminator=terminator,
-        drop_long_records=values["longRecordOption"] == "DROP",
-        max_buffer_age=values["maxBufferAgeMillis"] / 1000,
+        long_record_option=values["longRecordOption"],
+        max_buffer_age_ms=values["maxBufferAgeMillis"],
         max_buffer_size_bytes=values["maxBufferSizeBytes"],
         max_buffer_size_records=values["maxBufferSizeRecords"],
-        poll_interval=values["minTimeBetweenFilePollsMillis"] / 1000,
-        refresh_interval=values["maxTimeBetweenFileTrackerRefreshMillis"] / 1000,
+        poll_interval_ms=values["minTimeBetweenFilePollsMillis"],
+        refresh_interval_ms=values["maxTimeBetweenFileTrackerRefreshMillis"],
         publish_queue_capacity=values["publishQueueCapacity"],
         publish_queue_capacity_bytes=values["publishQueueCapacityBytes"],
-        retry_initial_backoff=values["retryInitialBackoffMillis"] / 1000,
-        retry_max_backoff=values["retryMaxBackoffMillis"] / 1000,
+        retry_initial_backoff_ms=values["retryInitialBackoffMillis"],
+        retry_max_backoff_ms=values["retryMaxBackoffMillis"],
         converters=converters,
         effective=effective,
     )

@@ -5,47 +5,48 @@ and booleans may be written as strings, and an empty string means "not set" (the
 agent.json ships ``"kinesis.endpoint": ""``).  Files written on Windows often start with a UTF-8 byte
 order mark, which Jackson skips; so does this reader.  :class:`Reader` checks one JSON object against a
 table of :class:`Setting` and raises one :class:`AgentConfigurationError` naming the file and the key.
+Values are converted and checked by the toolkit's one settings routine (:mod:`kpl.settings`), with
+Jackson's lenient booleans.
 """
 
 from __future__ import annotations
 
-import difflib
 import json
 import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any
 
 from agent.errors import AgentConfigurationError
+from kpl import settings
+from kpl.errors import ConfigurationError
 
-Kind = Literal["int", "bool", "str", "enum", "regex", "str_list"]
-DestinationKind = Literal["kinesis", "firehose"]
+if TYPE_CHECKING:
+    from agent.config_types import Destination
 
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Setting(settings.Setting):
+    """One agent.json key: the shared descriptor (kpl.settings) plus what only agent.json has.
 
-@dataclass(frozen=True, slots=True)
-class Setting:
-    """One configuration key: how its value is read, its default and its valid range."""
+    ``field`` names the AgentConfig/FlowConfig field that carries the value, or is empty when the value
+    feeds something else (a client configuration, a derived value) or has no effect.
+    """
 
-    key: str
-    kind: Kind
     default: Any = None
-    minimum: int | None = None
-    maximum: int | None = None
-    choices: tuple[str, ...] = ()
     #: Why the key is accepted although it changes nothing (Java thread-pool knobs and the like).
     no_effect: str | None = None
     #: Only valid on flows of this destination.
-    only_for: DestinationKind | None = None
+    only_for: Destination | None = None
     #: A credential: ``--check-config`` shows only its last four characters (as ``aws configure list``).
     secret: bool = False
     #: An empty string means "not set" (the Java agent's ``Strings.isNullOrEmpty`` checks).
     empty_is_unset: bool = False
 
 
-_INT_TEXT = re.compile(r"[+-]?[0-9]+")
-_TRUE_WORDS = frozenset({"true", "yes", "t", "y", "1"})
-_FALSE_WORDS = frozenset({"false", "no", "f", "n", "0"})
+#: Jackson's lenient booleans, which agent.json files rely on.
+AGENT_BOOLEANS: settings.BoolWords = (frozenset({"true", "yes", "t", "y", "1"}),
+                                      frozenset({"false", "no", "f", "n", "0"}))
 
 
 # --- reading the file -----------------------------------------------------------------------------
@@ -153,7 +154,7 @@ class Reader:
             if extra_message and key in extra_message:
                 raise self.error(key, f"not supported: {extra_message[key]}")
             if key not in known:
-                close = difflib.get_close_matches(key, known, n=1, cutoff=0.75)
+                close = settings.closest(key, known, cutoff=0.75)
                 hint = f" (did you mean {close[0]!r}?)" if close else ""
                 place = f" in {self.where.rstrip('.')}" if self.where else ""
                 raise AgentConfigurationError(f"{self.source}: unknown key {key!r}{place}{hint}")
@@ -164,52 +165,21 @@ class Reader:
         if raw is None or (raw == "" and setting.empty_is_unset):
             return setting.default if default is None else default
         value = self._convert(setting, raw)
-        if setting.kind == "int":
-            too_small = setting.minimum is not None and value < setting.minimum
-            too_large = setting.maximum is not None and value > setting.maximum
-            if too_small or too_large:
-                upper = "" if setting.maximum is None else str(setting.maximum)
-                raise self.error(key, f"{value} is outside the valid range {setting.minimum}..{upper}")
+        if value is not None:
+            try:
+                settings.check(setting, value, key)
+            except ConfigurationError as exc:
+                raise AgentConfigurationError(f"{self.source}: {self.where}{exc}") from None
         return value
 
     def _convert(self, setting: Setting, raw: Any) -> Any:
-        key = setting.key
-        if setting.kind == "int":
-            if isinstance(raw, bool) or not isinstance(raw, int | str):
-                raise self.error(key, f"expected an integer (or a string holding one), got {json_type(raw)} {raw!r}")
-            if isinstance(raw, str):
-                if not _INT_TEXT.fullmatch(raw):
-                    raise self.error(key, f"expected an integer, got {raw!r}")
-                return int(raw)
-            return raw
-        if setting.kind == "bool":
-            if isinstance(raw, bool):
-                return raw
-            if isinstance(raw, str | int):
-                word = str(raw).lower()
-                if word in _TRUE_WORDS:
-                    return True
-                if word in _FALSE_WORDS:
-                    return False
-            raise self.error(key, f"expected true or false, got {raw!r}")
-        if setting.kind in ("str", "enum", "regex"):
-            if isinstance(raw, bool):
-                text = "true" if raw else "false"
-            elif isinstance(raw, int | float | str):
-                text = str(raw)
-            else:
-                raise self.error(key, f"expected a string, got {json_type(raw)}")
-            if setting.kind == "enum" and text not in setting.choices:
-                raise self.error(key, f"{text!r} is not one of {', '.join(setting.choices)}")
-            if setting.kind == "regex":
-                if not text:
-                    return None
-                try:
-                    re.compile(text)
-                except re.error as exc:
-                    raise self.error(key, f"not a valid regular expression: {exc}") from None
-            return text
-        raise AssertionError(f"unhandled kind {setting.kind}")
+        if isinstance(raw, list | dict):
+            expected = {"int": "an integer", "bool": "true or false"}.get(setting.kind, "a string")
+            raise self.error(setting.key, f"expected {expected}, got {json_type(raw)}")
+        try:
+            return settings.convert(setting, raw, setting.key, AGENT_BOOLEANS)
+        except ConfigurationError as exc:
+            raise AgentConfigurationError(f"{self.source}: {self.where}{exc}") from None
 
 
 def mask_secret(value: str) -> str:

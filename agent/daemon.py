@@ -27,7 +27,7 @@ import socket
 import time
 
 from agent.checkpoints import CheckpointStore
-from agent.config import AgentConfig, FlowConfig
+from agent.config_types import AgentConfig, Destination, FlowConfig
 from agent.converters import AddEc2Metadata
 from agent.ec2_metadata import fetch_instance_id
 from agent.flow import Flow, Sink
@@ -59,7 +59,7 @@ class Agent:
         self.config = config
         self.registry = MetricsRegistry()
         self.store = CheckpointStore(config.checkpoint_file, ttl_days=config.checkpoint_ttl_days,
-                                     query_timeout=config.checkpoint_query_timeout)
+                                     query_timeout=config.checkpoint_query_timeout_ms / 1000)
         self.flows: list[Flow] = []
         self.send_metrics: dict[str, SendMetrics] = {}
         self._sinks: list[Sink] = []
@@ -83,7 +83,7 @@ class Agent:
             self._force.set()
         else:
             log.info("stop requested: no more reading; sending what was read",
-                     timeout_seconds=self.config.shutdown_timeout)
+                     timeout_seconds=self.config.shutdown_timeout_ms / 1000)
         self._stop.set()
 
     async def run(self) -> int:
@@ -133,7 +133,7 @@ class Agent:
                 await sink.start()
             if self.config.emit_metrics:
                 self._publisher = CloudWatchPublisher(
-                    self.registry, self.config.cloudwatch_namespace, interval=self.config.metrics_interval,
+                    self.registry, self.config.cloudwatch_namespace, interval=self.config.metrics_interval_ms / 1000,
                     client_config=self.config.cloudwatch_client, max_pending_keys=self.config.metrics_queue_size,
                 )
                 await self._publisher.start()
@@ -157,7 +157,7 @@ class Agent:
         return exit_code
 
     def _sink(self, flow: FlowConfig, metrics: SendMetrics, concurrency: asyncio.Semaphore) -> Sink:
-        if flow.destination_kind == "firehose":
+        if flow.destination_kind is Destination.FIREHOSE:
             return FirehoseSink(flow, self.config.firehose_client, metrics, concurrency)
         return KinesisSink(flow, producer_config(self.config, flow), metrics)
 
@@ -177,7 +177,7 @@ class Agent:
         return EXIT_OK
 
     async def _shutdown(self) -> None:
-        deadline = time.monotonic() + self.config.shutdown_timeout
+        deadline = time.monotonic() + self.config.shutdown_timeout_ms / 1000
         for task in self._background:
             task.cancel()
         await asyncio.gather(*self._background, return_exceptions=True)
@@ -210,7 +210,7 @@ class Agent:
         last_sent = 0
         last_time = time.monotonic()
         while True:
-            await asyncio.sleep(self.config.status_period)
+            await asyncio.sleep(self.config.status_period_ms / 1000)
             now = time.monotonic()
             sent = sum(metrics.totals.records_sent for metrics in self.send_metrics.values())
             figures: dict[str, float] = {}

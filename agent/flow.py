@@ -23,7 +23,7 @@ from tenacity import RetryCallState, stop_never, wait_fixed
 
 from agent.batch import Batch, BatchBuilder, ByteBudget, ClosedBatch
 from agent.checkpoints import CheckpointRow, CheckpointStore
-from agent.config import FlowConfig
+from agent.config_types import FlowConfig
 from agent.records import Cut, LineCutter, RecordShaper, RecordStats
 from agent.tracker import FileTracker
 from agent.tracking import (
@@ -189,7 +189,7 @@ class Flow:
     # --- reading ------------------------------------------------------------------------------------
 
     async def _read_forever(self) -> None:
-        poll = self.config.poll_interval
+        poll = self.config.poll_interval_ms / 1000
         next_scan = 0.0
         while True:
             now = time.monotonic()
@@ -281,8 +281,8 @@ class Flow:
             self._enqueue(tracked, *tracked.builder.close())
 
     def _run_timers(self, now: float) -> None:
-        max_age = self.config.max_buffer_age
-        flush_after = self.config.multi_line_flush_timeout
+        max_age = self.config.max_buffer_age_ms / 1000
+        flush_after = self.config.multi_line_flush_timeout_ms / 1000
         multiline = self.config.multi_line_start_pattern is not None
         for tracked in list(self.files.values()):
             if tracked.builder.age(now) >= max_age:
@@ -348,7 +348,7 @@ class Flow:
     async def _deliver(self, batch: Batch) -> None:
         # A failure the sink did not expect: the batch is kept, never dropped.  stop_never: docs/agent.md
         # ("Retries never give up"); stop() cancels the deliveries at shutdown.
-        async for attempt in retrying(wait=wait_fixed(self.config.retry_max_backoff), stop=stop_never,
+        async for attempt in retrying(wait=wait_fixed(self.config.retry_max_backoff_ms / 1000), stop=stop_never,
                                       retry_on=lambda error: isinstance(error, Exception),
                                       before_sleep=lambda state: self._failed_unexpectedly(state, batch)):
             with attempt:

@@ -65,7 +65,7 @@ def _started(agent: Agent) -> CheckResult:
 
 
 def _delivering(agent: Agent) -> CheckResult:
-    limit = agent.config.max_delivery_stall
+    limit = agent.config.max_delivery_stall_ms / 1000
     now = time.monotonic()
     problems = []
     for flow in agent.flows:

@@ -14,10 +14,10 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from kpl import ProducerConfig
+from kpl import MetricsLevel, ProducerConfig
 
 if TYPE_CHECKING:
-    from agent.config import AgentConfig, FlowConfig
+    from agent.config_types import AgentConfig, FlowConfig
 
 #: ``orderedDelivery``: records are retried inside the producer for up to a year, i.e. until delivered.
 ORDERED_RECORD_TTL_MS = 365 * 24 * 3600 * 1000
@@ -29,7 +29,7 @@ def producer_config(config: AgentConfig, flow: FlowConfig) -> ProducerConfig:
         aggregation_enabled=flow.aggregation_enabled,
         # Credentials (awsAccessKeyId, assumeRoleARN), region and kinesis.endpoint from agent.json.
         client_config=client,
-        metrics_level="none",
+        metrics_level=MetricsLevel.NONE,
         # The Java agent's buffer limits are its PutRecords limits; they bound the producer's requests too.
         collection_max_count=flow.max_buffer_size_records,
         collection_max_size=max(52_224, flow.max_buffer_size_bytes),

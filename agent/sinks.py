@@ -21,7 +21,7 @@ from tenacity import RetryCallState, stop_never, wait_fixed
 from tenacity.wait import wait_base
 
 from agent.batch import Batch
-from agent.config import FlowConfig
+from agent.config_types import FlowConfig, PartitionKeyOption
 from agent.metrics import SendMetrics
 from kpl import AsyncProducer, BufferFullError, ProducerConfig, RecordResult
 from kpl.aws import ClientConfig, async_client
@@ -80,7 +80,7 @@ class Retrier:
     def __init__(self, flow: FlowConfig, metrics: SendMetrics | None = None) -> None:
         self.flow = flow
         self.metrics = metrics
-        self.backoff = Backoff(flow.retry_initial_backoff, flow.retry_max_backoff)
+        self.backoff = Backoff(flow.retry_initial_backoff_ms / 1000, flow.retry_max_backoff_ms / 1000)
         self._wait = _DeliveryWait(self.backoff)
         self._logged: dict[str, tuple[float, int]] = {}
 
@@ -211,11 +211,11 @@ class KinesisSink:
         self.metrics = metrics
         self.retrier = Retrier(flow, metrics)
         self._producer: AsyncProducer | None = None
-        self._deterministic = flow.partition_key_option == "DETERMINISTIC"
+        self._deterministic = flow.partition_key_option is PartitionKeyOption.DETERMINISTIC
         # RANDOM spreads records over shards.  With aggregation, one random key per batch spreads them
         # as well, and lets the batch's lines share aggregates and a partition-key table entry instead
         # of carrying 20 bytes of key each (and an MD5 each for shard prediction).
-        self._key_per_batch = flow.partition_key_option == "RANDOM" and flow.aggregation_enabled
+        self._key_per_batch = flow.partition_key_option is PartitionKeyOption.RANDOM and flow.aggregation_enabled
         #: orderedDelivery: every record of the flow goes to one shard, one batch at a time.
         self._flow_key = flow_partition_key(flow.id) if flow.ordered else None
         self._one_at_a_time = asyncio.Lock() if flow.ordered else None
@@ -241,7 +241,7 @@ class KinesisSink:
         async with self._one_at_a_time:
             # An unexpected failure (a bug) is retried here, so the lock is not given up.  stop_never: docs/agent.md
             # ("Retries never give up", "Order") — the flow cancels its deliveries at shutdown.
-            async for attempt in retrying(wait=wait_fixed(self.flow.retry_max_backoff), stop=stop_never,
+            async for attempt in retrying(wait=wait_fixed(self.flow.retry_max_backoff_ms / 1000), stop=stop_never,
                                           retry_on=_is_unexpected,
                                           before_sleep=lambda state: self._failed_unexpectedly(state, batch)):
                 with attempt:

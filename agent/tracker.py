@@ -19,7 +19,7 @@ from collections.abc import Callable
 from dataclasses import replace
 
 from agent.checkpoints import CheckpointRow, CheckpointStore
-from agent.config import FlowConfig
+from agent.config_types import FileStartPosition, FlowConfig
 from agent.globs import FilePattern
 from agent.restore import Resume, plan_restore
 from agent.tracking import (
@@ -152,7 +152,7 @@ class FileTracker:
                 continue
             if key in restarted:
                 offset = 0
-            elif first_run and self.config.initial_position == "END_OF_FILE":
+            elif first_run and self.config.initial_position is FileStartPosition.END_OF_FILE:
                 offset = await asyncio.to_thread(last_line_boundary, seen.path, key, seen.size)
                 log.info("tracking file from its end (initialPosition END_OF_FILE)", flow=self.flow_id,
                          path=seen.path, offset=offset)

@@ -138,7 +138,7 @@ async def kcl_dispatch(workload: dict[str, Any], sync_processor: bool = False) -
                 await self.queue.put(FetchedBatch(batch, 0, None, sum(len(r["Data"]) for r in batch)))
             await self.queue.put(FetchedBatch([], 0, [], 0))
 
-    config = WorkerConfig(worker_id="bench", failover_time_millis=3_600_000)
+    config = WorkerConfig(worker_id="bench", failover_time_ms=3_600_000)
     coordination = _Coordination()
     held_leases = HeldLeases(coordination.table, "bench", config.failover_time, 0.025)  # type: ignore[arg-type]
     held = held_leases.add(Lease("shardId-000000000000", lease_owner="bench", checkpoint=ESN_TRIM_HORIZON),

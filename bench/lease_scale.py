@@ -127,9 +127,9 @@ async def _host(table_name: str, leases: int, workers: list[str], failover_ms: i
     tables: list[LeaseTable] = []
     for name in workers:
         config = WorkerConfig(
-            worker_id=name, failover_time_millis=failover_ms, initial_position_in_stream=InitialPosition.TRIM_HORIZON,
+            worker_id=name, failover_time_ms=failover_ms, initial_position_in_stream=InitialPosition.TRIM_HORIZON,
             metrics_level=MetricsLevel.NONE, cleanup_leases_upon_shard_completion=False, max_lease_renewal_threads=100,
-            graceful_lease_handoff_timeout_millis=10_000,
+            graceful_lease_handoff_timeout_ms=10_000,
         )
         table = LeaseTable(TableSettings(table_name=table_name, endpoint_url=endpoint,
                                          read_timeout=max(2.0, min(10.0, failover_ms / 2000)),

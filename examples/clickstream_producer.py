@@ -64,7 +64,7 @@ def parse_arguments(description: str, argv: list[str] | None, *, properties: boo
 def main(argv: list[str] | None = None) -> int:
     args = parse_arguments(__doc__.splitlines()[0], argv, properties=True)
     config = (kpl.ProducerConfig.from_properties(args.properties) if args.properties
-              else kpl.ProducerConfig(metrics_level="none"))
+              else kpl.ProducerConfig(metrics_level=kpl.MetricsLevel.NONE))
 
     started = time.monotonic()
     with kpl.Producer(config) as producer:

@@ -28,7 +28,7 @@ async def produce(stream: str, count: int, users: int) -> Counter[str]:
         if len(result.attempts) > 1:
             outcomes["retried"] += 1
 
-    async with kpl.AsyncProducer(metrics_level="none") as producer:
+    async with kpl.AsyncProducer(metrics_level=kpl.MetricsLevel.NONE) as producer:
         for index in range(count):
             user_id, data = page_view(index, users)
             future = await producer.put_record(stream, data, partition_key=user_id)

@@ -1,9 +1,11 @@
 """Worker settings with the Java KCL's names and defaults.
 
-Every field is the snake_case form of the KCL setting it mirrors (``failoverTimeMillis`` is
-``failover_time_millis``), so a MultiLangDaemon/amazon-kclpy properties file (:mod:`kcl.properties`)
-maps onto :class:`WorkerConfig` key by key.  Where this worker deliberately differs from the KCL the
-field's comment says so.
+Every field is the snake_case form of the KCL setting it mirrors, with ``Millis`` written ``_ms``
+(``failoverTimeMillis`` is ``failover_time_ms``, ``idleTimeBetweenReadsInMillis`` is
+``idle_time_between_reads_ms``), so a MultiLangDaemon/amazon-kclpy properties file (:mod:`kcl.properties`)
+maps onto :class:`WorkerConfig` key by key through the settings table below (:mod:`kpl.settings`).  An
+old ``*_millis`` keyword is an UnknownSettingError naming the new field.  Where this worker deliberately
+differs from the KCL the field's comment says so.
 """
 
 from __future__ import annotations
@@ -14,15 +16,16 @@ import re
 import socket
 import uuid
 from collections.abc import Callable
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field, fields, replace
 from datetime import datetime
 from typing import Any
 
 from kpl.aws import ClientConfig
 from kpl.errors import ConfigurationError
+from kpl.settings import Setting, check_names, checked_names, validate
 
 
-class InitialPosition(enum.Enum):
+class InitialPosition(enum.StrEnum):
     """Where a new lease starts reading; used only when a lease is created."""
 
     LATEST = "LATEST"
@@ -30,19 +33,19 @@ class InitialPosition(enum.Enum):
     AT_TIMESTAMP = "AT_TIMESTAMP"
 
 
-class RetrievalMode(enum.Enum):
+class RetrievalMode(enum.StrEnum):
     POLLING = "POLLING"
     FANOUT = "FANOUT"
 
 
-class MetricsLevel(enum.Enum):
+class MetricsLevel(enum.StrEnum):
     NONE = "NONE"
     SUMMARY = "SUMMARY"
     DETAILED = "DETAILED"
 
 
 #: The KCL's floor for the pause between GetRecords calls (a shard serves 5 reads per second).
-MIN_IDLE_TIME_BETWEEN_READS_MILLIS = 200
+MIN_IDLE_TIME_BETWEEN_READS_MS = 200
 
 
 def default_worker_id() -> str:
@@ -60,7 +63,81 @@ class DeadLetter:
     attempts: int
 
 
-@dataclass(frozen=True)
+
+_TABLE_NAME = re.compile(r"[A-Za-z0-9_.-]{3,255}\Z")
+_NOT_BLANK = re.compile(r"\s*\S")
+_INT_MAX = 2**31 - 1
+
+#: Every setting a properties file can give, under its KCL key.  Durations are ``*_ms`` (the KCL's
+#: ``*Millis``); ``timeoutInSeconds`` keeps the MultiLangDaemon's seconds, as its name says.
+SETTINGS: tuple[Setting, ...] = (
+    Setting("workerId", "worker_id", "str", pattern=_NOT_BLANK),
+    Setting("tableName", "table_name", "str", pattern=_TABLE_NAME, optional=True),
+    Setting("initialPositionInStream", "initial_position_in_stream", "enum", choices=InitialPosition, fold_case=True),
+    Setting("initialPositionInStreamExtended", "initial_timestamp", "timestamp", optional=True),
+    Setting("failoverTimeMillis", "failover_time_ms", "int", 1, unit="ms"),
+    Setting("epsilonMillis", "epsilon_ms", "int", 0, unit="ms"),
+    Setting("leaseScanIntervalMillis", "lease_scan_interval_ms", "int", 1, unit="ms", optional=True),
+    Setting("leaseAssignmentIntervalMillis", "lease_assignment_interval_ms", "int", 1, unit="ms", optional=True),
+    Setting("maxLeasesForWorker", "max_leases_for_worker", "int", 1, _INT_MAX),
+    Setting("maxLeasesToStealAtOneTime", "max_leases_to_steal_at_one_time", "int", 1, optional=True),
+    Setting("maxLeaseRenewalThreads", "max_lease_renewal_threads", "int", 1),
+    Setting("isGracefulLeaseHandoffEnabled", "is_graceful_lease_handoff_enabled", "bool"),
+    Setting("gracefulLeaseHandoffTimeoutMillis", "graceful_lease_handoff_timeout_ms", "int", 1, unit="ms"),
+    Setting("shardSyncIntervalMillis", "shard_sync_interval_ms", "int", 1, unit="ms"),
+    Setting("cleanupLeasesUponShardCompletion", "cleanup_leases_upon_shard_completion", "bool"),
+    Setting("leaseTableDeletionProtectionEnabled", "lease_table_deletion_protection_enabled", "bool"),
+    Setting("leaseTablePitrEnabled", "lease_table_pitr_enabled", "bool"),
+    Setting("completedLeaseCleanupIntervalMillis", "completed_lease_cleanup_interval_ms", "int", 1, unit="ms"),
+    Setting("parentShardPollIntervalMillis", "parent_shard_poll_interval_ms", "int", 1, unit="ms"),
+    Setting("retrievalMode", "retrieval_mode", "enum", choices=RetrievalMode, fold_case=True),
+    # At most the GetRecords limit.
+    Setting("maxRecords", "max_records", "int", 1, 10_000),
+    # A shard serves 5 GetRecords calls per second.
+    Setting("idleTimeBetweenReadsInMillis", "idle_time_between_reads_ms", "int", MIN_IDLE_TIME_BETWEEN_READS_MS,
+            unit="ms"),
+    Setting("maxPendingProcessRecordsInput", "max_pending_process_records_input", "int", 1),
+    Setting("maxCacheByteSize", "max_cache_byte_size", "int", 1, unit="bytes"),
+    Setting("callProcessRecordsEvenForEmptyRecordList", "call_process_records_even_for_empty_record_list", "bool"),
+    Setting("consumerName", "consumer_name", "str", optional=True),
+    Setting("consumerArn", "consumer_arn", "str", optional=True),
+    Setting("taskBackoffTimeMillis", "task_backoff_time_ms", "int", 1, unit="ms"),
+    Setting("maxTaskBackoffTimeMillis", "max_task_backoff_time_ms", "int", 1, unit="ms"),
+    Setting("maxProcessingAttempts", "max_processing_attempts", "int", 1),
+    Setting("gracefulShutdownTimeoutMillis", "graceful_shutdown_timeout_ms", "int", 1, unit="ms"),
+    Setting("executableName", "executable_name", "str", pattern=_NOT_BLANK, optional=True),
+    Setting("timeoutInSeconds", "timeout_in_seconds", "int", 1, unit="s", optional=True),
+    Setting("metricsLevel", "metrics_level", "enum", choices=MetricsLevel, fold_case=True),
+    Setting("metricsBufferTimeMillis", "metrics_buffer_time_ms", "int", 1, unit="ms"),
+    # The port's range is kpl.observability.check_port's, which also explains it.
+    Setting("metricsPort", "metrics_port", "int", optional=True),
+    Setting("metricsAddress", "metrics_address", "str", optional=True),
+    Setting("regionName", "region_name", "str", optional=True),
+    Setting("kinesisEndpoint", "kinesis_endpoint", "str", optional=True),
+    Setting("dynamoDBEndpoint", "dynamo_db_endpoint", "str", optional=True),
+)
+_BY_FIELD = {setting.field: setting for setting in SETTINGS}
+
+#: The fields' names before durations became ``*_ms``: passing one is an error naming the new one.
+RENAMED = {
+    "failover_time_millis": "failover_time_ms",
+    "epsilon_millis": "epsilon_ms",
+    "lease_scan_interval_millis": "lease_scan_interval_ms",
+    "lease_assignment_interval_millis": "lease_assignment_interval_ms",
+    "graceful_lease_handoff_timeout_millis": "graceful_lease_handoff_timeout_ms",
+    "shard_sync_interval_millis": "shard_sync_interval_ms",
+    "completed_lease_cleanup_interval_millis": "completed_lease_cleanup_interval_ms",
+    "parent_shard_poll_interval_millis": "parent_shard_poll_interval_ms",
+    "idle_time_between_reads_in_millis": "idle_time_between_reads_ms",
+    "task_backoff_time_millis": "task_backoff_time_ms",
+    "max_task_backoff_time_millis": "max_task_backoff_time_ms",
+    "graceful_shutdown_timeout_millis": "graceful_shutdown_timeout_ms",
+    "metrics_buffer_time_millis": "metrics_buffer_time_ms",
+}
+
+
+@checked_names(SETTINGS, renamed=RENAMED, key_hint=" (kcl.load_properties reads KCL keys)", owner="KCL")
+@dataclass(frozen=True, slots=True, kw_only=True)
 class WorkerConfig:
     """How a :class:`kcl.Worker` leases, reads and dispatches.  Defaults follow the Java KCL."""
 
@@ -72,37 +149,37 @@ class WorkerConfig:
     initial_timestamp: datetime | None = None
 
     # --- leases -----------------------------------------------------------------------------------
-    failover_time_millis: int = 10_000
-    epsilon_millis: int = 25
+    failover_time_ms: int = 10_000
+    epsilon_ms: int = 25
     #: How often this worker reads the whole lease table while nothing is happening.  Not a KCL setting:
     #: None means the taker interval below, the KCL 2.x cadence and cost.  The worker reads sooner only
     #: while the table is unbalanced, a handoff it asked for is under way, or a lease may have expired
     #: (see kcl.coordinator), which bounds takeover by failover + one taker interval.
-    lease_scan_interval_millis: int | None = None
+    lease_scan_interval_ms: int | None = None
     #: The taker interval (leaseAssignmentIntervalMillis): how often leases are taken and balanced.
     #: None means 2 x (failover + epsilon), the KCL's default.
-    lease_assignment_interval_millis: int | None = None
+    lease_assignment_interval_ms: int | None = None
     max_leases_for_worker: int = 2**31 - 1
     #: The KCL steals one lease per taker run; None steals as many as balancing needs, from every
     #: over-loaded worker at once, so a new worker is balanced within two runs.
     max_leases_to_steal_at_one_time: int | None = None
     max_lease_renewal_threads: int = 20
     is_graceful_lease_handoff_enabled: bool = True
-    graceful_lease_handoff_timeout_millis: int = 30_000
-    shard_sync_interval_millis: int = 60_000
+    graceful_lease_handoff_timeout_ms: int = 30_000
+    shard_sync_interval_ms: int = 60_000
     cleanup_leases_upon_shard_completion: bool = True
     #: A lease table this worker creates gets deletion protection / point-in-time recovery (the KCL's
     #: leaseTableDeletionProtectionEnabled, leaseTablePitrEnabled); an existing table is left as it is.
     lease_table_deletion_protection_enabled: bool = False
     lease_table_pitr_enabled: bool = False
-    completed_lease_cleanup_interval_millis: int = 300_000
-    parent_shard_poll_interval_millis: int = 10_000
+    completed_lease_cleanup_interval_ms: int = 300_000
+    parent_shard_poll_interval_ms: int = 10_000
 
     # --- retrieval --------------------------------------------------------------------------------
     #: The KCL defaults to enhanced fan-out; this worker polls unless asked (``--fan-out``).
     retrieval_mode: RetrievalMode = RetrievalMode.POLLING
     max_records: int = 10_000
-    idle_time_between_reads_in_millis: int = 1_500
+    idle_time_between_reads_ms: int = 1_500
     max_pending_process_records_input: int = 3
     max_cache_byte_size: int = 8 * 1024 * 1024
     call_process_records_even_for_empty_record_list: bool = False
@@ -112,8 +189,8 @@ class WorkerConfig:
 
     # --- processing -------------------------------------------------------------------------------
     #: First wait before retrying a failed processor call; doubles (with jitter) up to the maximum.
-    task_backoff_time_millis: int = 500
-    max_task_backoff_time_millis: int = 30_000
+    task_backoff_time_ms: int = 500
+    max_task_backoff_time_ms: int = 30_000
     #: Receives the batch a processor failed on, after which processing continues past it.  None
     #: (the default) retries the batch until it succeeds: nothing is ever skipped silently.
     dead_letter: Callable[[DeadLetter], Any] | None = None
@@ -121,7 +198,7 @@ class WorkerConfig:
     max_processing_attempts: int = 3
     #: Bound on a graceful shutdown: processors get this long to return from ``shutdown_requested``.
     #: A properties file may say ``shutdownGraceMillis`` (the MultiLangDaemon's name) instead.
-    graceful_shutdown_timeout_millis: int = 20_000
+    graceful_shutdown_timeout_ms: int = 20_000
 
     # --- MultiLang mode (kcl.multilang) ------------------------------------------------------------
     #: The MultiLangDaemon's ``executableName``: the command ``kcl-worker`` starts per leased shard (split
@@ -135,7 +212,7 @@ class WorkerConfig:
 
     # --- metrics ----------------------------------------------------------------------------------
     metrics_level: MetricsLevel = MetricsLevel.DETAILED
-    metrics_buffer_time_millis: int = 10_000
+    metrics_buffer_time_ms: int = 10_000
     #: Not KCL settings (``metricsPort``, ``metricsAddress``): serve Prometheus ``/metrics``, ``/healthz`` and
     #: ``/readyz`` on this port while the worker runs (0: any free port, logged), on 127.0.0.1 unless
     #: ``metrics_address`` names another address.  None (the default) serves nothing.  See kcl.health.
@@ -163,25 +240,25 @@ class WorkerConfig:
 
     @property
     def failover_time(self) -> float:
-        return self.failover_time_millis / 1000
+        return self.failover_time_ms / 1000
 
     @property
     def renewal_interval(self) -> float:
         """failover / 3 - epsilon, as in the KCL: three renewal chances before a lease can expire."""
-        return (self.failover_time_millis / 3 - self.epsilon_millis) / 1000
+        return (self.failover_time_ms / 3 - self.epsilon_ms) / 1000
 
     @property
     def scan_interval(self) -> float:
         """The steady-state interval between two reads of the whole lease table by this worker."""
-        if self.lease_scan_interval_millis is not None:
-            return self.lease_scan_interval_millis / 1000
+        if self.lease_scan_interval_ms is not None:
+            return self.lease_scan_interval_ms / 1000
         return self.assignment_interval
 
     @property
     def assignment_interval(self) -> float:
-        if self.lease_assignment_interval_millis is not None:
-            return self.lease_assignment_interval_millis / 1000
-        return 2 * (self.failover_time_millis + self.epsilon_millis) / 1000
+        if self.lease_assignment_interval_ms is not None:
+            return self.lease_assignment_interval_ms / 1000
+        return 2 * (self.failover_time_ms + self.epsilon_ms) / 1000
 
     def lease_table_name(self, application_name: str) -> str:
         return self.table_name or application_name
@@ -198,89 +275,45 @@ class WorkerConfig:
         return ClientConfig(region=self.region_name)
 
     def with_(self, **changes: Any) -> WorkerConfig:
+        """A copy with ``changes``; an unknown or renamed name is an UnknownSettingError (a TypeError) naming it."""
+        check_names(changes, _FIELD_NAMES, SETTINGS, "WorkerConfig.with_()", renamed=RENAMED, owner="KCL")
         return replace(self, **changes)
 
 
-# --- validation -----------------------------------------------------------------------------------
+# --- the settings table ---------------------------------------------------------------------------
 
 
 def property_key(field_name: str) -> str:
-    """The KCL properties key of a field: ``failover_time_millis`` -> ``failoverTimeMillis``."""
-    special = _FIELD_TO_KEY.get(field_name)
-    if special:
-        return special
-    head, *rest = field_name.split("_")
-    return head + "".join(part.capitalize() for part in rest)
-
-
-def _named(field_name: str) -> str:
-    return f"{field_name} ({property_key(field_name)})"
+    """The KCL properties key of a field: ``failover_time_ms`` -> ``failoverTimeMillis``."""
+    return _BY_FIELD[field_name].key
 
 
 def _validate(config: WorkerConfig) -> None:
-    positive = (
-        "failover_time_millis", "max_records", "max_leases_for_worker", "max_lease_renewal_threads",
-        "graceful_lease_handoff_timeout_millis", "shard_sync_interval_millis",
-        "completed_lease_cleanup_interval_millis", "parent_shard_poll_interval_millis",
-        "max_pending_process_records_input", "max_cache_byte_size", "task_backoff_time_millis",
-        "max_task_backoff_time_millis", "max_processing_attempts", "graceful_shutdown_timeout_millis",
-        "metrics_buffer_time_millis",
-    )
-    for name in positive:
-        value = getattr(config, name)
-        if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
-            raise ConfigurationError(f"{_named(name)} must be a positive integer, got {value!r}")
-    for name in ("lease_scan_interval_millis", "lease_assignment_interval_millis", "max_leases_to_steal_at_one_time",
-                 "timeout_in_seconds"):
-        value = getattr(config, name)
-        if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value <= 0):
-            raise ConfigurationError(f"{_named(name)} must be a positive integer, got {value!r}")
-    if not isinstance(config.epsilon_millis, int) or config.epsilon_millis < 0:
-        raise ConfigurationError(f"{_named('epsilon_millis')} must be >= 0, got {config.epsilon_millis!r}")
-    if config.failover_time_millis < 3 * config.epsilon_millis + 300:
+    validate(config, SETTINGS)
+    if config.failover_time_ms < 3 * config.epsilon_ms + 300:
         raise ConfigurationError(
-            f"{_named('failover_time_millis')} must leave room for three renewals "
-            f"(>= 3 x epsilon + 300 ms), got {config.failover_time_millis}"
+            f"{_named('failover_time_ms')} must leave room for three renewals "
+            f"(>= 3 x epsilon + 300 ms), got {config.failover_time_ms}"
         )
-    if config.max_records > 10_000:
-        raise ConfigurationError(f"{_named('max_records')} must be <= 10000 (the GetRecords limit), "
-                                 f"got {config.max_records}")
-    idle = config.idle_time_between_reads_in_millis
-    if isinstance(idle, bool) or not isinstance(idle, int) or idle < MIN_IDLE_TIME_BETWEEN_READS_MILLIS:
-        raise ConfigurationError(
-            f"{_named('idle_time_between_reads_in_millis')} must be >= {MIN_IDLE_TIME_BETWEEN_READS_MILLIS} "
-            f"(a shard serves 5 GetRecords calls per second), got {idle!r}"
-        )
-    if config.task_backoff_time_millis > config.max_task_backoff_time_millis:
-        raise ConfigurationError(f"{_named('task_backoff_time_millis')} must not exceed "
-                                 f"{_named('max_task_backoff_time_millis')}")
-    if not config.worker_id or not isinstance(config.worker_id, str):
-        raise ConfigurationError(f"{_named('worker_id')} must be a non-empty string")
-    if config.table_name is not None and not (isinstance(config.table_name, str)
-                                              and _TABLE_NAME.fullmatch(config.table_name)):
-        raise ConfigurationError(f"{_named('table_name')} {config.table_name!r} is not a valid DynamoDB table name")
-    for name, enum_type in (("initial_position_in_stream", InitialPosition), ("retrieval_mode", RetrievalMode),
-                            ("metrics_level", MetricsLevel)):
-        if not isinstance(getattr(config, name), enum_type):
-            raise ConfigurationError(f"{_named(name)} must be a {enum_type.__name__}, got {getattr(config, name)!r}")
+    if config.task_backoff_time_ms > config.max_task_backoff_time_ms:
+        raise ConfigurationError(f"{_named('task_backoff_time_ms')} must not exceed "
+                                 f"{_named('max_task_backoff_time_ms')}")
     at_timestamp = config.initial_position_in_stream is InitialPosition.AT_TIMESTAMP
     if at_timestamp and config.initial_timestamp is None:
-        raise ConfigurationError("initial position AT_TIMESTAMP needs a timestamp "
-                                 f"({_named('initial_timestamp')})")
+        raise ConfigurationError(f"initial position AT_TIMESTAMP needs a timestamp ({_named('initial_timestamp')})")
     if not at_timestamp and config.initial_timestamp is not None:
         raise ConfigurationError(f"{_named('initial_timestamp')} is only valid with initial position AT_TIMESTAMP")
-    if config.initial_timestamp is not None and config.initial_timestamp.tzinfo is None:
-        raise ConfigurationError(f"{_named('initial_timestamp')} must be timezone-aware")
     if config.dead_letter is not None and not callable(config.dead_letter):
         raise ConfigurationError("dead_letter must be callable")
-    if config.executable_name is not None and (not isinstance(config.executable_name, str)
-                                               or not config.executable_name.strip()):
-        raise ConfigurationError(f"{_named('executable_name')} must name a command, got {config.executable_name!r}")
     _validate_endpoint(config)
     if config.kinesis_role_arn is not None and not (isinstance(config.kinesis_role_arn, str)
                                                     and _ROLE_ARN.fullmatch(config.kinesis_role_arn)):
         raise ConfigurationError(f"kinesis_role_arn {config.kinesis_role_arn!r} is not an IAM role ARN "
                                  "(arn:aws:iam::<account>:role/<name>)")
+
+
+def _named(field_name: str) -> str:
+    return _BY_FIELD[field_name].named
 
 
 def _validate_endpoint(config: WorkerConfig) -> None:
@@ -298,14 +331,6 @@ def _validate_endpoint(config: WorkerConfig) -> None:
         check_address(config.metrics_address, _named("metrics_address"))
 
 
-_TABLE_NAME = re.compile(r"[A-Za-z0-9_.-]{3,255}")
 _ROLE_ARN = re.compile(r"arn:aws[a-z-]*:iam::\d{12}:role/[\w+=,.@/-]{1,512}")
 
-#: Fields whose KCL key is not the mechanical camelCase of the field name.
-_FIELD_TO_KEY = {
-    "initial_position_in_stream": "initialPositionInStream",
-    "initial_timestamp": "initialPositionInStreamExtended",
-    "dynamo_db_endpoint": "dynamoDBEndpoint",
-    "is_graceful_lease_handoff_enabled": "isGracefulLeaseHandoffEnabled",
-}
-
+_FIELD_NAMES = frozenset(item.name for item in fields(WorkerConfig))

@@ -71,7 +71,7 @@ class LeaseCoordinator:
         self.metrics = metrics
         self.listener = listener
         self.clock = clock
-        self.held = HeldLeases(table, self.worker_id, config.failover_time, config.epsilon_millis / 1000, clock)
+        self.held = HeldLeases(table, self.worker_id, config.failover_time, config.epsilon_ms / 1000, clock)
         self.taker = LeaseTaker(table=table, held=self.held, config=config, metrics=metrics,
                                 on_acquired=listener.lease_acquired, clock=clock)
         self.shards: dict[str, ShardInfo] = {}
@@ -110,7 +110,7 @@ class LeaseCoordinator:
             asyncio.create_task(self._shard_sync_loop(), name="kcl-shard-sync"),
         ]
         if self.config.cleanup_leases_upon_shard_completion:
-            interval = self.config.completed_lease_cleanup_interval_millis / 1000
+            interval = self.config.completed_lease_cleanup_interval_ms / 1000
             self._tasks.append(asyncio.create_task(self._every(interval, self.clean_up), name="kcl-lease-cleanup"))
 
     async def _initial_sync(self) -> None:
@@ -335,7 +335,7 @@ class LeaseCoordinator:
         return created
 
     async def _shard_sync_loop(self) -> None:
-        interval = self.config.shard_sync_interval_millis / 1000
+        interval = self.config.shard_sync_interval_ms / 1000
         while True:
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._sync_now.wait(), interval)

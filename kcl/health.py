@@ -109,7 +109,7 @@ def shard_sync(worker: Worker) -> CheckResult:
     coordinator = worker.coordinator
     if coordinator is None or not worker.running:
         return None
-    interval = worker.config.shard_sync_interval_millis / 1000
+    interval = worker.config.shard_sync_interval_ms / 1000
     last = coordinator.last_sync_ok
     age = None if last is None else time.monotonic() - last
     if age is not None and age <= 2 * interval:

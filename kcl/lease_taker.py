@@ -53,7 +53,7 @@ class LeaseTaker:
         self.on_acquired = on_acquired
         self.clock = clock
         self.observations = LeaseObservations(config.failover_time, config.renewal_interval,
-                                              margin=max(0.05, config.epsilon_millis / 1000))
+                                              margin=max(0.05, config.epsilon_ms / 1000))
         #: The last read of the whole table (by the taker or a shard sync), and when (this clock).
         self.last_scan: list[Lease] = []
         self.last_scan_at: float | None = None
@@ -219,7 +219,7 @@ class LeaseTaker:
                               error=describe_failure(exc))
             return False
         self._log.info("requested lease handoff", shard=lease.lease_key, current_owner=lease.lease_owner)
-        timeout = self.config.graceful_lease_handoff_timeout_millis / 1000 + 2 * self.config.failover_time
+        timeout = self.config.graceful_lease_handoff_timeout_ms / 1000 + 2 * self.config.failover_time
         self._watched[lease.lease_key] = time.monotonic() + timeout
         self._watch_wake.set()
         return True

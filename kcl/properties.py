@@ -21,18 +21,16 @@ under a name and its alias (``workerId`` and ``workerIdentifier``), takes the la
 
 from __future__ import annotations
 
-import difflib
-import enum
-from collections.abc import Callable, Mapping
-from dataclasses import dataclass, fields
-from datetime import UTC, datetime
+from collections.abc import Mapping
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from kcl.config import InitialPosition, MetricsLevel, RetrievalMode, WorkerConfig, property_key
+from kcl.config import SETTINGS, InitialPosition, RetrievalMode, WorkerConfig
 from kcl.stream import parse_stream_arn
 from kpl.errors import ConfigurationError
 from kpl.properties import last_wins, read_properties
+from kpl.settings import Setting, check, closest, convert
 
 #: KCL 3.x MultiLangDaemon keys that have no meaning for this worker.  Accepted so that an existing
 #: properties file works unchanged, and reported so that the caller can say so.
@@ -76,9 +74,6 @@ KEY_ALIASES = {
 #: Keys that mean something only in MultiLang mode (no ``processor``): without effect next to a processor.
 MULTILANG_KEYS = ("executableName", "timeoutInSeconds")
 
-#: Fields a properties file cannot set directly (callbacks; the role comes from AwsCredentialsProvider).
-_NOT_SETTABLE = frozenset({"dead_letter", "kinesis_role_arn", "kinesis_role_session_name", "kinesis_role_external_id"})
-
 #: Keys that name what to run rather than how (the CLI's --stream/--application/--processor).
 _TARGET_KEYS = ("streamName", "streamArn", "applicationName", "processor")
 
@@ -92,65 +87,26 @@ _DEFAULT_PROVIDERS = frozenset({"DefaultCredentialsProvider", "DefaultAWSCredent
 # --- values ---------------------------------------------------------------------------------------
 
 
-def _parse_int(key: str, text: str) -> int:
-    try:
-        return int(text)
-    except ValueError:
-        raise ConfigurationError(f"{key} must be an integer, got {text!r}") from None
-
-
-def _parse_bool(key: str, text: str) -> bool:
-    lowered = text.lower()
-    if lowered in ("true", "false"):
-        return lowered == "true"
-    raise ConfigurationError(f"{key} must be true or false, got {text!r}")
-
-
-def _enum_parser(enum_type: type[enum.Enum]) -> Callable[[str, str], Any]:
-    def parse(key: str, text: str) -> Any:
-        if enum_type is RetrievalMode and text.upper() == "DEFAULT":
-            return RetrievalMode.POLLING  # the MultiLangDaemon's DEFAULT: this worker's default
-        try:
-            return enum_type(text.upper())
-        except ValueError:
-            choices = ", ".join(member.value for member in enum_type)
-            raise ConfigurationError(f"{key} must be one of {choices}, got {text!r}") from None
-    return parse
-
-
-def _parse_epoch_seconds(key: str, text: str) -> datetime:
-    try:
-        return datetime.fromtimestamp(float(text), UTC)
-    except (ValueError, OverflowError, OSError):
-        raise ConfigurationError(f"{key} must be a timestamp in epoch seconds, got {text!r}") from None
-
-
 def _parse_str(key: str, text: str) -> str:
     if not text:
         raise ConfigurationError(f"{key} must not be empty")
     return text
 
 
-def _parser_for(field_name: str, field_type: Any) -> Callable[[str, str], Any]:
-    if field_name == "initial_timestamp":
-        return _parse_epoch_seconds
-    text = str(field_type)
-    for enum_type in (InitialPosition, RetrievalMode, MetricsLevel):
-        if enum_type.__name__ in text:
-            return _enum_parser(enum_type)
-    if text.startswith("bool"):
-        return _parse_bool
-    if text.startswith("int"):
-        return _parse_int
-    return _parse_str
+def _parse(setting: Setting, name: str, text: str) -> Any:
+    """A properties value as its setting's type (kpl.settings' converters; Java's true/false only)."""
+    if setting.kind == "str":
+        return _parse_str(name, text)
+    if setting.field == "retrieval_mode" and text.upper() == "DEFAULT":
+        return RetrievalMode.POLLING  # the MultiLangDaemon's DEFAULT: this worker's default
+    value = convert(setting, text, name)
+    check(setting, value, name)
+    return value * setting.scale if setting.kind == "int" else value
 
 
-def _settable_fields() -> dict[str, tuple[str, Callable[[str, str], Any]]]:
-    """properties key -> (field name, parser) for every field a properties file may set."""
-    table = {}
-    for item in fields(WorkerConfig):
-        if item.name not in _NOT_SETTABLE:
-            table[property_key(item.name)] = (item.name, _parser_for(item.name, item.type))
+def _settable_fields() -> dict[str, Setting]:
+    """properties key (or alias) -> setting, for every field a properties file may set."""
+    table = {setting.key: setting for setting in SETTINGS}
     for alias, key in KEY_ALIASES.items():
         table[alias] = table[key]
     return table
@@ -237,7 +193,7 @@ def load_properties(path: str | Path) -> LoadedProperties:
 
     def setting_of(raw_key: str) -> str:
         key = _canonical(raw_key)
-        return settable[key][0] if key in settable else key
+        return settable[key].field if key in settable else key
 
     # Java's rule: the last value wins, also between two names of one setting (workerId, workerIdentifier).
     for number, raw_key, value in last_wins(read_properties(source), str(source), setting_of).values():
@@ -254,8 +210,8 @@ def load_properties(path: str | Path) -> LoadedProperties:
         elif key in IGNORED_KCL_KEYS:
             ignored.append(key)
         elif key in settable:
-            name, parse = settable[key]
-            settings[name] = parse(f"{where}: {key}", value)
+            setting = settable[key]
+            settings[setting.field] = _parse(setting, f"{where}: {key}", value)
         else:
             raise ConfigurationError(f"{where}: unknown setting {key!r}{_suggestion(key, settable)}")
     if "initial_timestamp" in settings and "initial_position_in_stream" not in settings:
@@ -277,9 +233,9 @@ def load_properties(path: str | Path) -> LoadedProperties:
     )
 
 
-_FIELD_OF = {key: _settable_fields()[key][0] for key in MULTILANG_KEYS}
+_FIELD_OF = {key: _settable_fields()[key].field for key in MULTILANG_KEYS}
 
 
 def _suggestion(key: str, settable: Mapping[str, object]) -> str:
-    close = difflib.get_close_matches(key, [*settable, *_TARGET_KEYS], n=1)
+    close = closest(key, [*settable, *_TARGET_KEYS])
     return f" (did you mean {close[0]!r}?)" if close else ""

@@ -27,7 +27,7 @@ from typing import Any
 from tenacity import AsyncRetrying, RetryCallState, stop_never
 from tenacity.wait import wait_base
 
-from kcl.config import MIN_IDLE_TIME_BETWEEN_READS_MILLIS, WorkerConfig
+from kcl.config import MIN_IDLE_TIME_BETWEEN_READS_MS, WorkerConfig
 from kcl.errors import ShardReadError
 from kcl.metrics import KclMetrics
 from kcl.sequence import AT_TIMESTAMP, LATEST, TRIM_HORIZON, ExtendedSequenceNumber
@@ -192,8 +192,8 @@ class PollingFetcher(_Fetcher):
 
     async def run(self) -> None:
         iterator = await self._iterator(self.position)
-        min_interval = MIN_IDLE_TIME_BETWEEN_READS_MILLIS / 1000
-        idle = self.config.idle_time_between_reads_in_millis / 1000
+        min_interval = MIN_IDLE_TIME_BETWEEN_READS_MS / 1000
+        idle = self.config.idle_time_between_reads_ms / 1000
         while True:
             started = time.monotonic()
             response, iterator = await self._get_records(iterator)

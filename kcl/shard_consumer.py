@@ -107,12 +107,12 @@ class ShardConsumer:
             self._initialize_extras["pending_checkpoint"] = None if pending is None else PendingCheckpoint(
                 pending.sequence_number, pending.sub_sequence_number, held.lease.pending_checkpoint_state)
         self._stop_reason: Outcome | None = None
-        self._shutdown_timeout = config.graceful_shutdown_timeout_millis / 1000
+        self._shutdown_timeout = config.graceful_shutdown_timeout_ms / 1000
         self._wake = asyncio.Event()
         self._initialized = False
         self._fetch_task: asyncio.Task[None] | None = None
         self._child_shards: list[dict[str, Any]] = []
-        self._backoff = Backoff(config.task_backoff_time_millis / 1000, config.max_task_backoff_time_millis / 1000)
+        self._backoff = Backoff(config.task_backoff_time_ms / 1000, config.max_task_backoff_time_ms / 1000)
         self._log = log.bind(shard=self.shard_id)
 
     def checkpoint_age(self, now: float) -> float:
@@ -209,7 +209,7 @@ class ShardConsumer:
     async def _wait_for_parents(self) -> None:
         if not self._parents:
             return
-        poll = self._config.parent_shard_poll_interval_millis / 1000
+        poll = self._config.parent_shard_poll_interval_ms / 1000
         while True:
             self._check()
             try:

@@ -8,7 +8,7 @@ Start-up checks come before anything is created: the stream must exist, so a typ
 table behind.  A graceful stop (``stop()``, SIGTERM, SIGINT) stops taking leases, asks every processor
 to ``shutdown_requested`` (where it checkpoints), releases the leases so other workers take them at
 their next scan instead of after the failover time, and returns within
-``graceful_shutdown_timeout_millis`` however the processors behave.
+``graceful_shutdown_timeout_ms`` however the processors behave.
 
 With ``metrics_port`` (``metricsPort``, ``--metrics-port``) the worker serves Prometheus ``/metrics``
 (kcl.prometheus), ``/healthz`` and ``/readyz`` (kcl.health) through kpl.observability, on its own event
@@ -176,7 +176,7 @@ class Worker:
                     self._kinesis, stream_arn, config.consumer_name or self.application_name)
             if config.metrics_level is not MetricsLevel.NONE:
                 self._publisher = CloudWatchPublisher(self.registry, self.application_name,
-                                                      interval=config.metrics_buffer_time_millis / 1000,
+                                                      interval=config.metrics_buffer_time_ms / 1000,
                                                       client_config=config.cloudwatch_client_config())
                 await self._publisher.start()
             self._coordinator = LeaseCoordinator(
@@ -210,13 +210,13 @@ class Worker:
         self._stop_requested.set()
 
     async def stop(self) -> None:
-        """Graceful shutdown; idempotent, bounded by ``graceful_shutdown_timeout_millis``."""
+        """Graceful shutdown; idempotent, bounded by ``graceful_shutdown_timeout_ms``."""
         self._stop_requested.set()
         if self._stopped.is_set() or self._coordinator is None:
             self._stopped.set()
             return
         coordinator = self._coordinator
-        timeout = self.config.graceful_shutdown_timeout_millis / 1000
+        timeout = self.config.graceful_shutdown_timeout_ms / 1000
         log.info("worker stopping: releasing leases", worker=self.worker_id, leases=len(coordinator.held))
         await coordinator.stop_taking()
         for consumer, _ in list(self._consumers.values()):
@@ -355,7 +355,7 @@ class Worker:
     def handoff_requested(self, shard_id: str) -> None:
         entry = self._consumers.get(shard_id)
         if entry is not None:
-            entry[0].request_shutdown(self.config.graceful_lease_handoff_timeout_millis / 1000)
+            entry[0].request_shutdown(self.config.graceful_lease_handoff_timeout_ms / 1000)
 
     async def _run_consumer(self, consumer: ShardConsumer, previous: asyncio.Task[None] | None) -> None:
         coordinator = self._coordinator

@@ -9,7 +9,7 @@ import logging as _logging
 
 __version__ = "0.1.0"
 
-from kpl.config import ProducerConfig, ProducerSettings
+from kpl.config import MetricsGranularity, MetricsLevel, ProducerConfig, ProducerSettings
 from kpl.errors import (
     ArgumentTypeError,
     BackpressureTimeoutError,
@@ -42,6 +42,8 @@ __all__ = [
     "FlushTimeoutError",
     "InvalidArgumentError",
     "KinesisToolkitError",
+    "MetricsGranularity",
+    "MetricsLevel",
     "Producer",
     "ProducerClosedError",
     "ProducerConfig",

@@ -11,7 +11,7 @@ that names the key (and the file and line).
 
 from __future__ import annotations
 
-import difflib
+import enum
 import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field, fields, replace
@@ -19,63 +19,66 @@ from pathlib import Path
 from typing import Any, TypedDict
 
 from kpl.aws import ClientConfig
-from kpl.errors import ArgumentTypeError, ConfigurationError, UnknownSettingError
+from kpl.errors import ArgumentTypeError, ConfigurationError
 from kpl.properties import last_wins, read_properties
+from kpl.settings import Setting, check, check_names, checked_names, convert, validate
 
 MAX_LONG = 2**63 - 1
 MIB = 1024 * 1024
 
-METRICS_LEVELS = ("none", "summary", "detailed")
-METRICS_GRANULARITIES = ("global", "stream", "shard")
+class MetricsLevel(enum.StrEnum):
+    """The KPL's ``MetricsLevel``: which metrics are uploaded to CloudWatch (docs/kpl.md)."""
+
+    NONE = "none"
+    SUMMARY = "summary"
+    DETAILED = "detailed"
+
+
+class MetricsGranularity(enum.StrEnum):
+    """The KPL's ``MetricsGranularity``: the finest dimension metrics are uploaded with."""
+
+    GLOBAL = "global"
+    STREAM = "stream"
+    SHARD = "shard"
+
+
+#: The values of the closed sets, as strings (kpl.metrics and the docs read them).
+METRICS_LEVELS = tuple(level.value for level in MetricsLevel)
+METRICS_GRANULARITIES = tuple(granularity.value for granularity in MetricsGranularity)
 
 _HOST_PATTERN = re.compile(r"^([A-Za-z0-9-.]+)?$")
 _REGION_PATTERN = re.compile(r"^([a-z]+-([a-z]+-)?[a-z]+-[0-9])?$")
 
-
-@dataclass(frozen=True, slots=True)
-class _Setting:
-    """How one KPL key maps onto a ProducerConfig field, and what values it accepts."""
-
-    key: str
-    field: str
-    kind: type
-    minimum: int | None = None
-    maximum: int | None = None
-    choices: tuple[str, ...] = ()
-    pattern: re.Pattern[str] | None = None
-
-
 _SETTINGS = (
-    _Setting("AggregationEnabled", "aggregation_enabled", bool),
-    _Setting("AggregationMaxCount", "aggregation_max_count", int, 1, MAX_LONG),
-    _Setting("AggregationMaxSize", "aggregation_max_size", int, 64, 10 * MIB),
-    _Setting("CollectionMaxCount", "collection_max_count", int, 1, 500),
-    _Setting("CollectionMaxSize", "collection_max_size", int, 52224, MAX_LONG),
-    _Setting("RecordMaxBufferedTime", "record_max_buffered_time_ms", int, 0, MAX_LONG),
-    _Setting("RecordTtl", "record_ttl_ms", int, 100, MAX_LONG),
-    _Setting("RateLimit", "rate_limit", int, 1, MAX_LONG),
-    _Setting("FailIfThrottled", "fail_if_throttled", bool),
-    _Setting("MaxConnections", "max_connections", int, 1, 256),
-    _Setting("RequestTimeout", "request_timeout_ms", int, 100, 600000),
-    _Setting("ConnectTimeout", "connect_timeout_ms", int, 100, 300000),
-    _Setting("MaxUserRecordSize", "max_user_record_size", int, 64, 10 * MIB),
-    _Setting("MetricsLevel", "metrics_level", str, choices=METRICS_LEVELS),
-    _Setting("MetricsGranularity", "metrics_granularity", str, choices=METRICS_GRANULARITIES),
-    _Setting("MetricsNamespace", "metrics_namespace", str, pattern=re.compile(r"^(?!AWS/).{1,255}$")),
-    _Setting("MetricsUploadDelay", "metrics_upload_delay_ms", int, 1, 60000),
-    _Setting("KinesisEndpoint", "kinesis_endpoint", str),
-    _Setting("KinesisPort", "kinesis_port", int, 1, 65535),
-    _Setting("CloudwatchEndpoint", "cloudwatch_endpoint", str),
-    _Setting("CloudwatchPort", "cloudwatch_port", int, 1, 65535),
-    _Setting("Region", "region", str, pattern=_REGION_PATTERN),
+    Setting("AggregationEnabled", "aggregation_enabled", "bool"),
+    Setting("AggregationMaxCount", "aggregation_max_count", "int", 1, MAX_LONG),
+    Setting("AggregationMaxSize", "aggregation_max_size", "int", 64, 10 * MIB, unit="bytes"),
+    Setting("CollectionMaxCount", "collection_max_count", "int", 1, 500),
+    Setting("CollectionMaxSize", "collection_max_size", "int", 52224, MAX_LONG, unit="bytes"),
+    Setting("RecordMaxBufferedTime", "record_max_buffered_time_ms", "int", 0, MAX_LONG, unit="ms"),
+    Setting("RecordTtl", "record_ttl_ms", "int", 100, MAX_LONG, unit="ms"),
+    Setting("RateLimit", "rate_limit", "int", 1, MAX_LONG),
+    Setting("FailIfThrottled", "fail_if_throttled", "bool"),
+    Setting("MaxConnections", "max_connections", "int", 1, 256),
+    Setting("RequestTimeout", "request_timeout_ms", "int", 100, 600000, unit="ms"),
+    Setting("ConnectTimeout", "connect_timeout_ms", "int", 100, 300000, unit="ms"),
+    Setting("MaxUserRecordSize", "max_user_record_size", "int", 64, 10 * MIB, unit="bytes", optional=True),
+    Setting("MetricsLevel", "metrics_level", "enum", choices=MetricsLevel),
+    Setting("MetricsGranularity", "metrics_granularity", "enum", choices=MetricsGranularity),
+    Setting("MetricsNamespace", "metrics_namespace", "str", pattern=re.compile(r"^(?!AWS/).{1,255}$")),
+    Setting("MetricsUploadDelay", "metrics_upload_delay_ms", "int", 1, 60000, unit="ms"),
+    Setting("KinesisEndpoint", "kinesis_endpoint", "str"),
+    Setting("KinesisPort", "kinesis_port", "int", 1, 65535),
+    Setting("CloudwatchEndpoint", "cloudwatch_endpoint", "str"),
+    Setting("CloudwatchPort", "cloudwatch_port", "int", 1, 65535),
+    Setting("Region", "region", "str", pattern=_REGION_PATTERN),
     # Not KPL keys: this producer's own settings, accepted in properties files under these names.
-    _Setting("OrderedPerShard", "ordered_per_shard", bool),
-    _Setting("MaxOutstandingRecords", "max_outstanding_records", int, 1, MAX_LONG),
-    _Setting("MaxOutstandingBytes", "max_outstanding_bytes", int, 1, MAX_LONG),
-    _Setting("CborProtocol", "cbor_protocol", bool),
+    Setting("OrderedPerShard", "ordered_per_shard", "bool"),
+    Setting("MaxOutstandingRecords", "max_outstanding_records", "int", 1, MAX_LONG),
+    Setting("MaxOutstandingBytes", "max_outstanding_bytes", "int", 1, MAX_LONG, unit="bytes"),
+    Setting("CborProtocol", "cbor_protocol", "bool"),
 )
 _BY_KEY = {setting.key: setting for setting in _SETTINGS}
-_BY_FIELD = {setting.field: setting for setting in _SETTINGS}
 
 #: Keys of earlier KPL releases, read as their current names.
 _LEGACY_KEYS = {"CustomEndpoint": "KinesisEndpoint", "Port": "KinesisPort"}
@@ -91,7 +94,11 @@ IGNORED_KPL_KEYS = frozenset({
 })
 
 
-@dataclass(frozen=True, slots=True)
+_KEY_HINT = " (or use ProducerConfig.from_kpl_settings)"
+
+
+@checked_names(_SETTINGS, key_hint=_KEY_HINT, owner="KPL")
+@dataclass(frozen=True, slots=True, kw_only=True)
 class ProducerConfig:
     """Every producer setting, with the Java KPL's defaults.  See docs/kpl.md for the full table."""
 
@@ -110,8 +117,10 @@ class ProducerConfig:
     #: Client-side cap on partition key + data.  None: the stream's own maximum record size
     #: (1 MiB unless the stream was created or updated with a larger MaxRecordSizeInKiB).
     max_user_record_size: int | None = None
-    metrics_level: str = "detailed"
-    metrics_granularity: str = "shard"
+    #: A MetricsLevel, or its string ("none", "summary", "detailed").
+    metrics_level: MetricsLevel = MetricsLevel.DETAILED
+    #: A MetricsGranularity, or its string ("global", "stream", "shard").
+    metrics_granularity: MetricsGranularity = MetricsGranularity.SHARD
     metrics_namespace: str = "KinesisProducerLibrary"
     metrics_upload_delay_ms: int = 60000
     #: Endpoint override: a host name (TLS on ``kinesis_port``, as in the KPL) or a full URL.
@@ -140,8 +149,7 @@ class ProducerConfig:
     ignored_settings: tuple[tuple[str, str], ...] = ()
 
     def __post_init__(self) -> None:
-        for setting in _SETTINGS:
-            _check(setting, getattr(self, setting.field), f"{setting.field} ({setting.key})")
+        validate(self, _SETTINGS)
         for endpoint, name in ((self.kinesis_endpoint, "kinesis_endpoint"),
                                (self.cloudwatch_endpoint, "cloudwatch_endpoint")):
             if "://" not in endpoint and not _HOST_PATTERN.match(endpoint):
@@ -180,7 +188,7 @@ class ProducerConfig:
                 )
             name = f"{raw_key} ({origin})"
             value = _convert(setting, raw_value, name)
-            _check(setting, value, name)
+            check(setting, value, name)
             values[setting.field] = value
         unknown = set(overrides) - {f.name for f in fields(cls)}
         if unknown:
@@ -263,8 +271,8 @@ class ProducerSettings(TypedDict, total=False):
     request_timeout_ms: int
     connect_timeout_ms: int
     max_user_record_size: int | None
-    metrics_level: str
-    metrics_granularity: str
+    metrics_level: MetricsLevel | str
+    metrics_granularity: MetricsGranularity | str
     metrics_namespace: str
     metrics_upload_delay_ms: int
     kinesis_endpoint: str
@@ -284,18 +292,13 @@ def check_setting_names(names: Iterable[str], where: str) -> None:
 
     A KPL key (``RecordTtl``) is pointed to its Python name (``record_ttl_ms``).
     """
-    known = ProducerSettings.__annotations__.keys()
-    for name in names:
-        if name in known:
-            continue
-        setting = _BY_KEY.get(_LEGACY_KEYS.get(name, name))
-        if setting is not None:
-            hint = f"the KPL's {name} is {setting.field!r} here (or use ProducerConfig.from_kpl_settings)"
-        else:
-            close = difflib.get_close_matches(name, known, n=3, cutoff=0.6) or difflib.get_close_matches(
-                name.lower(), known, n=3, cutoff=0.5)
-            hint = f"did you mean {' or '.join(map(repr, close))}?" if close else "see kpl.ProducerSettings"
-        raise UnknownSettingError(f"{where} got an unknown setting {name!r}: {hint}")
+    check_names(names, _SETTING_NAMES, _NAMED_BY_KEYS, where, key_hint=_KEY_HINT, owner="KPL",
+                fallback="see kpl.ProducerSettings")
+
+
+#: What ``Producer(**settings)`` and ``with_`` take: ProducerSettings' keys (tests check it against the table).
+_SETTING_NAMES = frozenset(ProducerSettings.__annotations__)
+_NAMED_BY_KEYS = (*_SETTINGS, *(replace(_BY_KEY[new], key=old) for old, new in _LEGACY_KEYS.items()))
 
 
 def settings_config(config: ProducerConfig | None, settings: Mapping[str, Any], where: str) -> ProducerConfig:
@@ -316,44 +319,19 @@ def _endpoint_url(endpoint: str, port: int) -> str | None:
     return f"https://{endpoint}:{port}"
 
 
-def _check(setting: _Setting, value: object, name: str) -> None:
-    if setting.field == "max_user_record_size" and value is None:
-        return
-    if setting.kind is bool:
-        if not isinstance(value, bool):
-            raise ConfigurationError(f"{name}: expected true or false, got {value!r}")
-        return
-    if setting.kind is int:
-        if isinstance(value, bool) or not isinstance(value, int):
-            raise ConfigurationError(f"{name}: expected an integer, got {value!r}")
-        if setting.minimum is not None and setting.maximum is not None and \
-                not setting.minimum <= value <= setting.maximum:
-            raise ConfigurationError(f"{name}: {value} is outside [{setting.minimum}, {setting.maximum}]")
-        return
-    if not isinstance(value, str):
-        raise ConfigurationError(f"{name}: expected a string, got {value!r}")
-    if setting.choices and value not in setting.choices:
-        raise ConfigurationError(f"{name}: {value!r} is not one of {', '.join(setting.choices)}")
-    if setting.pattern is not None and not setting.pattern.match(value):
-        raise ConfigurationError(f"{name}: {value!r} does not match {setting.pattern.pattern}")
-
-
-def _convert(setting: _Setting, raw: object, name: str) -> object:
+def _convert(setting: Setting, raw: object, name: str) -> object:
     """A properties-file string (or a native value) as the setting's type; errors name the key."""
-    if not isinstance(raw, str):
-        return raw
+    if not isinstance(raw, str) or setting.kind not in _EXPECTED:
+        return convert(setting, raw.strip() if isinstance(raw, str) else raw, name)
     text = raw.strip()
-    if setting.kind in (bool, int) and text.endswith(";"):
+    if text.endswith(";"):
         # KPL leniency, not the properties format: the KPL's own sample file writes
         # ``MaxUserRecordSize = 1048576;``, and that file must load unchanged.
         text = text[:-1].rstrip()
-    if setting.kind is bool:
-        lowered = text.lower()
-        if lowered not in ("true", "false"):
-            raise ConfigurationError(f"{name}: expected true or false, got {raw!r}")
-        return lowered == "true"
-    if setting.kind is int:
-        if not re.fullmatch(r"[+-]?[0-9]+", text):
-            raise ConfigurationError(f"{name}: expected an integer, got {raw!r}")
-        return int(text)
-    return text
+    try:
+        return convert(setting, text, name)
+    except ConfigurationError:
+        raise ConfigurationError(f"{name}: {_EXPECTED[setting.kind]}, got {raw!r}") from None
+
+
+_EXPECTED = {"bool": "expected true or false", "int": "expected an integer"}

@@ -71,11 +71,12 @@ class ConfigurationError(KinesisToolkitError, ValueError):
 
 
 class UnknownSettingError(ConfigurationError, TypeError):
-    """A keyword setting the producer does not have was given to ``Producer``, ``AsyncProducer`` or
-    ``ProducerConfig.with_``, or something other than a ``ProducerConfig`` was passed as the config.
+    """A keyword setting that does not exist was given to ``Producer``, ``AsyncProducer``, ``ProducerConfig``
+    or ``ProducerConfig.with_``, ``kcl.WorkerConfig`` or ``WorkerConfig.with_`` (kpl.settings checks them all).
 
-    The message names it and the closest settings.  Also a ``TypeError``, like Python's own error for an
-    unexpected keyword argument.
+    The message names it and the closest settings (or the Python name of a Java key, or the new name of a
+    renamed field: ``failover_time_millis`` is ``failover_time_ms``).  Also a ``TypeError``, like Python's own
+    error for an unexpected keyword argument.
     """
 
 

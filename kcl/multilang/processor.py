@@ -75,7 +75,7 @@ class MultiLangProcessorFactory:
             raise ConfigurationError("MultiLang mode needs executableName (the program to run per shard)")
         command = resolve_command(config.executable_name, directory)
         return cls(command, timeout=config.timeout_in_seconds,
-                   restart_backoff=(config.task_backoff_time_millis / 1000, config.max_task_backoff_time_millis / 1000))
+                   restart_backoff=(config.task_backoff_time_ms / 1000, config.max_task_backoff_time_ms / 1000))
 
     def __call__(self) -> MultiLangProcessor:
         return MultiLangProcessor(self)

@@ -25,9 +25,9 @@ from tests.integration.test_agent_support import AGENT_COMMAND, agent_config
 from tests.support.kinesis import create_stream
 from tests.support.waiting import async_wait_for, wait_for
 
-FAST = kcl.WorkerConfig(failover_time_millis=3000, idle_time_between_reads_in_millis=200,
+FAST = kcl.WorkerConfig(failover_time_ms=3000, idle_time_between_reads_ms=200,
                         initial_position_in_stream=kcl.InitialPosition.TRIM_HORIZON,
-                        metrics_level=kcl.MetricsLevel.NONE, graceful_shutdown_timeout_millis=10_000)
+                        metrics_level=kcl.MetricsLevel.NONE, graceful_shutdown_timeout_ms=10_000)
 
 
 @pytest.fixture

@@ -27,10 +27,10 @@ from tests.support.kinesis import create_stream, list_shards, wait_for_active
 from tests.support.waiting import async_wait_for, wait_for
 
 FAST = kcl.WorkerConfig(
-    failover_time_millis=3000, idle_time_between_reads_in_millis=200, task_backoff_time_millis=50,
-    max_task_backoff_time_millis=200, initial_position_in_stream=kcl.InitialPosition.TRIM_HORIZON,
-    parent_shard_poll_interval_millis=500, shard_sync_interval_millis=3000, metrics_level=kcl.MetricsLevel.NONE,
-    graceful_shutdown_timeout_millis=10_000, graceful_lease_handoff_timeout_millis=10_000,
+    failover_time_ms=3000, idle_time_between_reads_ms=200, task_backoff_time_ms=50,
+    max_task_backoff_time_ms=200, initial_position_in_stream=kcl.InitialPosition.TRIM_HORIZON,
+    parent_shard_poll_interval_ms=500, shard_sync_interval_ms=3000, metrics_level=kcl.MetricsLevel.NONE,
+    graceful_shutdown_timeout_ms=10_000, graceful_lease_handoff_timeout_ms=10_000,
 )
 
 

@@ -155,7 +155,7 @@ def test_bad_properties_file_names_the_key(tmp_path: Path, stream: str, aws_clie
     assert "app.properties:2: unknown setting 'maxRecord' (did you mean 'maxRecords'?)" in result.stderr
     config.write_text("failoverTimeMillis = 10000\nfailoverTimeMillis = soon\n")
     result = run("--stream", stream, "--application", application, "--processor", PROCESSOR, "--config", str(config))
-    assert result.returncode == 78 and "failoverTimeMillis must be an integer, got 'soon'" in result.stderr
+    assert result.returncode == 78 and "failoverTimeMillis: expected an integer, got 'soon'" in result.stderr
     # the last value wins, as in Java, and the operator is told (logging is set up before the file is read)
     assert "properties key set twice; the last value wins" in result.stderr
     assert application not in table_names(aws_clients)

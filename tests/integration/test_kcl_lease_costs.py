@@ -15,8 +15,8 @@ import kcl
 from tests.support.kinesis import create_stream
 from tests.support.waiting import async_wait_for
 
-CONFIG = kcl.WorkerConfig(failover_time_millis=3000, metrics_level=kcl.MetricsLevel.NONE,
-                          idle_time_between_reads_in_millis=1000, shard_sync_interval_millis=60_000)
+CONFIG = kcl.WorkerConfig(failover_time_ms=3000, metrics_level=kcl.MetricsLevel.NONE,
+                          idle_time_between_reads_ms=1000, shard_sync_interval_ms=60_000)
 
 
 class Idle(kcl.RecordProcessor):

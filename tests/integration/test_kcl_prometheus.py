@@ -247,8 +247,8 @@ async def test_worker_from_python_serves_the_endpoint_and_an_own_registry(stream
                 raise ValueError("first batch refused")
             checkpointer.checkpoint()
 
-    config = kcl.WorkerConfig(failover_time_millis=3000, idle_time_between_reads_in_millis=200,
-                              task_backoff_time_millis=50, max_task_backoff_time_millis=200,
+    config = kcl.WorkerConfig(failover_time_ms=3000, idle_time_between_reads_ms=200,
+                              task_backoff_time_ms=50, max_task_backoff_time_ms=200,
                               initial_position_in_stream=kcl.InitialPosition.TRIM_HORIZON,
                               metrics_level=kcl.MetricsLevel.NONE, metrics_port=0)
     worker = kcl.Worker(stream, stream, FailsOnce, config)

@@ -18,9 +18,9 @@ from tests.support.kinesis import create_stream
 from tests.support.waiting import async_wait_for
 
 FAST = kcl.WorkerConfig(
-    failover_time_millis=3000, idle_time_between_reads_in_millis=200, task_backoff_time_millis=50,
-    max_task_backoff_time_millis=200, initial_position_in_stream=kcl.InitialPosition.TRIM_HORIZON,
-    metrics_buffer_time_millis=1000, graceful_shutdown_timeout_millis=10_000,
+    failover_time_ms=3000, idle_time_between_reads_ms=200, task_backoff_time_ms=50,
+    max_task_backoff_time_ms=200, initial_position_in_stream=kcl.InitialPosition.TRIM_HORIZON,
+    metrics_buffer_time_ms=1000, graceful_shutdown_timeout_ms=10_000,
 )
 
 

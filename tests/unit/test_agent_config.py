@@ -14,6 +14,7 @@ import pytest
 
 from agent.cli import main
 from agent.config import load_config, strip_comments
+from agent.config_types import Destination, FileStartPosition, LongRecordOption, PartitionKeyOption
 from agent.errors import AgentConfigurationError
 from agent.producer_settings import producer_config
 
@@ -74,7 +75,7 @@ def error_of(path: Path) -> str:
 def test_java_style_configuration_parses(tmp_path: Path) -> None:
     config = load_config(write(tmp_path, JAVA_STYLE))
     assert config.emit_metrics is True
-    assert config.shutdown_timeout == 20.0
+    assert config.shutdown_timeout_ms == 20_000
     assert config.max_sending_threads == 8
     assert config.kinesis_client.endpoint_url == "https://kinesis.us-west-2.amazonaws.com"
     assert config.kinesis_client.region == "us-west-2"
@@ -82,14 +83,14 @@ def test_java_style_configuration_parses(tmp_path: Path) -> None:
     assert config.cloudwatch_client.endpoint_url == "https://monitoring.us-west-2.amazonaws.com"
     kinesis, firehose = config.flows
     assert kinesis.id == "kinesis:yourkinesisstream:/tmp/app.log*"
-    assert kinesis.max_buffer_age == 5.0
+    assert kinesis.max_buffer_age_ms == 5_000
     assert kinesis.max_buffer_size_records == 100
-    assert kinesis.partition_key_option == "DETERMINISTIC"
-    assert kinesis.initial_position == "START_OF_FILE"
+    assert kinesis.partition_key_option is PartitionKeyOption.DETERMINISTIC == "DETERMINISTIC"
+    assert kinesis.initial_position is FileStartPosition.START_OF_FILE
     assert kinesis.multi_line_start_pattern is not None and kinesis.multi_line_start_pattern.match(b"2024-01-01")
     assert kinesis.converters is not None and kinesis.converters.names == ["LOGTOJSON"]
     assert firehose.id == "fh:yourdeliverystream:/tmp/web/access.log"
-    assert firehose.destination_kind == "firehose"
+    assert firehose.destination_kind is Destination.FIREHOSE == "firehose"
 
 
 def test_endpoints_given_as_host_names_become_https_urls(tmp_path: Path) -> None:
@@ -104,18 +105,21 @@ def test_java_defaults(tmp_path: Path) -> None:
     assert config.checkpoint_ttl_days == 7
     assert config.emit_metrics is True
     assert config.cloudwatch_namespace == "AWSKinesisAgent"
-    assert config.metrics_interval == 30.0
-    assert config.shutdown_timeout == 10.0
-    assert config.status_period == 30.0
+    assert config.metrics_interval_ms == 30_000
+    assert config.shutdown_timeout_ms == 10_000
+    assert config.status_period_ms == 30_000
+    assert config.checkpoint_query_timeout_ms == 30_000
     (flow,) = config.flows
-    assert flow.partition_key_option == "RANDOM"
-    assert flow.initial_position == "END_OF_FILE"
-    assert flow.max_buffer_age == 60.0
+    assert flow.partition_key_option is PartitionKeyOption.RANDOM
+    assert flow.initial_position is FileStartPosition.END_OF_FILE
+    assert flow.long_record_option is LongRecordOption.TRUNCATE and not flow.drop_long_records
+    assert flow.max_buffer_age_ms == 60_000
+    assert flow.multi_line_flush_timeout_ms == 5_000
     assert flow.max_buffer_size_bytes == 5 * 1024 * 1024
     assert flow.max_buffer_size_records == 500
-    assert flow.poll_interval == 0.1
-    assert flow.retry_initial_backoff == 0.1
-    assert flow.retry_max_backoff == 10.0
+    assert flow.poll_interval_ms == 100
+    assert flow.retry_initial_backoff_ms == 100
+    assert flow.retry_max_backoff_ms == 10_000
     assert flow.truncated_record_terminator == b"\n"
     assert flow.aggregation_enabled is False
 

@@ -26,7 +26,7 @@ def config_file(directory: Path, **settings: Any) -> Path:
 def test_no_endpoint_unless_a_port_is_given(tmp_path: Path) -> None:
     config = load_config(config_file(tmp_path))
     assert config.metrics_endpoint is None
-    assert config.max_delivery_stall == 60.0
+    assert config.max_delivery_stall_ms == 60_000
     args = build_parser().parse_args([])
     assert with_endpoint_arguments(config, args).metrics_endpoint is None
 
@@ -35,7 +35,7 @@ def test_agent_json_keys_and_the_command_line_on_top(tmp_path: Path) -> None:
     config = load_config(config_file(tmp_path, **{"prometheus.port": "9101", "prometheus.address": "0.0.0.0",
                                                   "prometheus.maxDeliveryStallMillis": 5000}))
     assert config.metrics_endpoint == EndpointSettings(9101, "0.0.0.0")
-    assert config.max_delivery_stall == 5.0
+    assert config.max_delivery_stall_ms == 5_000
     assert with_endpoint_arguments(config, build_parser().parse_args([])).metrics_endpoint == config.metrics_endpoint
     moved = with_endpoint_arguments(config, build_parser().parse_args(["--metrics-port", "9102"]))
     assert moved.metrics_endpoint == EndpointSettings(9102, "0.0.0.0")

@@ -16,14 +16,14 @@ from kpl.properties import parse_properties
 
 def test_defaults_follow_the_kcl() -> None:
     config = WorkerConfig()
-    assert config.failover_time_millis == 10_000
+    assert config.failover_time_ms == 10_000
     assert config.renewal_interval == pytest.approx(10 / 3 - 0.025)
     assert config.assignment_interval == pytest.approx(20.05)
     assert config.max_records == 10_000
-    assert config.idle_time_between_reads_in_millis == 1_500
+    assert config.idle_time_between_reads_ms == 1_500
     assert config.initial_position_in_stream is InitialPosition.LATEST
-    assert config.shard_sync_interval_millis == 60_000
-    assert config.parent_shard_poll_interval_millis == 10_000
+    assert config.shard_sync_interval_ms == 60_000
+    assert config.parent_shard_poll_interval_ms == 10_000
     assert config.max_pending_process_records_input == 3
     assert config.max_cache_byte_size == 8 * 1024 * 1024
     assert config.metrics_level is MetricsLevel.DETAILED
@@ -31,9 +31,9 @@ def test_defaults_follow_the_kcl() -> None:
 
 
 def test_scan_interval_defaults_to_the_taker_interval_as_in_the_kcl() -> None:
-    config = WorkerConfig(failover_time_millis=3000)
+    config = WorkerConfig(failover_time_ms=3000)
     assert config.scan_interval == config.assignment_interval == pytest.approx(2 * 3.025)
-    assert WorkerConfig(lease_scan_interval_millis=700).scan_interval == 0.7
+    assert WorkerConfig(lease_scan_interval_ms=700).scan_interval == 0.7
 
 
 def test_worker_ids_are_unique_per_config() -> None:
@@ -41,24 +41,24 @@ def test_worker_ids_are_unique_per_config() -> None:
 
 
 def test_property_keys_are_the_kcl_names() -> None:
-    assert property_key("failover_time_millis") == "failoverTimeMillis"
-    assert property_key("idle_time_between_reads_in_millis") == "idleTimeBetweenReadsInMillis"
+    assert property_key("failover_time_ms") == "failoverTimeMillis"
+    assert property_key("idle_time_between_reads_ms") == "idleTimeBetweenReadsInMillis"
     assert property_key("initial_position_in_stream") == "initialPositionInStream"
     assert property_key("initial_timestamp") == "initialPositionInStreamExtended"
     assert property_key("dynamo_db_endpoint") == "dynamoDBEndpoint"
 
 
 @pytest.mark.parametrize(("changes", "named"), [
-    ({"failover_time_millis": 0}, "failoverTimeMillis"),
-    ({"failover_time_millis": 100}, "failoverTimeMillis"),
+    ({"failover_time_ms": 0}, "failoverTimeMillis"),
+    ({"failover_time_ms": 100}, "failoverTimeMillis"),
     ({"max_records": 10_001}, "maxRecords"),
-    ({"idle_time_between_reads_in_millis": 199}, "idleTimeBetweenReadsInMillis"),
+    ({"idle_time_between_reads_ms": 199}, "idleTimeBetweenReadsInMillis"),
     ({"max_leases_to_steal_at_one_time": 0}, "maxLeasesToStealAtOneTime"),
     ({"worker_id": ""}, "workerId"),
     ({"table_name": "x"}, "tableName"),
     ({"initial_position_in_stream": InitialPosition.AT_TIMESTAMP}, "initialPositionInStreamExtended"),
     ({"initial_timestamp": datetime(2024, 1, 1, tzinfo=UTC)}, "initialPositionInStreamExtended"),
-    ({"task_backoff_time_millis": 60_000}, "taskBackoffTimeMillis"),
+    ({"task_backoff_time_ms": 60_000}, "taskBackoffTimeMillis"),
 ])
 def test_invalid_values_are_rejected_naming_the_setting(changes: dict[str, object], named: str) -> None:
     with pytest.raises(ConfigurationError, match=named):
@@ -114,9 +114,9 @@ metricsLevel = summary
     assert config.timeout_in_seconds is None
     assert config.initial_position_in_stream is InitialPosition.TRIM_HORIZON
     assert config.region_name == "eu-west-1"
-    assert config.failover_time_millis == 20_000
+    assert config.failover_time_ms == 20_000
     assert config.max_records == 500
-    assert config.idle_time_between_reads_in_millis == 250
+    assert config.idle_time_between_reads_ms == 250
     assert config.cleanup_leases_upon_shard_completion is False
     assert config.retrieval_mode is RetrievalMode.FANOUT
     assert config.metrics_level is MetricsLevel.SUMMARY
@@ -195,11 +195,11 @@ def test_every_kcl_3_multilang_key_is_accepted(tmp_path: Path) -> None:
                 "timeoutInSeconds", "shutdownGraceMillis"}
     assert not honoured & set(loaded.ignored_keys)
     assert config.executable_name == "app.py" and config.timeout_in_seconds == 60
-    assert config.graceful_shutdown_timeout_millis == 5000
+    assert config.graceful_shutdown_timeout_ms == 5000
 
 
 def test_multilang_settings_are_checked(tmp_path: Path) -> None:
-    with pytest.raises(ConfigurationError, match=r"timeoutInSeconds.* must be a positive integer, got 0"):
+    with pytest.raises(ConfigurationError, match=r"timeoutInSeconds: 0 is outside the valid range 1\.\."):
         load_properties(write(tmp_path, "timeoutInSeconds = 0\n"))
     with pytest.raises(ConfigurationError, match=r"executableName.* must not be empty"):
         load_properties(write(tmp_path, "executableName =\n"))
@@ -249,11 +249,11 @@ def test_unknown_key_is_an_error_naming_it_with_a_suggestion(tmp_path: Path) -> 
 
 
 @pytest.mark.parametrize(("line", "message"), [
-    ("maxRecords = many", "maxRecords must be an integer"),
-    ("maxRecords = 500;", "maxRecords must be an integer, got '500;'"),  # no KPL-style leniency for ;
+    ("maxRecords = many", "maxRecords: expected an integer"),
+    ("maxRecords = 500;", "maxRecords: expected an integer, got '500;'"),  # no KPL-style leniency for ;
     ("maxRecords = 20000", "maxRecords"),
-    ("cleanupLeasesUponShardCompletion = yes", "cleanupLeasesUponShardCompletion must be true or false"),
-    ("initialPositionInStream = EARLIEST", "initialPositionInStream must be one of LATEST, TRIM_HORIZON"),
+    ("cleanupLeasesUponShardCompletion = yes", "cleanupLeasesUponShardCompletion: expected true or false, got 'yes'"),
+    ("initialPositionInStream = EARLIEST", "initialPositionInStream: 'EARLIEST' is not one of LATEST, TRIM_HORIZON"),
     ("initialPositionInStreamExtended = soon", "epoch seconds"),
     ("streamArn = clicks", "not a Kinesis stream ARN"),
     ("idleTimeBetweenReadsInMillis = 50", "idleTimeBetweenReadsInMillis"),
@@ -274,7 +274,7 @@ def set_twice_warnings(caplog: pytest.LogCaptureFixture) -> list[dict[str, objec
     # an alias and its key are one setting: the last of them wins, as Java's Properties would have it
     ("workerIdentifier = b\n\nworkerId = a\n", ("worker_id", "a", "workerIdentifier", "workerId", [1, 3])),
     ("gracefulShutdownTimeoutMillis = 1000\nshutdownGraceMillis = 2000\n",
-     ("graceful_shutdown_timeout_millis", 2000, "gracefulShutdownTimeoutMillis", "shutdownGraceMillis", [1, 2])),
+     ("graceful_shutdown_timeout_ms", 2000, "gracefulShutdownTimeoutMillis", "shutdownGraceMillis", [1, 2])),
     # the value of the entry that lost is not even read (as in Java): no error for it
     ("maxRecords = many\nmaxRecords = 7\n", ("max_records", 7, "maxRecords", "maxRecords", [1, 2])),
 ])

@@ -47,7 +47,7 @@ def test_the_table_answers_until_a_request_fails_and_again_after_an_answer(table
 
 
 def worker(table: Any, **state: Any) -> Any:
-    config = WorkerConfig(failover_time_millis=3000)
+    config = WorkerConfig(failover_time_ms=3000)
     fields: dict[str, Any] = {"lease_table": table, "config": config, "running": True, "stopping": False,
                               "coordinator": None}
     fields.update(state)

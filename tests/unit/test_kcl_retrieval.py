@@ -51,7 +51,7 @@ def record(sequence: str) -> dict[str, Any]:
             "ApproximateArrivalTimestamp": datetime(2024, 1, 1, tzinfo=UTC)}
 
 
-CONFIG = WorkerConfig(idle_time_between_reads_in_millis=200)
+CONFIG = WorkerConfig(idle_time_between_reads_ms=200)
 
 
 async def run_fetcher(script: list[Any], start: StartingPosition) -> tuple[ScriptedKinesis, list[FetchedBatch]]:

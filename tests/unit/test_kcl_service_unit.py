@@ -31,7 +31,7 @@ def test_the_unit_is_hardened_and_outlasts_a_graceful_stop() -> None:
     assert service["CapabilityBoundingSet"] == ""
     assert service["KillSignal"] == "SIGTERM"
     assert service["RestartPreventExitStatus"].split() == ["78"]
-    assert int(service["TimeoutStopSec"]) > WorkerConfig().graceful_shutdown_timeout_millis / 1000
+    assert int(service["TimeoutStopSec"]) > WorkerConfig().graceful_shutdown_timeout_ms / 1000
     assert "--config /etc/kcl-worker/%i.properties" in service["ExecStart"]
 
 
