@@ -96,3 +96,11 @@ def test_what_other_packages_and_the_docs_use_of_kpl_is_in_its_all() -> None:
             continue
         outside += [f"{where}: {module}.{name}" for name, where in sorted(uses) if name not in offered]
     assert not outside, "\n".join(outside)
+
+
+def test_tenacity_is_used_as_a_library() -> None:
+    """Retry loops run on tenacity's public API (kpl.retry); nothing builds its RetryCallState by hand."""
+    built = [str(path.relative_to(ROOT)) for package in (*PACKAGES, "tests", "bench", "examples")
+             for path in sorted((ROOT / package).rglob("*.py")) if "RetryCallState(" in path.read_text()
+             and path.name != "test_architecture.py"]
+    assert not built, f"use kpl.retry.retrying / retrying_blocking instead: {built}"

@@ -6,7 +6,7 @@ import pytest
 from botocore.exceptions import ClientError, EndpointConnectionError, NoCredentialsError, ReadTimeoutError
 from hypothesis import given
 from hypothesis import strategies as st
-from tenacity import RetryCallState, stop_after_attempt, stop_never, wait_none
+from tenacity import stop_after_attempt, stop_never, wait_none
 
 from kpl.retry import Backoff, ErrorKind, classify, error_code, retrying, retrying_blocking, stop_when
 
@@ -58,13 +58,26 @@ def test_backoff_refuses_an_empty_window() -> None:
 def test_the_timer_window_is_tenacitys_window() -> None:
     """Timers (Backoff.delay) and loops (Backoff.wait in retrying) wait within the same bounds."""
     backoff = Backoff(0.1, 2.0)
-    state = RetryCallState(retry_object=retrying_blocking(wait=wait_none(), stop=stop_never), fn=None, args=(),
-                           kwargs={})
-    for attempt in range(1, 12):
-        state.attempt_number = attempt
-        waits = [backoff.wait(state) for _ in range(200)]
-        assert max(waits) <= backoff.ceiling(attempt)
-        assert max(waits) > backoff.ceiling(attempt) / 2  # uniform over the window, not pinned low
+    waits: dict[int, list[float]] = {}
+
+    async def loop() -> None:
+        async def record(delay: float) -> None:
+            attempt = len(current) + 1
+            current.append(delay)
+            waits.setdefault(attempt, []).append(delay)
+
+        current: list[float] = []
+        with pytest.raises(ClientError):
+            async for attempt in retrying(wait=backoff.wait, stop=stop_after_attempt(12), sleep=record):
+                with attempt:
+                    raise _client_error("InternalFailure", 500)
+
+    for _ in range(200):
+        asyncio.run(loop())
+    for attempt, delays in waits.items():
+        assert max(delays) <= backoff.ceiling(attempt)
+        assert max(delays) > backoff.ceiling(attempt) / 2  # uniform over the window, not pinned low
+    assert sorted(waits) == list(range(1, 12))
 
 
 def test_a_retryable_error_is_retried_until_the_stop_and_reraised_as_itself() -> None:
