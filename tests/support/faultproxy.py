@@ -32,6 +32,11 @@ class ProxyStats:
     resets: int = 0
 
 
+def _blackholed(connection: _Connection) -> bool:
+    """Read the flag afresh: a type checker narrows ``connection.blackholed`` across an ``await``."""
+    return connection.blackholed
+
+
 class _Connection:
     def __init__(self, client: asyncio.StreamWriter, upstream: asyncio.StreamWriter | None) -> None:
         self.client = client
@@ -210,7 +215,7 @@ class FaultProxy:
                     continue
                 if self._latency:
                     await asyncio.sleep(self._latency)
-                    if connection.blackholed:
+                    if _blackholed(connection):  # blackhole() may have run during the sleep
                         self.stats.dropped_bytes += len(chunk)
                         continue
                 writer.write(chunk)

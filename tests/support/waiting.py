@@ -15,7 +15,7 @@ class ConditionTimeout(AssertionError):
 
 
 def wait_for(
-    condition: Callable[[], T], timeout: float, *, interval: float = 0.05, message: str = "condition"
+    condition: Callable[[], T | None], timeout: float, *, interval: float = 0.05, message: str = "condition"
 ) -> T:
     """Poll ``condition`` until it returns something truthy; fail the test after ``timeout`` seconds."""
     deadline = time.monotonic() + timeout
@@ -37,7 +37,7 @@ async def async_wait_for(
         if isinstance(value, Awaitable):
             value = await value
         if value:
-            return value  # type: ignore[return-value]
+            return value
         if time.monotonic() >= deadline:
             raise ConditionTimeout(f"{message} not met within {timeout:.1f}s (last value: {value!r})")
         await asyncio.sleep(interval)
