@@ -29,7 +29,7 @@ from tenacity import RetryCallState, stop_never, wait_fixed
 from agent.errors import CheckpointStoreError
 from agent.private_files import create_private_file, make_private_directories, warn_if_writable_by_others
 from kpl.logs import get_logger
-from kpl.retry import retrying
+from kpl.retry import last_error, retrying
 
 log = get_logger(__name__)
 
@@ -187,7 +187,7 @@ class CheckpointStore:
             nonlocal last_error_log
             if time.monotonic() - last_error_log > 60:
                 last_error_log = time.monotonic()
-                error = retry_state.outcome.exception() if retry_state.outcome is not None else None
+                error = last_error(retry_state)
                 log.error("cannot save checkpoints; retrying (data is not lost, but a restart now would "
                           "re-send what was delivered since the last save)", path=str(self.path), error=str(error))
 

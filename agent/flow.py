@@ -37,7 +37,7 @@ from agent.tracking import (
     read_block,
 )
 from kpl.logs import get_logger
-from kpl.retry import retrying
+from kpl.retry import last_error, retrying
 
 log = get_logger(__name__)
 
@@ -356,7 +356,7 @@ class Flow:
         self._acknowledge(batch, charged=True)
 
     def _failed_unexpectedly(self, retry_state: RetryCallState, batch: Batch) -> None:
-        error = retry_state.outcome.exception() if retry_state.outcome is not None else None
+        error = last_error(retry_state)
         log.error("sending a batch failed unexpectedly; retrying it", flow=self.id, path=batch.source.path,
                   records=len(batch.records), error=repr(error), exc_info=error)
 

@@ -26,7 +26,7 @@ from agent.metrics import SendMetrics
 from kpl import AsyncProducer, BufferFullError, ProducerConfig, RecordResult
 from kpl.aws import ClientConfig, async_client
 from kpl.logs import get_logger
-from kpl.retry import Backoff, ErrorKind, classify, classify_code, error_code, error_message, retrying
+from kpl.retry import Backoff, ErrorKind, classify, classify_code, error_code, error_message, last_error, retrying
 
 log = get_logger(__name__)
 
@@ -56,7 +56,7 @@ class _Undelivered(Exception):
 
 
 def _undelivered(retry_state: RetryCallState) -> _Undelivered:
-    error = retry_state.outcome.exception() if retry_state.outcome is not None else None
+    error = last_error(retry_state)
     assert isinstance(error, _Undelivered), error
     return error
 
@@ -248,7 +248,7 @@ class KinesisSink:
                     await self._deliver(batch)
 
     def _failed_unexpectedly(self, retry_state: RetryCallState, batch: Batch) -> None:
-        error = retry_state.outcome.exception() if retry_state.outcome is not None else None
+        error = last_error(retry_state)
         log.error("sending a batch failed unexpectedly; retrying it before any later batch",
                   flow=self.flow.id, records=len(batch.records), error=repr(error), exc_info=error)
 

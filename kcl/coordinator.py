@@ -37,7 +37,7 @@ from kcl.shard_sync import ShardInfo, child_lease, finished_parents, leases_to_c
 from kpl.aws import list_shards
 from kpl.hashing import HashRange
 from kpl.logs import get_logger
-from kpl.retry import Backoff, error_code, retrying, stop_when
+from kpl.retry import Backoff, error_code, last_error, retrying, stop_when
 
 log = get_logger(__name__)
 
@@ -257,7 +257,7 @@ class LeaseCoordinator:
         children = [ShardInfo.from_child_shard(c) for c in child_shards]
 
         def log_retry(retry_state: RetryCallState) -> None:
-            error = retry_state.outcome.exception() if retry_state.outcome is not None else None
+            error = last_error(retry_state)
             fields = {"shard": shard_id, "attempt": retry_state.attempt_number,
                       "error": describe_failure(error) if error is not None else None}
             if retry_state.attempt_number >= CHILD_FAILURES_BEFORE_ERROR:

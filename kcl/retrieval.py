@@ -33,7 +33,7 @@ from kcl.metrics import KclMetrics
 from kcl.sequence import AT_TIMESTAMP, LATEST, TRIM_HORIZON, ExtendedSequenceNumber
 from kcl.stream import is_stream_arn, stream_api_args
 from kpl.logs import get_logger
-from kpl.retry import Backoff, error_code, error_message, is_retryable, retrying, stop_when
+from kpl.retry import Backoff, error_code, error_message, is_retryable, last_error, retrying, stop_when
 
 log = get_logger(__name__)
 
@@ -173,7 +173,7 @@ class _Fetcher:
         read made ``progressed`` (then the caller starts a fresh count)."""
 
         def log_retry(retry_state: RetryCallState) -> None:
-            error = retry_state.outcome.exception() if retry_state.outcome is not None else None
+            error = last_error(retry_state)
             if error is not None and error_code(error) == "ResourceInUseException":
                 return  # subscribed again too soon: expected after a subscription fails, not worth a warning
             log.warning("shard read failed; retrying", call=what, shard=self.shard_id,
@@ -259,7 +259,7 @@ class _wait_resource_in_use(wait_base):
     seconds."""
 
     def __call__(self, retry_state: RetryCallState) -> float:
-        error = retry_state.outcome.exception() if retry_state.outcome is not None else None
+        error = last_error(retry_state)
         return 1.0 if error is not None and error_code(error) == "ResourceInUseException" else 0.0
 
 

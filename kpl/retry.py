@@ -42,6 +42,7 @@ __all__ = [
     "error_code",
     "error_message",
     "is_retryable",
+    "last_error",
     "retrying",
     "retrying_blocking",
     "stop_when"
@@ -208,6 +209,11 @@ class stop_when(stop_base):
 
     def __call__(self, retry_state: RetryCallState) -> bool:
         return self._predicate()
+
+
+def last_error(retry_state: RetryCallState) -> BaseException | None:
+    """The error the attempt just made failed with (None after a success), for waits and ``before_sleep``."""
+    return retry_state.outcome.exception() if retry_state.outcome is not None else None
 
 
 def retrying(*, wait: wait_base, stop: stop_base, retry_on: Callable[[BaseException], bool] = is_retryable,
