@@ -37,7 +37,7 @@ from agent.tracking import (
     read_block,
 )
 from kpl.logs import get_logger
-from kpl.retry import last_error, retrying
+from kpl.retry import any_error, last_error, retrying
 
 log = get_logger(__name__)
 
@@ -349,7 +349,7 @@ class Flow:
         # A failure the sink did not expect: the batch is kept, never dropped.  stop_never: docs/agent.md
         # ("Retries never give up"); stop() cancels the deliveries at shutdown.
         async for attempt in retrying(wait=wait_fixed(self.config.retry_max_backoff_ms / 1000), stop=stop_never,
-                                      retry_on=lambda error: isinstance(error, Exception),
+                                      retry_on=any_error,
                                       before_sleep=lambda state: self._failed_unexpectedly(state, batch)):
             with attempt:
                 await self.sink.deliver(batch)

@@ -26,7 +26,17 @@ from agent.metrics import SendMetrics
 from kpl import AsyncProducer, BufferFullError, ProducerConfig, RecordResult
 from kpl.aws import ClientConfig, async_client
 from kpl.logs import get_logger
-from kpl.retry import Backoff, ErrorKind, classify, classify_code, error_code, error_message, last_error, retrying
+from kpl.retry import (
+    Backoff,
+    ErrorKind,
+    any_error,
+    classify,
+    classify_code,
+    error_code,
+    error_message,
+    last_error,
+    retrying,
+)
 
 log = get_logger(__name__)
 
@@ -36,11 +46,6 @@ LOG_INTERVAL = 60.0
 
 def _is_undelivered(error: BaseException) -> bool:
     return isinstance(error, _Undelivered)
-
-
-def _is_unexpected(error: BaseException) -> bool:
-    """Any error but cancellation (shutdown), which ends the loop."""
-    return isinstance(error, Exception)
 
 
 class _Undelivered(Exception):
@@ -242,7 +247,7 @@ class KinesisSink:
             # An unexpected failure (a bug) is retried here, so the lock is not given up.  stop_never: docs/agent.md
             # ("Retries never give up", "Order") — the flow cancels its deliveries at shutdown.
             async for attempt in retrying(wait=wait_fixed(self.flow.retry_max_backoff_ms / 1000), stop=stop_never,
-                                          retry_on=_is_unexpected,
+                                          retry_on=any_error,
                                           before_sleep=lambda state: self._failed_unexpectedly(state, batch)):
                 with attempt:
                     await self._deliver(batch)

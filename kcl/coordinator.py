@@ -37,7 +37,7 @@ from kcl.shard_sync import ShardInfo, child_lease, finished_parents, leases_to_c
 from kpl.aws import list_shards
 from kpl.hashing import HashRange
 from kpl.logs import get_logger
-from kpl.retry import Backoff, error_code, last_error, retrying, stop_when
+from kpl.retry import Backoff, any_error, error_code, last_error, retrying, stop_when
 
 log = get_logger(__name__)
 
@@ -267,7 +267,7 @@ class LeaseCoordinator:
 
         tenure_over = stop_when(lambda: self._stopping or not self.held.is_current(shard_id, token))
         async for attempt in retrying(wait=Backoff(initial=0.2, maximum=5.0).wait, stop=tenure_over,
-                                      retry_on=lambda error: isinstance(error, Exception), before_sleep=log_retry):
+                                      retry_on=any_error, before_sleep=log_retry):
             with attempt:
                 await self._create_children(shard_id, children)
 

@@ -37,6 +37,7 @@ __all__ = [
     "TRANSIENT_CODES",
     "Backoff",
     "ErrorKind",
+    "any_error",
     "classify",
     "classify_code",
     "error_code",
@@ -209,6 +210,11 @@ class stop_when(stop_base):
 
     def __call__(self, retry_state: RetryCallState) -> bool:
         return self._predicate()
+
+
+def any_error(error: BaseException) -> bool:
+    """A ``retry_on`` for loops that retry every failure: any Exception, never cancellation or an exit."""
+    return isinstance(error, Exception)
 
 
 def last_error(retry_state: RetryCallState) -> BaseException | None:

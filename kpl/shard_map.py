@@ -27,7 +27,7 @@ from tenacity.wait import wait_base
 from kpl.aws import list_shards, stream_api_args
 from kpl.hashing import HashRange, ShardRanges
 from kpl.logs import get_logger
-from kpl.retry import retrying, stop_when
+from kpl.retry import any_error, retrying, stop_when
 
 log = get_logger(__name__)
 
@@ -222,7 +222,7 @@ class ShardMapRefresher:
         loop = asyncio.get_running_loop()
         async for attempt in retrying(wait=refresh_wait(self.shard_map.refresh_failures),
                                       stop=stop_when(lambda: self._wanted_since is None),
-                                      retry_on=lambda error: isinstance(error, Exception),
+                                      retry_on=any_error,
                                       before_sleep=self._retrying):
             with attempt:
                 self._wanted_since = None
