@@ -172,31 +172,41 @@ def is_retryable(error: BaseException) -> bool:
 
 
 class Backoff:
-    """Jittered exponential backoff: attempt n waits uniformly in [0, min(maximum, initial * 2**(n-1))]."""
+    """Jittered exponential backoff: attempt n waits uniformly in [minimum, min(maximum, initial * factor**(n-1))]."""
 
-    __slots__ = ("initial", "maximum")
+    __slots__ = ("factor", "initial", "maximum", "minimum")
 
-    def __init__(self, initial: float = 0.1, maximum: float = 10.0) -> None:
-        if initial <= 0 or maximum < initial:
-            raise ValueError(f"backoff needs 0 < initial <= maximum, got initial={initial} maximum={maximum}")
+    def __init__(self, initial: float = 0.1, maximum: float = 10.0, *, factor: float = 2.0,
+                 minimum: float = 0.0) -> None:
+        if initial <= 0 or maximum < initial or factor < 1 or not 0 <= minimum <= initial:
+            raise ValueError(f"backoff needs 0 <= minimum <= initial <= maximum and factor >= 1, got "
+                             f"initial={initial} maximum={maximum} factor={factor} minimum={minimum}")
         self.initial = initial
         self.maximum = maximum
+        self.factor = factor
+        self.minimum = minimum
 
     def ceiling(self, attempt: int) -> float:
         """The longest wait before retry number ``attempt`` (1 for the first retry)."""
-        doublings = max(0, attempt - 1)
-        if doublings >= 64:  # far past any maximum; 2**n would only overflow the float
+        try:
+            return min(self.maximum, self.initial * self.factor ** max(0, attempt - 1))
+        except OverflowError:  # far past any maximum
             return self.maximum
-        return min(self.maximum, self.initial * 2.0**doublings)
 
     def delay(self, attempt: int) -> float:
         """Seconds to wait before retry number ``attempt``, for callers that schedule retries on a timer."""
-        return random.uniform(0.0, self.ceiling(attempt))
+        return random.uniform(self.minimum, self.ceiling(attempt))
 
     @property
     def wait(self) -> wait_base:
         """The same window as a tenacity wait strategy, for :func:`retrying` loops."""
-        return wait_random_exponential(multiplier=self.initial, max=self.maximum)
+        return self.wait_after(0)
+
+    def wait_after(self, failures: int) -> wait_base:
+        """The window of a loop that goes on after ``failures`` earlier ones: its attempt n waits as attempt
+        ``failures + n`` would."""
+        return wait_random_exponential(multiplier=self.ceiling(failures + 1), exp_base=self.factor,
+                                       min=self.minimum, max=self.maximum)
 
 
 class stop_when(stop_base):

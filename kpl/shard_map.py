@@ -21,42 +21,32 @@ import contextlib
 from collections.abc import Callable
 from typing import Any, NamedTuple
 
-from tenacity import RetryCallState, wait_random_exponential
+from tenacity import RetryCallState
 from tenacity.wait import wait_base
 
 from kpl.aws import list_shards, stream_api_args
 from kpl.hashing import HashRange, ShardRanges
 from kpl.logs import get_logger
-from kpl.retry import any_error, retrying, stop_when
+from kpl.retry import Backoff, any_error, retrying, stop_when
 
 log = get_logger(__name__)
 
 DEFAULT_MAX_RECORD_SIZE = 1024 * 1024
 CLOSED_SHARD_TTL = 60.0
-REFRESH_BACKOFF_INITIAL = 1.0
-REFRESH_BACKOFF_FACTOR = 1.5
-REFRESH_BACKOFF_MAX = 30.0
-#: The shortest wait before a refresh retry: ListShards allows 100 calls/s per stream, shared by every producer.
-REFRESH_BACKOFF_MIN = 0.5
+#: Failed refreshes: the window grows 1 s, x1.5, to 30 s; never sooner than 0.5 s, as ListShards allows
+#: 100 calls/s per stream, shared by every producer.
+REFRESH_BACKOFF = Backoff(1.0, 30.0, factor=1.5, minimum=0.5)
 
 
 def refresh_ceiling(failures: int) -> float:
-    """The longest wait after ``failures`` failed refreshes in a row (1 s, x1.5, up to 30 s); 0 after none."""
-    if failures <= 0:
-        return 0.0
-    if failures > 64:  # far past the maximum; the power would only overflow the float
-        return REFRESH_BACKOFF_MAX
-    return min(REFRESH_BACKOFF_MAX, REFRESH_BACKOFF_INITIAL * REFRESH_BACKOFF_FACTOR ** (failures - 1))
+    """The longest wait after ``failures`` failed refreshes in a row; 0 after none."""
+    return REFRESH_BACKOFF.ceiling(failures) if failures > 0 else 0.0
 
 
 def refresh_wait(prior_failures: int) -> wait_base:
-    """The jittered waits of a retry loop that starts after ``prior_failures`` failed refreshes.
-
-    Attempt n of the loop is failure ``prior_failures + n`` in a row, so the window goes on growing
-    where the previous loop left it: [REFRESH_BACKOFF_MIN, :func:`refresh_ceiling`].
-    """
-    return wait_random_exponential(multiplier=refresh_ceiling(prior_failures + 1), exp_base=REFRESH_BACKOFF_FACTOR,
-                                   min=REFRESH_BACKOFF_MIN, max=REFRESH_BACKOFF_MAX)
+    """The jittered waits of a retry loop that starts after ``prior_failures`` failed refreshes: the window
+    goes on growing where the previous loop left it."""
+    return REFRESH_BACKOFF.wait_after(prior_failures)
 
 
 class _ClosedShard(NamedTuple):

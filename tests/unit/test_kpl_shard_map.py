@@ -13,11 +13,10 @@ from tenacity import stop_after_attempt
 import kpl.shard_map as shard_map_module
 from kpl.hashing import MAX_HASH_KEY
 from kpl.logs import EVENT_ATTRIBUTE
-from kpl.retry import retrying
+from kpl.retry import Backoff, retrying
 from kpl.shard_map import (
     CLOSED_SHARD_TTL,
-    REFRESH_BACKOFF_MAX,
-    REFRESH_BACKOFF_MIN,
+    REFRESH_BACKOFF,
     ShardMap,
     ShardMapRefresher,
     refresh_ceiling,
@@ -94,9 +93,9 @@ def test_refresh_backoff_window_grows_to_thirty_seconds_and_resets() -> None:
     shard_map = ShardMap("s")
     ceilings = [shard_map.refresh_failed() for _ in range(12)]
     assert ceilings[:3] == [1.0, 1.5, 2.25]
-    assert ceilings[-1] == REFRESH_BACKOFF_MAX
+    assert ceilings[-1] == REFRESH_BACKOFF.maximum
     assert ceilings == sorted(ceilings)
-    assert refresh_ceiling(10**6) == REFRESH_BACKOFF_MAX  # no overflow however long the outage
+    assert refresh_ceiling(10**6) == REFRESH_BACKOFF.maximum  # no overflow however long the outage
     shard_map.apply(TWO_SHARDS, 1.0)
     assert shard_map.refresh_failed() == 1.0
 
@@ -123,16 +122,16 @@ def test_refresh_waits_are_jittered_within_the_growing_window() -> None:
     waits = _waits(0, 13)
     assert len(waits) == 12
     for failures, wait in enumerate(waits, start=1):
-        assert REFRESH_BACKOFF_MIN <= wait <= refresh_ceiling(failures)
+        assert REFRESH_BACKOFF.minimum <= wait <= refresh_ceiling(failures)
     spread = _waits(20, 200)  # every window is [0.5 s, 30 s] by now
-    assert all(REFRESH_BACKOFF_MIN <= wait <= REFRESH_BACKOFF_MAX for wait in spread)
-    assert min(spread) < REFRESH_BACKOFF_MAX / 4 and max(spread) > REFRESH_BACKOFF_MAX * 3 / 4, "jittered"
+    assert all(REFRESH_BACKOFF.minimum <= wait <= REFRESH_BACKOFF.maximum for wait in spread)
+    assert min(spread) < REFRESH_BACKOFF.maximum / 4 and max(spread) > REFRESH_BACKOFF.maximum * 3 / 4, "jittered"
 
 
 def test_a_new_refresh_loop_goes_on_from_the_failures_before_it() -> None:
     """After 3 failed refreshes, the next loop's first wait is within the 4th failure's window, and so on."""
     waits = _waits(3, 200)
-    assert all(REFRESH_BACKOFF_MIN <= wait <= refresh_ceiling(4 + attempt) for attempt, wait in enumerate(waits))
+    assert all(REFRESH_BACKOFF.minimum <= wait <= refresh_ceiling(4 + attempt) for attempt, wait in enumerate(waits))
     assert max(waits) > refresh_ceiling(4)
 
 
@@ -153,9 +152,7 @@ class FailingKinesis:
 
 @pytest.fixture
 def short_backoff(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(shard_map_module, "REFRESH_BACKOFF_INITIAL", 0.04)
-    monkeypatch.setattr(shard_map_module, "REFRESH_BACKOFF_MIN", 0.02)
-    monkeypatch.setattr(shard_map_module, "REFRESH_BACKOFF_MAX", 0.2)
+    monkeypatch.setattr(shard_map_module, "REFRESH_BACKOFF", Backoff(0.04, 0.2, factor=1.5, minimum=0.02))
 
 
 @pytest.mark.usefixtures("short_backoff")
@@ -180,7 +177,7 @@ def test_a_refresh_is_retried_with_backoff_while_records_wait(caplog: pytest.Log
     assert refreshed == [True] and len(client.calls) == 3
     gaps = [later - earlier for earlier, later in itertools.pairwise(client.calls)]
     for failures, gap in enumerate(gaps, start=1):
-        assert gap >= shard_map_module.REFRESH_BACKOFF_MIN - 0.005
+        assert gap >= shard_map_module.REFRESH_BACKOFF.minimum - 0.005
         assert gap < shard_map_module.refresh_ceiling(failures) + 5  # a loaded machine may add, never less
     events = [getattr(record, EVENT_ATTRIBUTE) for record in caplog.records]
     assert [event["event"] for event in events] == ["shard map refresh failed"] * 2
